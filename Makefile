@@ -1,0 +1,52 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (the whole suite).
+# Both set up everything they need on a fresh Debian machine: the virtual environment with the
+# pinned Python packages (constraints.txt) and the Debian packages of the servers the tests start.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SYSTEM_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test bench lint typecheck system-deps venv lock clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+demo: venv
+	-@$(MAKE) --no-print-directory system-deps
+	$(BIN)/circman5 demo
+
+lint: venv
+	$(BIN)/ruff check src simulators tests benchmarks
+	$(BIN)/ruff format --check src simulators tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: system-deps venv
+	$(BIN)/ruff check src simulators tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+bench: system-deps venv
+	$(BIN)/python -m benchmarks
+
+# Refresh the pinned versions after changing dependencies in pyproject.toml.
+lock: venv
+	$(BIN)/pip freeze --exclude-editable > constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,256 @@
+"""Real third-party servers (mosquitto, VictoriaMetrics, InfluxDB 1.x) run as child processes.
+
+Used by the test fixtures, the benchmarks and the demo. Each server gets a free loopback port and
+its own temporary directory, and can be stopped, killed and restarted on the same port.
+A missing binary raises :class:`ServerBinaryMissing` naming the Debian package to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self
+
+
+class ServerBinaryMissing(RuntimeError):
+    """The server's binary is not installed."""
+
+    def __init__(self, binary: str, package: str) -> None:
+        super().__init__(
+            f"'{binary}' not found: install the Debian package '{package}' "
+            f"(apt-get install -y {package}); 'make test' does this for you"
+        )
+        self.binary = binary
+        self.package = package
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def find_binary(name: str, package: str, extra_dirs: tuple[str, ...] = ("/usr/sbin",)) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in extra_dirs:
+        candidate = Path(directory) / name
+        if candidate.exists():
+            return str(candidate)
+    raise ServerBinaryMissing(name, package)
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass (then TimeoutError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(Exception):
+            if condition():
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def http_status(url: str, timeout: float = 1.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+class ServerProcess:
+    """A child process with a readiness check; start/stop/kill/restart keep the same port."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path, port: int | None = None, ready_timeout: float = 20.0) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.ready_timeout = ready_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.workdir / f"{self.name}.log"
+
+    # subclasses fill these in
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def is_ready(self) -> bool:
+        return port_open(self.port)
+
+    def start(self) -> Self:
+        if self.running:
+            return self
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
+        log.close()
+        try:
+            wait_until(self._ready_or_dead, self.ready_timeout, f"{self.name} on port {self.port}")
+        except TimeoutError:
+            self.stop()
+            raise
+        if not self.running:
+            raise RuntimeError(f"{self.name} exited at start; log:\n{self.log_tail()}")
+        return self
+
+    def _ready_or_dead(self) -> bool:
+        return not self.running or self.is_ready()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after ``timeout``)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        wait_until(lambda: not port_open(self.port), 10.0, f"{self.name} port {self.port} to close")
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> Self:
+        self.stop()
+        return self.start()
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Mosquitto(ServerProcess):
+    """mosquitto (Debian ``mosquitto``) on loopback, anonymous, with on-disk persistence."""
+
+    name = "mosquitto"
+
+    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "") -> None:
+        super().__init__(workdir, port)
+        self.extra_config = extra_config
+        self.binary = find_binary("mosquitto", "mosquitto")
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "mosquitto.conf"
+        persistence = self.workdir / "persistence"
+        persistence.mkdir(exist_ok=True)
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {persistence}/\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 1000000\n"
+            "max_inflight_messages 0\n"
+            "log_type error\nlog_type warning\n"
+            f"{self.extra_config}\n"
+        )
+        return [self.binary, "-c", str(conf)]
+
+
+class VictoriaMetrics(ServerProcess):
+    """VictoriaMetrics (Debian ``victoria-metrics``): accepts InfluxDB line protocol on /api/v2/write."""
+
+    name = "victoria-metrics"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        self.binary = find_binary("victoria-metrics", "victoria-metrics")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-storageDataPath={self.workdir / 'data'}",
+            "-retentionPeriod=100y",
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-loggerLevel=ERROR",
+        ]
+
+    def is_ready(self) -> bool:
+        return http_status(f"{self.url}/health") == 200
+
+    def force_flush(self) -> None:
+        """Make every accepted sample visible to queries."""
+        urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10).close()
+
+
+class InfluxDB1(ServerProcess):
+    """InfluxDB 1.x (Debian ``influxdb``) with its /write and /query endpoints."""
+
+    name = "influxdb"
+
+    def __init__(self, workdir: Path, port: int | None = None, auth: bool = False) -> None:
+        super().__init__(workdir, port, ready_timeout=30.0)
+        self.binary = find_binary("influxd", "influxdb")
+        self.rpc_port = free_port()
+        self.auth = auth
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        conf = self.workdir / "influxdb.conf"
+        conf.write_text(
+            f'reporting-disabled = true\nbind-address = "127.0.0.1:{self.rpc_port}"\n'
+            f'[meta]\n  dir = "{self.workdir / "meta"}"\n'
+            f'[data]\n  dir = "{self.workdir / "data"}"\n  wal-dir = "{self.workdir / "wal"}"\n'
+            "  query-log-enabled = false\n"
+            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n'
+            f"  auth-enabled = {'true' if self.auth else 'false'}\n  log-enabled = false\n"
+            "[monitor]\n  store-enabled = false\n"
+            "[continuous_queries]\n  enabled = false\n"
+        )
+        return [self.binary, "run", "-config", str(conf)]
+
+    def is_ready(self) -> bool:
+        return http_status(f"{self.url}/ping") == 204

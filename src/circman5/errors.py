@@ -1,0 +1,72 @@
+"""The one exception hierarchy of circman5.
+
+Library exceptions are converted at the connector/sink boundary with ``raise ... from err``.
+Where the spec documents ``ValueError`` for bad input, the error also derives from it.
+"""
+
+from __future__ import annotations
+
+
+class Circman5Error(Exception):
+    """Base of every error raised by circman5."""
+
+
+class ConfigError(Circman5Error):
+    """Invalid configuration: names the file, the key and the reason."""
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        self.file = file
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{file}: {key}: {reason}")
+
+
+class InvalidInputError(Circman5Error, ValueError):
+    """A caller passed a value the twin cannot use (unknown path, non-numeric value, ...)."""
+
+
+class StateValidationError(InvalidInputError):
+    """A twin state failed validation."""
+
+
+class ConnectorError(Circman5Error):
+    """A device or broker could not be reached or answered with an error."""
+
+
+class DeviceUnavailable(ConnectorError):
+    """The device is not connected (timeout, refused, closed session)."""
+
+
+class TagWriteError(ConnectorError):
+    """A write to a device tag failed or was refused."""
+
+
+class SinkError(Circman5Error):
+    """A sink could not store a batch."""
+
+
+class SinkUnavailable(SinkError):
+    """Transient: the server is down, overloaded or timed out. Retry later.
+
+    ``retry_after`` is the server's requested wait in seconds (``Retry-After``), if any.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SinkRejected(SinkError):
+    """Permanent: the server refused this batch (4xx other than 429). Quarantine it."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(Circman5Error):
+    """Authentication or authorization failed."""
+
+
+class CommandRejected(Circman5Error):
+    """A setpoint command violates its limits or the user's role."""
