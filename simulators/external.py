@@ -192,7 +192,7 @@ class Mosquitto(ServerProcess):
 
 
 class VictoriaMetrics(ServerProcess):
-    """VictoriaMetrics (Debian ``victoria-metrics``): accepts InfluxDB line protocol on /api/v2/write."""
+    """VictoriaMetrics (Debian ``victoria-metrics``): InfluxDB line protocol on /api/v2/write."""
 
     name = "victoria-metrics"
 
