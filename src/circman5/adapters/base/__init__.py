@@ -1,0 +1,1 @@
+"""Configuration adapter base classes and the configuration manager."""
