@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb
+SYSTEM_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench lint typecheck system-deps venv lock clean
