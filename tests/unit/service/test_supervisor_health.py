@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import httpx
 
@@ -46,10 +47,8 @@ async def test_failing_component_is_restarted_and_reported_while_others_run() ->
     assert "device gone #3" in (flaky_status.last_error or "")
     assert healthy_ticks > 0 and supervisor.statuses[1].restarts == 0
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
     assert not any(s.running for s in supervisor.statuses)
 
 
@@ -68,10 +67,8 @@ async def test_component_that_returns_is_restarted() -> None:
     task = asyncio.create_task(supervisor.run())
     await asyncio.wait_for(done.wait(), timeout=5)
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
     assert "returned unexpectedly" in (supervisor.statuses[0].last_error or "")
 
 
@@ -96,7 +93,5 @@ async def test_health_ready_and_metrics_endpoints() -> None:
         assert (await client.get(f"{base}/nope")).status_code == 404
         assert (await client.post(f"{base}/health")).status_code == 405
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
