@@ -65,4 +65,4 @@ def print_table(title: str, rows: list[Row], console: Console | None = None) -> 
             "-" if row.baseline is None else f"{_fmt(row.baseline)} {row.baseline_label}".strip()
         )
         table.add_row(row.name, _fmt(row.value), row.unit, target, baseline, ratio, ok)
-    (console or Console()).print(table)
+    (console or Console(width=160)).print(table)

@@ -1,0 +1,114 @@
+"""The ``circman5`` command (also ``python -m circman5``).
+
+``circman5 [--config DIR] [--data-dir DIR] COMMAND``: ``--config`` is the directory of the twin's
+JSON constants (default: ``CIRCMAN5_CONFIG_DIR`` or the embedded defaults); ``--data-dir`` where
+everything is written (default: ``CIRCMAN5_DATA_DIR`` or ``~/.local/share/circman5``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from circman5 import __version__
+from circman5.errors import ConfigError
+from circman5.paths import CONFIG_DIR_ENV, DATA_DIR_ENV
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="circman5", description="CIRCMAN5.0 edge twin of a PV-module manufacturing line"
+    )
+    parser.add_argument("--version", action="version", version=f"circman5 {__version__}")
+    parser.add_argument(
+        "--config", dest="config_dir", type=Path, help="directory of the twin's JSON constants"
+    )
+    parser.add_argument("--data-dir", type=Path, help="where circman5 writes its files")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run the twin on its embedded defaults, live")
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument("--rate", type=float, default=10.0, help="updates per second")
+    demo.add_argument("--plain", action="store_true", help="print lines instead of a live view")
+
+    check = commands.add_parser(
+        "check-config", help="validate the configuration and print it (secrets masked)"
+    )
+    check.add_argument("settings_file", nargs="?", type=Path, help="service settings (TOML)")
+
+    init = commands.add_parser(
+        "init-config", help="write the default JSON constants into a directory, to edit"
+    )
+    init.add_argument("directory", type=Path)
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config_dir is not None:
+        os.environ[CONFIG_DIR_ENV] = str(args.config_dir)
+    if args.data_dir is not None:
+        os.environ[DATA_DIR_ENV] = str(args.data_dir)
+    try:
+        if args.command == "demo":
+            from circman5.service.demo import run_demo
+
+            return run_demo(
+                duration=args.duration, rate=args.rate, plain=args.plain, log_level=args.log_level
+            )
+        if args.command == "check-config":
+            return check_config(args.settings_file)
+        if args.command == "init-config":
+            return init_config(args.directory, args.force)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    parser.print_help()
+    return 0
+
+
+def check_config(settings_file: Path | None) -> int:
+    """Validate the twin's constants and the service settings; print them resolved."""
+    from circman5.adapters.services.constants_service import ConstantsService
+    from circman5.settings import load_settings, masked
+
+    settings = load_settings(settings_file)
+    if settings.config_dir is not None and CONFIG_DIR_ENV not in os.environ:
+        os.environ[CONFIG_DIR_ENV] = str(settings.config_dir)
+    constants = ConstantsService()
+    resolved = {
+        "settings_file": str(settings_file) if settings_file else None,
+        "constants_dir": str(constants.config_dir) if constants.config_dir else "(embedded)",
+        "settings": masked(settings),
+        "thresholds": {
+            path: {"low": r.low, "high": r.high, "severity": r.severity, "deadband": r.deadband}
+            for path, r in constants.get_parameter_thresholds().items()
+        },
+    }
+    print(json.dumps(resolved, indent=2))
+    print("configuration OK", file=sys.stderr)
+    return 0
+
+
+def init_config(directory: Path, force: bool) -> int:
+    """Write every adapter's defaults as JSON files into ``directory``."""
+    from circman5.adapters.config.adapters import ADAPTERS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for adapter_cls in ADAPTERS.values():
+        target = directory / adapter_cls.file_name
+        if target.exists() and not force:
+            print(f"kept {target} (exists; --force overwrites)", file=sys.stderr)
+            continue
+        target.write_text(json.dumps(adapter_cls(target).get_defaults(), indent=4) + "\n")
+        print(f"wrote {target}")
+    return 0

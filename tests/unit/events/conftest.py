@@ -1,0 +1,31 @@
+"""Fixtures of the event tests: the event manager singleton reset around every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from circman5.manufacturing.digital_twin.event_notification.event_manager import (
+    EventManager,
+    event_manager,
+)
+from circman5.manufacturing.digital_twin.event_notification.event_persistence import (
+    EventPersistence,
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_event_manager() -> Iterator[EventManager]:
+    """The singleton, with no subscribers, filters or configuration, on the test's data dir."""
+    EventManager._reset_instance()
+    yield event_manager
+    EventManager._reset_instance()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EventPersistence]:
+    persistence = EventPersistence(tmp_path / "store" / "events.db", max_events=10_000)
+    yield persistence
+    persistence.close()
