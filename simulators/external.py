@@ -8,6 +8,7 @@ A missing binary raises :class:`ServerBinaryMissing` naming the Debian package t
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -177,8 +178,11 @@ class Mosquitto(ServerProcess):
         conf = self.workdir / "mosquitto.conf"
         persistence = self.workdir / "persistence"
         persistence.mkdir(exist_ok=True)
+        # run as root, mosquitto drops to the 'mosquitto' user, who cannot write our private
+        # directory: 'user root' keeps it as the user that started it (ignored when not root)
+        run_as = "user root\n" if os.geteuid() == 0 else ""
         conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+            run_as + f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {persistence}/\n"

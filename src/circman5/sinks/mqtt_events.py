@@ -1,0 +1,459 @@
+"""Events, twin state and service status published to an MQTT broker (paho-mqtt 2.x).
+
+Topics (``{base}`` = ``{topic_prefix}/{site}/{line}``):
+
+* ``{base}/events/{category}``: every event as JSON (its ``to_dict()``), QoS 1, not retained.
+  Events go through an :class:`~circman5.sinks.outbox.Outbox`, so events raised while the broker
+  is away are published when it returns, in order; an event counts as delivered only when the
+  broker acknowledged it (PUBACK).
+* ``{base}/state``: the twin state snapshot as JSON, retained, QoS 1, republished at most every
+  ``state_interval_s`` when it changed; with MQTT 5 it expires after ``state_expiry_s``.
+* ``{base}/status``: ``online`` (retained birth message, sent on every connect) or ``offline``
+  (retained; sent on a clean stop, and by the broker as last will when the service dies).
+
+With MQTT 5 the messages carry a content type (``application/json``, ``text/plain`` for the
+status) and the UTF-8 payload format indicator. MQTT 3.1.1 works the same without properties.
+
+paho runs its network thread; every callback hands over to the event loop with
+``loop.call_soon_threadsafe``. :meth:`MqttEventPublisher.on_event` may be called from any thread:
+it serializes the event and enqueues it, nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from circman5.errors import ConfigError, SinkRejected, SinkUnavailable
+from circman5.sinks._sqlite import BackgroundService
+from circman5.sinks.base import EventReporter
+from circman5.sinks.config import MqttOutputSettings
+from circman5.sinks.outbox import Outbox, OutboxMetrics
+
+logger = logging.getLogger(__name__)
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+_OFFLINE_TIMEOUT_S = 2.0
+# MQTT 5 PUBACK reason codes that mean "not now" rather than "never" (quota exceeded,
+# server busy).
+_TRANSIENT_REASONS = frozenset({0x97, 0x89})
+_NOT_AUTHORIZED = 0x87
+
+
+class EventCategoryLike(Protocol):
+    @property
+    def value(self) -> object: ...
+
+
+class EventLike(Protocol):
+    """What the publisher needs of an event (the twin's ``Event`` fits)."""
+
+    @property
+    def category(self) -> EventCategoryLike: ...
+
+    def to_dict(self) -> Mapping[str, Any]: ...
+
+
+def _topic_level(text: str) -> str:
+    cleaned = "".join("_" if c in "/+#\0" else c for c in text.strip())
+    return cleaned or "unknown"
+
+
+def _json_default(value: object) -> object:
+    return str(value)
+
+
+def encode_record(topic: str, payload: bytes) -> bytes:
+    """One outbox record: the topic, a NUL (never part of a topic), the payload."""
+    return topic.encode() + b"\0" + payload
+
+
+def decode_record(record: bytes) -> tuple[str, bytes]:
+    topic, _, payload = record.partition(b"\0")
+    return topic.decode(), payload
+
+
+@dataclass(frozen=True, slots=True)
+class MqttPublisherMetrics:
+    connected: bool
+    connects: int
+    events_accepted: int
+    events_unencodable: int
+    states_published: int
+    outbox: OutboxMetrics
+
+
+class MqttLink:
+    """The paho client: connection, birth and will, and acknowledged publishing.
+
+    Used as the :class:`~circman5.sinks.base.Sink` of the events outbox: :meth:`write` publishes
+    each record with QoS 1 and returns once the broker acknowledged all of them.
+    """
+
+    def __init__(self, settings: MqttOutputSettings, name: str = "mqtt") -> None:
+        self.settings = settings
+        self._name = name
+        self.connected = False
+        self.connects = 0
+        self._stopping = False
+        self._client: mqtt.Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._acks: dict[int, asyncio.Future[None]] = {}
+        self._listeners: list[Callable[[], None]] = []
+        self._down_since_logged = False  # the outage was logged (once)
+        self._v5 = settings.protocol == "5"
+        self.status_topic = f"{settings.base_topic}/status"
+        self._json_props = self._props("application/json")
+        self._text_props = self._props("text/plain")
+        self._state_props = self._props("application/json", settings.state_expiry_s)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _props(
+        self, content_type: str, expiry: int | None = None, kind: int = PacketTypes.PUBLISH
+    ) -> Properties | None:
+        if not self._v5:
+            return None
+        props = Properties(kind)  # type: ignore[no-untyped-call]
+        props.ContentType = content_type
+        props.PayloadFormatIndicator = 1
+        if expiry is not None:
+            props.MessageExpiryInterval = expiry
+        return props
+
+    def add_connect_listener(self, callback: Callable[[], None]) -> None:
+        """``callback()`` runs on the event loop after every (re)connect."""
+        self._listeners.append(callback)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create the client and start paho's network thread (connects in the background)."""
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        protocol = MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.effective_client_id,
+            clean_session=None if self._v5 else True,
+            protocol=protocol,
+        )
+        if s.username is not None:
+            password = s.password.get_secret_value() if s.password is not None else None
+            client.username_pw_set(s.username, password)
+        if s.tls is not None:
+            try:
+                client.tls_set(
+                    ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
+                    certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
+                    keyfile=str(s.tls.key_file) if s.tls.key_file else None,
+                )
+            except (OSError, ssl.SSLError) as err:
+                raise ConfigError("outputs.mqtt", "tls", str(err)) from err
+        client.will_set(
+            self.status_topic,
+            OFFLINE,
+            qos=1,
+            retain=True,
+            properties=self._props("text/plain", kind=PacketTypes.WILLMESSAGE),
+        )
+        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+        client.max_inflight_messages_set(max(20, s.outbox.batch_max_points))
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+        client.loop_start()
+        self._client = client
+
+    async def stop(self) -> None:
+        """Publish ``offline`` (retained), disconnect and end the network thread."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        self._stopping = True
+        if self.connected:
+            with contextlib.suppress(SinkUnavailable, SinkRejected, TimeoutError):
+                async with asyncio.timeout(_OFFLINE_TIMEOUT_S):
+                    await self._publish_acked(
+                        client, [(self.status_topic, OFFLINE)], True, self._text_props
+                    )
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+        self._set_down(None)
+        self._stopping = False
+
+    # -- paho callbacks (network thread) -------------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed while shutting down
+                loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self._call(self._set_down, f"connection refused: {reason}")
+            return
+        client.publish(self.status_topic, ONLINE, qos=1, retain=True, properties=self._text_props)
+        self._call(self._set_up)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._call(self._set_down, "cannot connect")
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._call(self._set_down, f"disconnected: {reason}")
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._call(self._acked, mid, reason)
+
+    # -- on the event loop ---------------------------------------------------------------------
+
+    def _set_up(self) -> None:
+        self.connected = True
+        self.connects += 1
+        s = self.settings
+        if self._down_since_logged or self.connects == 1:
+            logger.info("MQTT output connected to %s:%d", s.host, s.port)
+        self._down_since_logged = False
+        for callback in self._listeners:
+            callback()
+
+    def _set_down(self, why: str | None) -> None:
+        self.connected = False
+        failure = SinkUnavailable(f"{self._name}: {why or 'stopped'}")
+        acks, self._acks = self._acks, {}
+        for fut in acks.values():
+            if not fut.done():
+                fut.set_exception(failure)
+        if why is not None and not self._stopping and not self._down_since_logged:
+            s = self.settings
+            logger.warning("MQTT output %s:%d %s; reconnecting", s.host, s.port, why)
+            self._down_since_logged = True
+
+    def _acked(self, mid: int, reason: ReasonCode) -> None:
+        fut = self._acks.pop(mid, None)
+        if fut is None or fut.done():
+            return
+        if not reason.is_failure:
+            fut.set_result(None)
+        elif reason.value in _TRANSIENT_REASONS:
+            fut.set_exception(SinkUnavailable(f"{self._name}: broker answered {reason}"))
+        else:
+            status = 403 if reason.value == _NOT_AUTHORIZED else 400
+            fut.set_exception(SinkRejected(f"{self._name}: broker refused: {reason}", status))
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    async def write(self, records: Sequence[bytes]) -> None:
+        """Publish each record (QoS 1); returns when the broker acknowledged every one."""
+        client = self._client
+        if client is None or not self.connected:
+            raise SinkUnavailable(f"{self._name}: not connected to the broker")
+        messages = [decode_record(record) for record in records]
+        await self._publish_acked(client, messages, False, self._json_props)
+
+    async def _publish_acked(
+        self,
+        client: mqtt.Client,
+        messages: Sequence[tuple[str, bytes]],
+        retain: bool,
+        props: Properties | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        waiting: list[tuple[int, asyncio.Future[None]]] = []
+        try:
+            for topic, payload in messages:
+                info = client.publish(topic, payload, qos=1, retain=retain, properties=props)
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    why = mqtt.error_string(info.rc)
+                    raise SinkUnavailable(f"{self._name}: publish failed: {why}")
+                fut: asyncio.Future[None] = loop.create_future()
+                self._acks[info.mid] = fut
+                waiting.append((info.mid, fut))
+            try:
+                async with asyncio.timeout(self.settings.publish_timeout_s):
+                    for _, fut in waiting:
+                        await fut
+            except TimeoutError as err:
+                raise SinkUnavailable(f"{self._name}: no PUBACK within the timeout") from err
+        finally:
+            for mid, fut in waiting:
+                if self._acks.get(mid) is fut:
+                    del self._acks[mid]
+                if fut.done() and not fut.cancelled():
+                    fut.exception()  # consumed: no "never retrieved" warnings
+
+    def publish_retained(self, topic: str, payload: bytes, props: Properties | None) -> bool:
+        """Publish a retained QoS 1 message without waiting for it (state snapshots)."""
+        client = self._client
+        if client is None or not self.connected:
+            return False
+        info = client.publish(topic, payload, qos=1, retain=True, properties=props)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    @property
+    def state_props(self) -> Properties | None:
+        return self._state_props
+
+
+class MqttEventPublisher(BackgroundService):
+    """Publishes events (through a disk-backed outbox), the retained twin state and status.
+
+    ``async with MqttEventPublisher(settings) as publisher:`` (or ``run()`` in a TaskGroup), then
+    connect ``publisher.on_event`` to the event manager and call ``publisher.set_state(state)``
+    on twin updates. Both are thread-safe and cheap.
+    """
+
+    def __init__(
+        self,
+        settings: MqttOutputSettings,
+        *,
+        reporter: EventReporter | None = None,
+        outbox_name: str = "mqtt-events",
+        outbox_path: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.link = MqttLink(settings)
+        self.outbox = Outbox(
+            self.link,
+            name=outbox_name,
+            settings=settings.outbox,
+            reporter=reporter,
+            path=outbox_path,
+        )
+        self.link.add_connect_listener(self.outbox.nudge)
+        self.link.add_connect_listener(self._state_now)
+        self.events_topic = f"{settings.base_topic}/events"
+        self.state_topic = f"{settings.base_topic}/state"
+        self._state: Mapping[str, object] | None = None
+        self._state_version = 0
+        self._published_version = 0
+        self._state_wake = asyncio.Event()
+        self._lock = threading.Lock()
+        self._events_accepted = 0
+        self._unencodable = 0
+        self._states_published = 0
+
+    # -- intake (any thread) -------------------------------------------------------------------
+
+    def on_event(self, event: EventLike) -> None:
+        """Queue one event for publishing. Thread-safe; never raises for a bad event."""
+        try:
+            topic = f"{self.events_topic}/{_topic_level(str(event.category.value))}"
+            payload = orjson.dumps(event.to_dict(), default=_json_default, option=_JSON_OPTIONS)
+        except (AttributeError, TypeError, ValueError) as err:  # orjson.JSONEncodeError too
+            with self._lock:
+                self._unencodable += 1
+                first = self._unencodable == 1
+            if first:
+                logger.error("MQTT output: cannot encode event %r: %s (counted)", event, err)
+            return
+        self.outbox.submit(encode_record(topic, payload), 1)
+        with self._lock:
+            self._events_accepted += 1
+
+    def set_state(self, state: Mapping[str, object]) -> None:
+        """The latest twin state; published (retained) at the configured rate. Pass a snapshot
+        that is not mutated afterwards. Thread-safe."""
+        with self._lock:
+            self._state = state
+            self._state_version += 1
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        self.link.start()
+        try:
+            await self.outbox.__aenter__()
+        except BaseException:
+            await self.link.stop()
+            raise
+
+    def _on_stop(self) -> None:
+        self._state_wake.set()
+
+    def _state_now(self) -> None:
+        self._state_wake.set()
+
+    async def _serve(self) -> None:
+        interval = self.settings.state_interval_s
+        while not self._stopping:
+            if interval > 0:
+                self._publish_state()
+            self._state_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._state_wake.wait(), interval if interval > 0 else None)
+
+    def _publish_state(self) -> None:
+        with self._lock:
+            state, version = self._state, self._state_version
+        if state is None or version == self._published_version:
+            return
+        try:
+            payload = orjson.dumps(state, default=_json_default, option=_JSON_OPTIONS)
+        except orjson.JSONEncodeError as err:
+            self._published_version = version  # not this one again
+            logger.error("MQTT output: cannot encode the twin state: %s", err)
+            return
+        if self.link.publish_retained(self.state_topic, payload, self.link.state_props):
+            self._published_version = version
+            self._states_published += 1
+
+    async def _close(self) -> None:
+        try:
+            await self.outbox.__aexit__(None, None, None)
+        finally:
+            await self.link.stop()
+
+    @property
+    def metrics(self) -> MqttPublisherMetrics:
+        return MqttPublisherMetrics(
+            connected=self.link.connected,
+            connects=self.link.connects,
+            events_accepted=self._events_accepted,
+            events_unencodable=self._unencodable,
+            states_published=self._states_published,
+            outbox=self.outbox.metrics,
+        )
