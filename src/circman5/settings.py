@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +20,9 @@ from pydantic_settings import (
 )
 
 from circman5.adapters.base.config_adapter import describe_validation_error
+from circman5.connectors.config import ConnectorList
 from circman5.errors import ConfigError
+from circman5.sinks.config import OutputSettings
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 
@@ -56,6 +58,27 @@ class ApiSettings(BaseModel):
     tls_keyfile: Path | None = None
 
 
+class SetpointSettings(BaseModel):
+    """A setpoint operators may write from the HMI/API: its twin path and its limits.
+
+    The path must be a ``writable`` tag of one connector; that connector performs the write.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    min: float = Field(allow_inf_nan=False)
+    max: float = Field(allow_inf_nan=False)
+    unit: str = ""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SetpointSettings:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the edge service needs beyond the twin's JSON constants."""
 
@@ -73,6 +96,47 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    connectors: ConnectorList = Field(default_factory=list)
+    outputs: OutputSettings = Field(default_factory=OutputSettings)
+    setpoints: list[SetpointSettings] = Field(default_factory=list)
+    shutdown_timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+
+    @model_validator(mode="after")
+    def _wire(self) -> Settings:
+        """One site/line for every output unless set there; setpoints need a writable tag."""
+        outputs: dict[str, Any] = {}
+        for name in ("series", "mqtt"):
+            section = getattr(self.outputs, name)
+            if section is None:
+                continue
+            fill = {
+                k: getattr(self, k) for k in ("site", "line") if k not in section.model_fields_set
+            }
+            if fill:
+                outputs[name] = section.model_copy(update=fill)
+        if outputs:
+            self.outputs = self.outputs.model_copy(update=outputs)
+        writable = {
+            tag.path: connector.name
+            for connector in self.connectors
+            for tag in connector.tags
+            if tag.writable
+        }
+        for index, setpoint in enumerate(self.setpoints):
+            if setpoint.path not in writable:
+                raise ValueError(
+                    f"setpoints[{index}].path: '{setpoint.path}' is not a writable tag of any "
+                    "connector (add writable = true to its tag)"
+                )
+        return self
+
+    def setpoint_owner(self, path: str) -> str:
+        """The name of the connector that writes ``path``."""
+        for connector in self.connectors:
+            for tag in connector.tags:
+                if tag.writable and tag.path == path:
+                    return connector.name
+        raise KeyError(path)
 
     @classmethod
     def settings_customise_sources(

@@ -19,17 +19,24 @@ M = TypeVar("M", bound=BaseModel)
 
 def describe_validation_error(file: str, err: ValidationError) -> ConfigError:
     """A ConfigError naming the file, the first offending key and every reason."""
-    problems = err.errors()
-    first = problems[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(root)"
-    reasons = []
-    for problem in problems:
-        where = ".".join(str(part) for part in problem["loc"]) or "(root)"
-        message = problem["msg"]
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key"
-        reasons.append(message if where == key else f"{where}: {message}")
+    problems = [_located(problem) for problem in err.errors()]
+    key = problems[0][0]
+    reasons = [message if where == key else f"{where}: {message}" for where, message in problems]
     return ConfigError(file, key, "; ".join(reasons))
+
+
+def _located(problem: Any) -> tuple[str, str]:
+    """(dotted key, reason) of one pydantic error; a validator's own ``key: reason`` wins."""
+    where = ".".join(str(part) for part in problem["loc"]) or "(root)"
+    message = str(problem["msg"])
+    if problem["type"] == "extra_forbidden":
+        return where, "unknown key"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+        inner, sep, reason = message.partition(": ")
+        if sep and " " not in inner and (inner.startswith(where) or where == "(root)"):
+            return inner, reason
+    return where, message
 
 
 class ConfigAdapterBase(Generic[M]):

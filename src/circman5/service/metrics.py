@@ -1,0 +1,160 @@
+"""Prometheus metrics of the service, read from the components at scrape time.
+
+Counters the components keep anyway (connector status, synchronization stats, outbox figures)
+are not duplicated on the hot path: a collector reads them when Prometheus scrapes. Only events
+and tick durations are recorded as they happen. The registry is the service's own (no global).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from circman5.connectors.base import ConnectorStatus
+from circman5.manufacturing.digital_twin.core.synchronization import SyncStats
+from circman5.manufacturing.digital_twin.event_notification.event_types import Event
+from circman5.sinks.outbox import OutboxMetrics
+
+PREFIX = "circman5"
+
+
+class _ComponentCollector(Collector):
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._connectors(self._m.connectors())
+        sync = self._m.sync()
+        if sync is not None:
+            yield from self._sync(sync)
+        yield from self._outboxes(self._m.outboxes())
+
+    @staticmethod
+    def _connectors(statuses: Sequence[ConnectorStatus]) -> Iterator[Any]:
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            "samples_in": CounterMetricFamily(
+                f"{PREFIX}_samples_in", "samples received per connector", labels=["connector"]
+            ),
+            "dropped": CounterMetricFamily(
+                f"{PREFIX}_samples_dropped",
+                "samples dropped per connector (malformed, overflow)",
+                labels=["connector"],
+            ),
+            "malformed": CounterMetricFamily(
+                f"{PREFIX}_samples_malformed", "malformed payloads", labels=["connector"]
+            ),
+            "reconnects": CounterMetricFamily(
+                f"{PREFIX}_connector_reconnects", "reconnections", labels=["connector"]
+            ),
+            "stale_tags": GaugeMetricFamily(
+                f"{PREFIX}_stale_tags", "tags currently stale or bad", labels=["connector"]
+            ),
+            "connected": GaugeMetricFamily(
+                f"{PREFIX}_connector_connected", "1 when connected", labels=["connector"]
+            ),
+        }
+        for status in statuses:
+            for key, family in families.items():
+                family.add_metric([status.name], float(getattr(status, key)))
+        yield from families.values()
+
+    @staticmethod
+    def _sync(stats: SyncStats) -> Iterator[Any]:
+        yield CounterMetricFamily(f"{PREFIX}_twin_updates", "twin updates applied", stats.updates)
+        yield CounterMetricFamily(
+            f"{PREFIX}_twin_updates_rejected", "twin updates rejected", stats.rejected_updates
+        )
+        yield GaugeMetricFamily(f"{PREFIX}_stale_paths", "twin paths stale", stats.stale_paths)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_pending_samples", "samples waiting for the next tick", stats.pending
+        )
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_connector_lag_seconds",
+            "now minus the source timestamp of the latest sample",
+            labels=["connector"],
+        )
+        for name, source in stats.sources.items():
+            lag.add_metric([name], source.lag_s)
+        yield lag
+
+    @staticmethod
+    def _outboxes(outboxes: Sequence[OutboxMetrics]) -> Iterator[Any]:
+        depth = GaugeMetricFamily(
+            f"{PREFIX}_outbox_depth_batches", "batches waiting in the outbox", labels=["outbox"]
+        )
+        points = GaugeMetricFamily(
+            f"{PREFIX}_outbox_depth_points", "points waiting in the outbox", labels=["outbox"]
+        )
+        age = GaugeMetricFamily(
+            f"{PREFIX}_outbox_oldest_age_seconds",
+            "age of the oldest waiting batch",
+            labels=["outbox"],
+        )
+        latency = GaugeMetricFamily(
+            f"{PREFIX}_sink_write_latency_seconds", "latency of the last write", labels=["outbox"]
+        )
+        available = GaugeMetricFamily(
+            f"{PREFIX}_sink_available", "1 when the last write succeeded", labels=["outbox"]
+        )
+        counters = {
+            "delivered_points": CounterMetricFamily(
+                f"{PREFIX}_outbox_delivered_points", "points delivered", labels=["outbox"]
+            ),
+            "retried": CounterMetricFamily(
+                f"{PREFIX}_outbox_retries", "write attempts retried", labels=["outbox"]
+            ),
+            "quarantined_batches": CounterMetricFamily(
+                f"{PREFIX}_outbox_quarantined_batches", "batches refused for good", labels=["outbox"]
+            ),
+            "dropped_points": CounterMetricFamily(
+                f"{PREFIX}_outbox_dropped_points", "points dropped on overflow", labels=["outbox"]
+            ),
+        }
+        for m in outboxes:
+            depth.add_metric([m.name], m.depth_batches)
+            points.add_metric([m.name], m.depth_points)
+            age.add_metric([m.name], m.oldest_age_s or 0.0)
+            latency.add_metric([m.name], m.last_write_latency_s or 0.0)
+            available.add_metric([m.name], 1.0 if m.sink_available else 0.0)
+            for key, family in counters.items():
+                family.add_metric([m.name], float(getattr(m, key)))
+        yield from (depth, points, age, latency, available, *counters.values())
+
+
+class ServiceMetrics:
+    """The service's registry; the composition root plugs in what to read."""
+
+    def __init__(
+        self,
+        connectors: Callable[[], Sequence[ConnectorStatus]] = lambda: (),
+        sync: Callable[[], SyncStats | None] = lambda: None,
+        outboxes: Callable[[], Sequence[OutboxMetrics]] = lambda: (),
+    ) -> None:
+        self.connectors = connectors
+        self.sync = sync
+        self.outboxes = outboxes
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            f"{PREFIX}_events",
+            "events published, by category and severity",
+            ["category", "severity"],
+            registry=self.registry,
+        )
+        self.tick_duration = Histogram(
+            f"{PREFIX}_tick_duration_seconds",
+            "time to apply one synchronization tick to the twin",
+            buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+            registry=self.registry,
+        )
+        self.registry.register(_ComponentCollector(self))
+
+    def on_event(self, event: Event) -> None:
+        """An event-manager handler counting events."""
+        self.events.labels(event.category.value, event.severity.value).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
