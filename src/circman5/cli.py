@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("directory", type=Path)
     init.add_argument("--force", action="store_true", help="overwrite existing files")
+
+    from circman5.api.user_cli import add_user_commands
+
+    add_user_commands(commands)
     return parser
 
 
@@ -67,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_config(args.settings_file)
         if args.command == "init-config":
             return init_config(args.directory, args.force)
+        if args.command == "user":
+            from circman5.api.user_cli import run_user_command
+
+            return run_user_command(args)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2

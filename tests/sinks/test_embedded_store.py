@@ -146,3 +146,23 @@ async def test_series_output_to_influxdb_and_local_history(
         20.0 + i for i in range(5)
     ]
     assert vm_values(victoria_metrics.url, '{__name__="twin_kpi_value"}') == [20.5]
+
+
+async def test_kpi_records_are_stored_under_their_measurement(tmp_path: Path) -> None:
+    from circman5.sinks.config import EmbeddedStoreSettings, SeriesSettings
+    from circman5.sinks.embedded_store import EmbeddedStore
+
+    async with EmbeddedStore(
+        EmbeddedStoreSettings(), SeriesSettings(), path=tmp_path / "kpi.sqlite3"
+    ) as store:
+        store.write_kpi(
+            "batch_footprint",
+            {"total": 123.5, "per_module": 1.25, "label": "x"},  # type: ignore[dict-item]
+            {"batch_id": "B-1"},
+            1_700_000_000_000_000_000,
+        )
+        await store.flush()
+        points = await store.points("total", measurement="batch_footprint")
+        assert [(p.timestamp_ns, p.value) for p in points] == [(1_700_000_000_000_000_000, 123.5)]
+        names = {s.path for s in await store.series("batch_footprint")}
+        assert names == {"total", "per_module"}

@@ -317,6 +317,26 @@ class EmbeddedStore(GroupCommitService[_Write]):
             ts = time.time_ns() if timestamp_ns is None else timestamp_ns
             self._intake.push(_KpiWrite(self.kpi_measurement, leaves, ts))
 
+    def write_kpi(
+        self,
+        measurement: str,
+        fields: Mapping[str, float],
+        tags: Mapping[str, str],
+        timestamp_ns: int | None = None,
+    ) -> None:
+        """Queue one KPI record (e.g. a batch footprint): its numeric fields become points of
+        ``measurement`` with path ``<field>`` (tags are not stored locally)."""
+        leaves = [
+            (name, float(value))
+            for name, value in fields.items()
+            if isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        ]
+        if leaves:
+            ts = time.time_ns() if timestamp_ns is None else timestamp_ns
+            self._intake.push(_KpiWrite(measurement, leaves, ts))
+
     async def flush(self) -> None:
         """Until everything queued so far is committed."""
         changed = self._require_changed()

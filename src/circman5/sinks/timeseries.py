@@ -14,6 +14,7 @@ is configured, otherwise the embedded SQLite store, or both when ``embedded.mode
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,7 +24,7 @@ from circman5.sinks.base import EventReporter
 from circman5.sinks.config import OutputSettings
 from circman5.sinks.embedded_store import EmbeddedStore
 from circman5.sinks.influxdb import InfluxDB1Sink, InfluxDB2Sink
-from circman5.sinks.line_protocol import LineEncoder
+from circman5.sinks.line_protocol import LineEncoder, format_line
 from circman5.sinks.outbox import Outbox
 
 
@@ -33,6 +34,14 @@ class SeriesWriter(Protocol):
     def write_samples(self, samples: Iterable[Sample]) -> None: ...
 
     def write_state(self, state: Mapping[str, object], timestamp_ns: int | None = None) -> None: ...
+
+    def write_kpi(
+        self,
+        measurement: str,
+        fields: Mapping[str, float],
+        tags: Mapping[str, str],
+        timestamp_ns: int | None = None,
+    ) -> None: ...
 
 
 class LineProtocolWriter:
@@ -51,6 +60,20 @@ class LineProtocolWriter:
         payload, count = self.encoder.encode_state(state, timestamp_ns)
         if count:
             self.outbox.submit(payload, count)
+
+    def write_kpi(
+        self,
+        measurement: str,
+        fields: Mapping[str, float],
+        tags: Mapping[str, str],
+        timestamp_ns: int | None = None,
+    ) -> None:
+        """One record of its own measurement, tagged with site and line plus ``tags``."""
+        all_tags = {"site": self.encoder.site, "line": self.encoder.line, **tags}
+        ts = time.time_ns() if timestamp_ns is None else timestamp_ns
+        line = format_line(measurement, all_tags, dict(fields), ts)
+        if line is not None:
+            self.outbox.submit((line + "\n").encode(), 1)
 
     async def put_samples(self, samples: Iterable[Sample]) -> None:
         """Like :meth:`write_samples`, returning once the batch is on disk."""
@@ -73,6 +96,16 @@ class FanOutWriter:
     def write_state(self, state: Mapping[str, object], timestamp_ns: int | None = None) -> None:
         for writer in self.writers:
             writer.write_state(state, timestamp_ns)
+
+    def write_kpi(
+        self,
+        measurement: str,
+        fields: Mapping[str, float],
+        tags: Mapping[str, str],
+        timestamp_ns: int | None = None,
+    ) -> None:
+        for writer in self.writers:
+            writer.write_kpi(measurement, fields, tags, timestamp_ns)
 
 
 @dataclass(frozen=True, slots=True)

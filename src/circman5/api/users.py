@@ -1,0 +1,318 @@
+"""The users of the API and HMI: names, roles and argon2 password hashes in one JSON file.
+
+The file is ``<data dir>/api/users.json`` (mode 0600), written atomically (temporary file,
+fsync, rename), so a crash never leaves half a file and the ``circman5 user`` command can edit
+it while the service runs: the store re-reads the file when it changed (checked at most once per
+``reload_interval_s``). Passwords are hashed with argon2id (argon2-cffi); hashes made with older
+parameters are upgraded at the next successful login.
+
+Nothing is read or created before first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from circman5 import paths
+from circman5.api.roles import ROLES, Role, is_role
+from circman5.errors import Circman5Error, InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_PASSWORD_LENGTH",
+    "MIN_PASSWORD_LENGTH",
+    "USERNAME_PATTERN",
+    "User",
+    "UserFileError",
+    "UserStore",
+    "UserStoreError",
+    "default_users_path",
+]
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+_USERNAME_RE = re.compile(USERNAME_PATTERN)
+_FILE_VERSION = 1
+
+
+class UserStoreError(InvalidInputError):
+    """A user operation was refused (unknown user, taken name, weak password, ...)."""
+
+
+class UserFileError(Circman5Error):
+    """The user file cannot be read (damaged or unreadable): nobody can log in until fixed."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A user as stored (the hash never leaves the store through the API)."""
+
+    username: str
+    role: Role
+    password_hash: str
+    created_at: str
+    updated_at: str
+
+    def public(self) -> dict[str, str]:
+        return {
+            "username": self.username,
+            "role": self.role,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+def default_users_path() -> Path:
+    return paths.data_path("api", "users.json")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def check_username(username: object) -> str:
+    if not isinstance(username, str) or not _USERNAME_RE.fullmatch(username):
+        raise UserStoreError("a username is 1 to 64 characters: letters, digits and _ . @ -")
+    return username
+
+
+def check_password(password: object) -> str:
+    if not isinstance(password, str):
+        raise UserStoreError("the password must be a string")
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise UserStoreError(
+            f"a password has {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters"
+        )
+    return password
+
+
+def check_role(role: object) -> Role:
+    if not is_role(role):
+        raise UserStoreError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    return role
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Readers see the old or the new file, never half of one; the file is 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class UserStore:
+    """Thread-safe user store on a JSON file (see the module docstring).
+
+    ``path``: the file (default ``<data dir>/api/users.json``, resolved on first use).
+    ``hasher``: the argon2 ``PasswordHasher`` (default parameters of argon2-cffi, RFC 9106 low
+    memory profile).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        hasher: PasswordHasher | None = None,
+        reload_interval_s: float = 1.0,
+    ) -> None:
+        self._path = Path(path) if path is not None else None
+        self.hasher = hasher or PasswordHasher()
+        self.reload_interval_s = reload_interval_s
+        self._lock = threading.RLock()
+        self._users: dict[str, User] = {}
+        self._stamp: tuple[int, int, int] | None = None  # (mtime_ns, size, inode) when loaded
+        self._checked_at = -float("inf")
+        self._loaded = False
+        self._dummy_hash: str | None = None
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = default_users_path()
+        return self._path
+
+    # -- file ---------------------------------------------------------------------------------
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _refresh(self, force: bool = False) -> None:
+        """Re-read the file when it changed (at most every ``reload_interval_s``)."""
+        now = time.monotonic()
+        if not force and self._loaded and now - self._checked_at < self.reload_interval_s:
+            return
+        with self._lock:
+            self._checked_at = now
+            stamp = self._file_stamp()
+            if self._loaded and stamp == self._stamp:
+                return
+            self._users = self._read() if stamp is not None else {}
+            self._stamp = stamp
+            self._loaded = True
+
+    def _read(self) -> dict[str, User]:
+        path = self.path
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UserFileError(f"cannot read the user file {path}: {err}") from err
+        users: dict[str, User] = {}
+        entries = data.get("users") if isinstance(data, dict) else None
+        if not isinstance(entries, dict):
+            raise UserFileError(f"the user file {path} has no 'users' object")
+        for name, entry in entries.items():
+            try:
+                users[name] = User(
+                    username=check_username(name),
+                    role=check_role(entry["role"]),
+                    password_hash=str(entry["password_hash"]),
+                    created_at=str(entry.get("created_at", "")),
+                    updated_at=str(entry.get("updated_at", "")),
+                )
+            except (KeyError, TypeError, UserStoreError) as err:
+                logger.warning("user file %s: skipping invalid entry %r: %s", path, name, err)
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            logger.warning("user file %s is mode %o; setting it to 600", path, mode)
+            with contextlib.suppress(OSError):
+                path.chmod(0o600)
+        return users
+
+    def _write(self, users: dict[str, User]) -> None:
+        document: dict[str, Any] = {
+            "version": _FILE_VERSION,
+            "users": {
+                u.username: {
+                    "role": u.role,
+                    "password_hash": u.password_hash,
+                    "created_at": u.created_at,
+                    "updated_at": u.updated_at,
+                }
+                for u in sorted(users.values(), key=lambda u: u.username)
+            },
+        }
+        _atomic_write(self.path, json.dumps(document, indent=2) + "\n")
+        self._users = users
+        self._stamp = self._file_stamp()
+        self._checked_at = time.monotonic()
+        self._loaded = True
+
+    # -- queries ------------------------------------------------------------------------------
+    def get(self, username: str) -> User | None:
+        self._refresh()
+        return self._users.get(username)
+
+    def list_users(self) -> list[User]:
+        self._refresh()
+        return sorted(self._users.values(), key=lambda u: u.username)
+
+    def count(self) -> int:
+        self._refresh()
+        return len(self._users)
+
+    # -- changes ------------------------------------------------------------------------------
+    def add(self, username: str, password: str, role: str) -> User:
+        """Create a user (``UserStoreError`` when the name is taken or the input is invalid)."""
+        name = check_username(username)
+        valid_role = check_role(role)
+        password_hash = self.hasher.hash(check_password(password))
+        with self._lock:
+            self._refresh(force=True)
+            if name in self._users:
+                raise UserStoreError(f"user '{name}' already exists")
+            now = _now()
+            user = User(name, valid_role, password_hash, now, now)
+            self._write({**self._users, name: user})
+        logger.info("user added: %s (%s)", name, valid_role)
+        return user
+
+    def update(self, username: str, password: str | None = None, role: str | None = None) -> User:
+        """Change a user's password and/or role."""
+        password_hash = self.hasher.hash(check_password(password)) if password is not None else None
+        valid_role = check_role(role) if role is not None else None
+        with self._lock:
+            self._refresh(force=True)
+            current = self._users.get(username)
+            if current is None:
+                raise UserStoreError(f"no user '{username}'")
+            user = User(
+                username=current.username,
+                role=valid_role or current.role,
+                password_hash=password_hash or current.password_hash,
+                created_at=current.created_at,
+                updated_at=_now(),
+            )
+            self._write({**self._users, username: user})
+        logger.info("user updated: %s (%s)", username, user.role)
+        return user
+
+    def remove(self, username: str) -> None:
+        with self._lock:
+            self._refresh(force=True)
+            if username not in self._users:
+                raise UserStoreError(f"no user '{username}'")
+            users = dict(self._users)
+            del users[username]
+            self._write(users)
+        logger.info("user removed: %s", username)
+
+    # -- authentication -----------------------------------------------------------------------
+    def authenticate(self, username: str, password: str) -> User | None:
+        """The user when the password is right, else None. CPU-heavy (argon2): call it from a
+        worker thread. An unknown user costs one hash verification too (no user enumeration by
+        timing)."""
+        user = self.get(username) if isinstance(username, str) else None
+        if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
+            return None
+        if user is None:
+            self._verify(self._dummy(), password)
+            return None
+        if not self._verify(user.password_hash, password):
+            return None
+        if self.hasher.check_needs_rehash(user.password_hash):
+            with contextlib.suppress(UserStoreError, OSError):
+                user = self.update(user.username, password=password)
+        return user
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return bool(self.hasher.verify(password_hash, password))
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hasher.hash("not-a-password-of-anyone")
+        return self._dummy_hash

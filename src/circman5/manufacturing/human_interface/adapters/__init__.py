@@ -1,0 +1,1 @@
+"""HMI adapters: the digital twin adapter."""

@@ -1,0 +1,1 @@
+"""HMI components: alert panel, scenario control."""

@@ -1,0 +1,1 @@
+"""HMI core: the interface manager and the interface state."""
