@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    run = commands.add_parser("run", help="run the edge service")
+    run.add_argument("--config", dest="settings_file", type=Path, help="service settings (TOML)")
+
     demo = commands.add_parser("demo", help="run the twin on its embedded defaults, live")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--rate", type=float, default=10.0, help="updates per second")
@@ -67,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(
                 duration=args.duration, rate=args.rate, plain=args.plain, log_level=args.log_level
             )
+        if args.command == "run":
+            return run_service(args.settings_file, args.log_level)
         if args.command == "check-config":
             return check_config(args.settings_file)
         if args.command == "init-config":
@@ -119,4 +124,34 @@ def init_config(directory: Path, force: bool) -> int:
             continue
         target.write_text(json.dumps(adapter_cls(target).get_defaults(), indent=4) + "\n")
         print(f"wrote {target}")
+    return 0
+
+
+def run_service(settings_file: Path | None, log_level: str | None) -> int:
+    """``circman5 run``: until SIGTERM or SIGINT, then a graceful stop (exit 0)."""
+    import asyncio
+    import signal
+
+    from circman5.logging_setup import configure_logging
+    from circman5.service.app import EdgeService
+    from circman5.settings import load_settings
+
+    settings = load_settings(settings_file)
+    configure_logging(log_level or settings.log.level, settings.log.format)
+
+    async def serve() -> None:
+        service = EdgeService(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, service.stop)
+        runner = asyncio.create_task(service.run())
+        await service.wait_stop_requested(runner)
+        try:
+            async with asyncio.timeout(settings.shutdown_timeout_s):
+                await runner
+        except TimeoutError:
+            print("shutdown took too long; exiting", file=sys.stderr)
+            raise
+
+    asyncio.run(serve())
     return 0

@@ -33,3 +33,6 @@ def configure_logging(level: str = "INFO", fmt: Literal["plain", "json"] = "plai
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # protocol libraries log every session step at INFO: keep their warnings and errors only
+    for noisy in ("asyncua", "pymodbus", "uvicorn.access", "amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -22,6 +22,7 @@ from pydantic_settings import (
 from circman5.adapters.base.config_adapter import describe_validation_error
 from circman5.connectors.config import ConnectorList
 from circman5.errors import ConfigError
+from circman5.service.batches import BatchTrackingSettings
 from circman5.sinks.config import OutputSettings
 
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -99,6 +100,7 @@ class Settings(BaseSettings):
     connectors: ConnectorList = Field(default_factory=list)
     outputs: OutputSettings = Field(default_factory=OutputSettings)
     setpoints: list[SetpointSettings] = Field(default_factory=list)
+    batches: BatchTrackingSettings = Field(default_factory=BatchTrackingSettings)
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
 
     @model_validator(mode="after")

@@ -108,7 +108,9 @@ class _ComponentCollector(Collector):
                 f"{PREFIX}_outbox_retries", "write attempts retried", labels=["outbox"]
             ),
             "quarantined_batches": CounterMetricFamily(
-                f"{PREFIX}_outbox_quarantined_batches", "batches refused for good", labels=["outbox"]
+                f"{PREFIX}_outbox_quarantined_batches",
+                "batches refused for good",
+                labels=["outbox"],
             ),
             "dropped_points": CounterMetricFamily(
                 f"{PREFIX}_outbox_dropped_points", "points dropped on overflow", labels=["outbox"]

@@ -40,6 +40,7 @@ class Component:
 
     def __post_init__(self) -> None:
         self.status = ComponentStatus(self.name)
+        self.finished = asyncio.Event()
 
 
 def _log_failure(component: str, error: BaseException, restarts: int) -> None:
@@ -57,6 +58,7 @@ class Supervisor:
         stable_after: float = 60.0,
     ) -> None:
         self._components: list[Component] = []
+        self._stopping = False
         self._report = report
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
@@ -71,6 +73,13 @@ class Supervisor:
     def statuses(self) -> list[ComponentStatus]:
         return [c.status for c in self._components]
 
+    def component(self, name: str) -> Component:
+        return next(c for c in self._components if c.name == name)
+
+    def request_stop(self) -> None:
+        """Shutdown has begun: a component that returns now is done, not restarted."""
+        self._stopping = True
+
     async def run(self) -> None:
         """Run every component until cancelled."""
         async with asyncio.TaskGroup() as group:
@@ -78,6 +87,13 @@ class Supervisor:
                 group.create_task(self._keep_running(component), name=component.name)
 
     async def _keep_running(self, component: Component) -> None:
+        try:
+            await self._restart_loop(component)
+        finally:
+            component.status.running = False
+            component.finished.set()
+
+    async def _restart_loop(self, component: Component) -> None:
         status = component.status
         backoff = self.initial_backoff
         while True:
@@ -91,6 +107,8 @@ class Supervisor:
             except Exception as err:  # the supervisor is the one place that catches broadly
                 error: BaseException = err
             else:
+                if self._stopping:
+                    return
                 error = RuntimeError(f"component {component.name} returned unexpectedly")
             status.running = False
             if time.monotonic() - status.started_at >= self.stable_after:

@@ -1,0 +1,343 @@
+"""The composition root: ``circman5 run`` builds every part from the settings and runs them.
+
+This is the only module that knows connectors, the twin, the sinks and the API at once::
+
+    connectors ─► SynchronizationEngine ─► DigitalTwin ─► EventManager ─► MQTT events, API
+                        └─► time-series writer (every raw sample; KPIs at a fixed rate)
+
+Every long-running part is a supervised component: a failure is logged, published as an error
+event and the component restarts with backoff; the service itself keeps running. Shutdown
+(SIGTERM/SIGINT, or :meth:`EdgeService.stop`): stop ingestion, apply the last tick, write the
+last KPIs, then leave the outputs (outboxes persist what is not delivered), the connectors and
+the event store, all within ``shutdown_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from circman5.adapters.services.constants_service import ConstantsService
+from circman5.connectors.base import BaseConnector
+from circman5.connectors.config import AnyConnectorSettings
+from circman5.manufacturing.digital_twin.core.synchronization import SynchronizationEngine
+from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
+from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
+from circman5.manufacturing.digital_twin.event_notification.event_types import (
+    ErrorEvent,
+    EventSeverity,
+)
+from circman5.paths import CONFIG_DIR_ENV, DATA_DIR_ENV, data_dir
+from circman5.service.batches import BatchTracker
+from circman5.service.health import HealthServer
+from circman5.service.metrics import ServiceMetrics
+from circman5.service.supervisor import Supervisor
+from circman5.settings import Settings
+from circman5.sinks.mqtt_events import MqttEventPublisher
+from circman5.sinks.outbox import OutboxMetrics
+from circman5.sinks.timeseries import SeriesOutput, open_series_output
+
+logger = logging.getLogger(__name__)
+
+_SEVERITIES = {s.value: s for s in EventSeverity}
+
+
+class EventReporter:
+    """Turns operational problems of connectors and sinks into twin error events."""
+
+    def report(
+        self, severity: str, error_type: str, message: str, details: dict[str, object]
+    ) -> None:
+        event = ErrorEvent(
+            error_type=error_type,
+            error_message=message,
+            severity=_SEVERITIES.get(severity, EventSeverity.ERROR),
+            details=dict(details),
+        )
+        event.source = str(details.get("source") or details.get("connector") or "service")
+        event_manager.publish(event)
+
+
+def build_connector(settings: AnyConnectorSettings, reporter: EventReporter) -> BaseConnector:
+    """The connector for one ``[[connectors]]`` entry (protocol libraries load on demand)."""
+    if settings.type == "opcua":
+        from circman5.connectors.opcua.client import OpcUaConnector
+
+        return OpcUaConnector(settings, reporter)
+    if settings.type == "mqtt":
+        from circman5.connectors.mqtt.client import MqttConnector
+
+        return MqttConnector(settings, reporter)
+    from circman5.connectors.modbus.client import ModbusConnector
+
+    return ModbusConnector(settings, reporter)
+
+
+class _TimedTwin:
+    """The twin as the engine sees it, timing each applied tick for the metrics."""
+
+    def __init__(self, twin: DigitalTwin, metrics: ServiceMetrics) -> None:
+        self._twin = twin
+        self._observe = metrics.tick_duration.observe
+
+    def update(self, external_data: Mapping[str, Any] | None = None) -> bool:
+        start = time.perf_counter()
+        try:
+            return self._twin.update(external_data)
+        finally:
+            self._observe(time.perf_counter() - start)
+
+
+@dataclass
+class RunningService:
+    """What a running service exposes (the demo's view, tests)."""
+
+    twin: DigitalTwin
+    engine: SynchronizationEngine
+    connectors: list[BaseConnector]
+    series: SeriesOutput
+    metrics: ServiceMetrics
+    supervisor: Supervisor
+    health: HealthServer | None
+    mqtt: MqttEventPublisher | None = None
+    api_url: str | None = None
+    started_at: float = field(default_factory=time.monotonic)
+
+    def outboxes(self) -> list[OutboxMetrics]:
+        found = [self.series.outbox.metrics] if self.series.outbox is not None else []
+        if self.mqtt is not None:
+            found.append(self.mqtt.outbox.metrics)
+        return found
+
+    def not_ready(self) -> list[str]:
+        """Why the service is not ready (empty when every connector and sink is healthy)."""
+        reasons = [
+            f"connector {c.name}: not connected ({c.status.last_error or 'connecting'})"
+            for c in self.connectors
+            if not c.status.connected
+        ]
+        reasons += [
+            f"outbox {m.name}: destination unavailable ({m.last_error or 'not written yet'})"
+            for m in self.outboxes()
+            if not m.sink_available and m.depth_batches > 0
+        ]
+        if self.mqtt is not None and not self.mqtt.link.connected:
+            reasons.append("mqtt events: broker not connected")
+        reasons += [
+            f"component {s.name}: {s.last_error or 'not running'}"
+            for s in self.supervisor.statuses
+            if not s.running
+        ]
+        return reasons
+
+
+class EdgeService:
+    """``circman5 run``: the edge service built from :class:`Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = asyncio.Event()
+        self.running: RunningService | None = None
+        self.ready = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the service to shut down (signal handlers call this)."""
+        self._stop.set()
+
+    async def wait_stop_requested(self, runner: asyncio.Task[None]) -> None:
+        """Until :meth:`stop` is called or ``runner`` (the :meth:`run` task) ends by itself."""
+        waiter = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; returns after a graceful shutdown."""
+        settings = self.settings
+        if settings.data_dir is not None:
+            os.environ[DATA_DIR_ENV] = str(settings.data_dir)
+        if settings.config_dir is not None:
+            os.environ[CONFIG_DIR_ENV] = str(settings.config_dir)
+        constants = ConstantsService()
+        twin = DigitalTwin()
+        if not twin.initialize():
+            raise RuntimeError("the digital twin did not initialize (see the log)")
+        reporter = EventReporter()
+        metrics = ServiceMetrics()
+        event_manager.subscribe(metrics.on_event)
+        logger.info("data directory %s", data_dir())
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                series = await stack.enter_async_context(
+                    open_series_output(settings.outputs, reporter)
+                )
+                mqtt: MqttEventPublisher | None = None
+                if settings.outputs.mqtt is not None:
+                    mqtt = await stack.enter_async_context(
+                        MqttEventPublisher(settings.outputs.mqtt, reporter=reporter)
+                    )
+                    event_manager.subscribe(mqtt.on_event)
+                    stack.callback(event_manager.unsubscribe, mqtt.on_event)
+                connectors = [build_connector(c, reporter) for c in settings.connectors]
+                for connector in connectors:
+                    await stack.enter_async_context(connector)
+                sync_config = constants.get_digital_twin_model().SYNCHRONIZATION_CONFIG
+                engine = SynchronizationEngine.from_config(
+                    _TimedTwin(twin, metrics),
+                    connectors,
+                    sync_config,
+                    sinks=[series.writer.write_samples],
+                    reporter=reporter,
+                )
+                metrics.connectors = lambda: [c.status for c in connectors]
+                metrics.sync = lambda: engine.stats
+                supervisor = Supervisor(report=self._report_failure)
+                health = None
+                if settings.health.enabled:
+                    health = HealthServer(
+                        lambda: running.not_ready(),
+                        metrics.render,
+                        settings.health.host,
+                        settings.health.port,
+                    )
+                running = RunningService(
+                    twin, engine, connectors, series, metrics, supervisor, health, mqtt
+                )
+                metrics.outboxes = running.outboxes
+                self._wire_state_outputs(running)
+                supervisor.add("synchronization", engine.run)
+                supervisor.add("kpis", lambda: self._write_kpis(running))
+                if settings.batches.enabled:
+                    tracker = self._batch_tracker(running)
+                    engine.add_update_listener(tracker.on_update)
+                    supervisor.add("batches", tracker.run)
+                if health is not None:
+                    supervisor.add("health", health.run)
+                api_server = self._api_server(running, stack) if settings.api.enabled else None
+                if api_server is not None:
+                    supervisor.add("api", api_server.serve)
+                self.running = running
+                await self._supervise(running, api_server)
+        finally:
+            event_manager.unsubscribe(metrics.on_event)
+            event_manager.flush()
+            twin.close()
+            logger.info("circman5 stopped")
+
+    async def _supervise(self, running: RunningService, api_server: Any) -> None:
+        task = asyncio.create_task(running.supervisor.run(), name="supervisor")
+        try:
+            if running.health is not None:
+                await asyncio.wait_for(running.health.started.wait(), 15)
+            if api_server is not None:
+                await asyncio.wait_for(api_server.wait_started(), 15)
+                scheme = "https" if api_server.tls else "http"
+                host = api_server.config.host
+                running.api_url = f"{scheme}://{host}:{api_server.port}/"
+        except TimeoutError:
+            logger.warning("the health port or the API did not start; the supervisor retries")
+        self.ready.set()
+        logger.info(
+            "circman5 running: %d connector(s)%s%s",
+            len(running.connectors),
+            f", health on port {running.health.port}" if running.health else "",
+            f", HMI at {running.api_url}" if running.api_url else "",
+        )
+        stop_waiter = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_waiter.cancel()
+            logger.info("shutting down")
+            running.supervisor.request_stop()
+            if api_server is not None:
+                api_server.stop()  # graceful: open requests finish, WebSockets close
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(running.supervisor.component("api").finished.wait(), 5)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self._last_tick(running)
+
+    async def _last_tick(self, running: RunningService) -> None:
+        """Apply what arrived since the last tick and write the final KPIs."""
+        try:
+            await running.engine.synchronize()
+            running.series.writer.write_state(running.twin.state_manager.snapshot())
+        except Exception:
+            logger.exception("the last tick failed")
+
+    def _wire_state_outputs(self, running: RunningService) -> None:
+        mqtt = running.mqtt
+        if mqtt is None:
+            return
+        snapshot = running.twin.state_manager.snapshot
+
+        def publish_state(_update: Mapping[str, Any]) -> None:
+            mqtt.set_state(snapshot())
+
+        running.engine.add_update_listener(publish_state)
+        mqtt.set_state(snapshot())
+
+    async def _write_kpis(self, running: RunningService) -> None:
+        """The twin's numeric state as KPIs, every ``KPI_RATE_S`` seconds."""
+        interval = float(ConstantsService().get_monitoring_config()["KPI_RATE_S"])
+        while True:
+            running.series.writer.write_state(running.twin.state_manager.snapshot())
+            await asyncio.sleep(interval)
+
+    def _batch_tracker(self, running: RunningService) -> BatchTracker:
+        from circman5.manufacturing.lifecycle.batch_footprint import BatchFootprint
+
+        footprint = BatchFootprint(running.series.writer.write_kpi, event_manager.publish)
+        return BatchTracker(self.settings.batches, footprint.on_batch_end)
+
+    def _api_server(self, running: RunningService, stack: contextlib.AsyncExitStack) -> Any:
+        from circman5.api.app import create_app
+        from circman5.api.context import ApiContext, status_provider
+        from circman5.api.server import ApiServer
+        from circman5.api.setpoints import SetpointLimit, SetpointService
+
+        settings = self.settings
+        limits = [
+            SetpointLimit(
+                path=s.path,
+                min=s.min,
+                max=s.max,
+                connector=settings.setpoint_owner(s.path),
+                unit=s.unit,
+                description=s.description,
+            )
+            for s in settings.setpoints
+        ]
+        setpoints = SetpointService(
+            limits,
+            {c.name: c for c in running.connectors},
+            running.twin.get_current_state,
+            event_manager.publish,
+        )
+        context = ApiContext(
+            twin=running.twin,
+            settings=settings.api,
+            setpoints=setpoints,
+            connector_status=status_provider(running.connectors),
+        )
+        return ApiServer(create_app(context), settings.api)
+
+    @staticmethod
+    def _report_failure(component: str, error: BaseException, restarts: int) -> None:
+        logger.error("component %s failed (restart %d): %r", component, restarts, error)
+        event = ErrorEvent(
+            error_type="ComponentFailure",
+            error_message=f"{component} failed and restarts (#{restarts}): {error!r}",
+            details={"component": component, "restarts": restarts},
+        )
+        event.source = "service"
+        event_manager.publish(event)
