@@ -167,8 +167,6 @@ class EdgeService:
             os.environ[CONFIG_DIR_ENV] = str(settings.config_dir)
         constants = ConstantsService()
         twin = DigitalTwin()
-        if not twin.initialize():
-            raise RuntimeError("the digital twin did not initialize (see the log)")
         reporter = EventReporter()
         metrics = ServiceMetrics()
         event_manager.subscribe(metrics.on_event)
@@ -185,6 +183,9 @@ class EdgeService:
                     )
                     event_manager.subscribe(mqtt.on_event)
                     stack.callback(event_manager.unsubscribe, mqtt.on_event)
+                # initialized once the outputs listen, so its start-up events go out too
+                if not twin.initialize():
+                    raise RuntimeError("the digital twin did not initialize (see the log)")
                 connectors = [build_connector(c, reporter) for c in settings.connectors]
                 for connector in connectors:
                     await stack.enter_async_context(connector)
@@ -267,12 +268,33 @@ class EdgeService:
             await self._last_tick(running)
 
     async def _last_tick(self, running: RunningService) -> None:
-        """Apply what arrived since the last tick and write the final KPIs."""
+        """Apply what arrived since the last tick, write the final KPIs, and give the outboxes
+        a bounded moment to deliver; what they cannot deliver stays on disk for the next start.
+        """
         try:
             await running.engine.synchronize()
             running.series.writer.write_state(running.twin.state_manager.snapshot())
         except Exception:
             logger.exception("the last tick failed")
+        budget = min(5.0, self.settings.shutdown_timeout_s / 3)
+        outboxes = [running.series.outbox] if running.series.outbox is not None else []
+        if running.mqtt is not None:
+            outboxes.append(running.mqtt.outbox)
+        for outbox in outboxes:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(outbox.drain(), budget)
+        stats = running.engine.stats
+        logger.info(
+            "stopping: %d samples received, %d twin updates; %s",
+            stats.samples_in,
+            stats.updates,
+            ", ".join(
+                f"outbox {m.name}: {m.delivered_points} points delivered, "
+                f"{m.depth_points} kept on disk"
+                for m in running.outboxes()
+            )
+            or "no outbox",
+        )
 
     def _wire_state_outputs(self, running: RunningService) -> None:
         mqtt = running.mqtt

@@ -1,0 +1,135 @@
+"""`circman5 run` as a real process against the simulators, mosquitto and VictoriaMetrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from circman5.service.demo_config import DemoPorts, demo_settings_toml
+from simulators.external import Mosquitto, VictoriaMetrics, free_port, http_status, wait_until
+
+PATH = "production_line.temperature"
+
+
+class TopicLog:
+    """``mosquitto_sub -v`` on a filter, collecting (topic, payload) in a thread."""
+
+    def __init__(self, port: int, topic_filter: str) -> None:
+        self.messages: list[tuple[str, str]] = []
+        self.process = subprocess.Popen(
+            ["mosquitto_sub", "-p", str(port), "-t", topic_filter, "-v", "-q", "1"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            topic, _, payload = line.rstrip("\n").partition(" ")
+            self.messages.append((topic, payload))
+
+    def on(self, topic: str) -> list[str]:
+        return [payload for t, payload in list(self.messages) if t == topic]
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(5)
+
+
+@pytest.fixture
+def topic_log(mosquitto: Mosquitto) -> Iterator[TopicLog]:
+    log = TopicLog(mosquitto.port, "circman5/#")
+    yield log
+    log.close()
+
+
+def vm_values(vm: VictoriaMetrics, path: str) -> list[float]:
+    vm.force_flush()
+    query = urllib.parse.quote(f'{{__name__="sample_value",path="{path}"}}')
+    with urllib.request.urlopen(f"{vm.url}/api/v1/export?match[]={query}", timeout=10) as resp:
+        lines = [json.loads(line) for line in resp.read().decode().splitlines() if line]
+    return [v for line in lines for v in line["values"]]
+
+
+def test_run_against_simulators_broker_and_victoria_metrics(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    victoria_metrics: VictoriaMetrics,
+    sim_process_factory,  # type: ignore[no-untyped-def]
+    topic_log: TopicLog,
+) -> None:
+    sim = sim_process_factory(extra_args=("--speed", "20"), broker=mosquitto)
+    endpoints = sim.endpoints
+    ports = DemoPorts(
+        opcua_port=endpoints["opcua"]["port"],
+        modbus_port=endpoints["modbus"]["tcp_port"],
+        mqtt_port=mosquitto.port,
+        api_port=free_port(),
+        health_port=free_port(),
+    )
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        demo_settings_toml(ports)
+        + f"""
+[outputs.influxdb]
+url = "{victoria_metrics.url}"
+org = "plant"
+bucket = "line1"
+token = "not-needed-by-victoria-metrics"
+
+[outputs.embedded]
+mode = "always"
+"""
+    )
+    data = tmp_path / "data"
+    env = dict(os.environ, CIRCMAN5_DATA_DIR=str(data))
+    log_path = tmp_path / "service.log"
+    with log_path.open("w") as log:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "circman5", "run", "--config", str(config)],
+            env=env,
+            stderr=log,
+        )
+    ready = f"http://127.0.0.1:{ports.health_port}/ready"
+    try:
+        wait_until(lambda: http_status(ready) == 200, 30, "/ready to turn true")
+        # values reach the time-series server, events and state reach MQTT
+        wait_until(lambda: len(vm_values(victoria_metrics, PATH)) >= 20, 30, "samples in VM")
+        base = "circman5/demo/line1"
+        wait_until(lambda: "online" in topic_log.on(f"{base}/status"), 10, "status online")
+        wait_until(lambda: topic_log.on(f"{base}/state"), 10, "a state snapshot")
+        wait_until(lambda: topic_log.on(f"{base}/events/system"), 10, "a system event")
+        state = json.loads(topic_log.on(f"{base}/state")[-1])
+        assert 15.0 < state["production_line"]["temperature"] < 35.0
+        events = [json.loads(p) for p in topic_log.on(f"{base}/events/system")]
+        assert any(e["message"] == "Digital twin initialized" for e in events)
+    finally:
+        service.send_signal(signal.SIGTERM)
+        exit_code = service.wait(30)
+    log_text = log_path.read_text()
+    assert exit_code == 0, log_text[-3000:]
+    assert "stopping:" in log_text and "0 kept on disk" in log_text, log_text[-3000:]
+    assert "offline" in topic_log.on(f"{base}/status")
+    # nothing lost: every temperature sample stored locally also reached VictoriaMetrics
+    import sqlite3
+
+    with sqlite3.connect(data / "timeseries.sqlite3") as db:
+        (local,) = db.execute(
+            "SELECT count(*) FROM points p JOIN series s ON p.series_id = s.id "
+            "WHERE s.measurement = 'sample' AND s.path = ?",
+            (PATH,),
+        ).fetchone()
+    remote = vm_values(victoria_metrics, PATH)
+    assert local >= 20
+    assert len(remote) == local
