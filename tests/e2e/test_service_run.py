@@ -130,6 +130,10 @@ mode = "always"
             "WHERE s.measurement = 'sample' AND s.path = ?",
             (PATH,),
         ).fetchone()
-    remote = vm_values(victoria_metrics, PATH)
     assert local >= 20
+    # VictoriaMetrics makes accepted samples searchable asynchronously: wait for all of them
+    try:
+        wait_until(lambda: len(vm_values(victoria_metrics, PATH)) >= local, 15, "every point")
+    finally:
+        remote = vm_values(victoria_metrics, PATH)
     assert len(remote) == local

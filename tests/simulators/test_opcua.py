@@ -85,6 +85,7 @@ async def test_setpoint_writes_reach_the_plant_and_every_protocol(
     sim_bench_shared: SimulatorBench,
 ) -> None:
     assert sim_bench_shared.opcua is not None and sim_bench_shared.modbus is not None
+    writes_before = sim_bench_shared.opcua.writes_applied  # the bench is shared by other tests
     modbus = AsyncModbusTcpClient("127.0.0.1", port=sim_bench_shared.modbus.tcp_port, timeout=3)
     await modbus.connect()
     try:
@@ -119,7 +120,7 @@ async def test_setpoint_writes_reach_the_plant_and_every_protocol(
                 return bool(await cycle.read_value() == 42.0)
 
             await eventually(cycle_42, "the Modbus cycle-time write on OPC UA")
-            assert sim_bench_shared.opcua.writes_applied == 2
+            assert sim_bench_shared.opcua.writes_applied - writes_before == 2
     finally:
         modbus.close()
 
