@@ -9,9 +9,8 @@ naming the file, the key and the reason.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from circman5.adapters.base.config_manager import ConfigurationManager
 from circman5.adapters.config.adapters import ADAPTERS
@@ -19,29 +18,17 @@ from circman5.adapters.config.digital_twin import DigitalTwinConstants
 from circman5.adapters.config.thresholds import ThresholdRule
 from circman5.errors import ConfigError
 from circman5.paths import config_dir as configured_dir
+from circman5.singleton import Singleton
 
 logger = logging.getLogger(__name__)
 
 
-class ConstantsService:
+class ConstantsService(Singleton):
     """Singleton access to all constants; ``_reset_instance()`` for tests."""
-
-    _instance: ClassVar[ConstantsService | None] = None
-    _init_lock: ClassVar[threading.RLock] = threading.RLock()
-    _initialized: bool
-
-    def __new__(cls, config_dir: str | Path | None = None) -> ConstantsService:
-        if cls._instance is None:
-            with cls._init_lock:
-                if cls._instance is None:
-                    instance = super().__new__(cls)
-                    instance._initialized = False
-                    cls._instance = instance
-        return cls._instance
 
     def __init__(self, config_dir: str | Path | None = None) -> None:
         with self._init_lock:
-            if self._initialized:
+            if self._constructed:
                 if config_dir is not None and Path(config_dir) != self.config_dir:
                     logger.warning(
                         "ConstantsService already loaded from %s; ignoring %s",
@@ -58,7 +45,7 @@ class ConstantsService:
             self.config_manager = ConfigurationManager()
             self._register_adapters()
             self._load_all_configs()
-            self._initialized = True
+            self._constructed = True
 
     @classmethod
     def _reset_instance(cls) -> None:

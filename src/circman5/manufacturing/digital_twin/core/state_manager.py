@@ -59,10 +59,11 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from circman5 import paths
 from circman5.errors import ConfigError, InvalidInputError, StateValidationError
+from circman5.singleton import Singleton
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ def _atomic_write(path: Path, text: str) -> None:
 # -- the manager ---------------------------------------------------------------------------------
 
 
-class StateManager:
+class StateManager(Singleton):
     """Thread-safe singleton holding the twin's current state and its bounded history.
 
     ``StateManager(history_length=None, constants=None, validation_level=None)``: values not
@@ -299,19 +300,6 @@ class StateManager:
     different ``history_length`` then resizes the history (keeping the most recent states).
     """
 
-    _instance: ClassVar[StateManager | None] = None
-    _init_lock: ClassVar[threading.RLock] = threading.RLock()
-    _initialized: bool
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> StateManager:
-        if cls._instance is None:
-            with cls._init_lock:
-                if cls._instance is None:
-                    instance = super().__new__(cls)
-                    instance._initialized = False
-                    cls._instance = instance
-        return cls._instance
-
     def __init__(
         self,
         history_length: int | None = None,
@@ -319,7 +307,7 @@ class StateManager:
         validation_level: str | None = None,
     ) -> None:
         with self._init_lock:
-            if self._initialized:
+            if self._constructed:
                 if history_length is not None and history_length != self.history_length:
                     self.resize_history(history_length)
                 return
@@ -350,7 +338,7 @@ class StateManager:
             # Number of adjacent history pairs whose epochs decrease: 0 means sorted.
             self._inversions = 0
             self._warned: set[str] = set()
-            self._initialized = True
+            self._constructed = True
 
     @staticmethod
     def _load_config(constants: _ConfigSource | None) -> Mapping[str, Any]:

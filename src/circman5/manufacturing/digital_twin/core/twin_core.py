@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from circman5.adapters.config.thresholds import ThresholdRule
 from circman5.adapters.services.constants_service import ConstantsService
@@ -34,6 +34,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
 from circman5.manufacturing.digital_twin.event_notification.publishers import (
     DigitalTwinPublisher,
 )
+from circman5.singleton import Singleton
 
 if TYPE_CHECKING:
     from circman5.manufacturing.digital_twin.simulation.forecast import ForecastChecker
@@ -100,21 +101,8 @@ def default_initial_state(timestamp: str) -> dict[str, Any]:
     }
 
 
-class DigitalTwin:
+class DigitalTwin(Singleton):
     """Singleton digital twin of the PV-module line; ``_reset_instance()`` for tests."""
-
-    _instance: ClassVar[DigitalTwin | None] = None
-    _init_lock: ClassVar[threading.RLock] = threading.RLock()
-    _constructed: bool
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> DigitalTwin:
-        if cls._instance is None:
-            with cls._init_lock:
-                if cls._instance is None:
-                    instance = super().__new__(cls)
-                    instance._constructed = False
-                    cls._instance = instance
-        return cls._instance
 
     def __init__(
         self,

@@ -36,9 +36,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from circman5.errors import InvalidInputError
+from circman5.singleton import Singleton
 
 from .event_persistence import EventPersistence
 from .event_types import Event, EventCategory, EventSeverity
@@ -75,21 +76,8 @@ def _cells(category: object, severity: object) -> frozenset[_Cell]:
     return frozenset((c, s) for c in categories for s in severities)
 
 
-class EventManager:
+class EventManager(Singleton):
     """Central event management: see the module docstring."""
-
-    _instance: ClassVar[EventManager | None] = None
-    _init_lock: ClassVar[threading.RLock] = threading.RLock()
-    _initialized: bool
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> EventManager:
-        if cls._instance is None:
-            with cls._init_lock:
-                if cls._instance is None:
-                    instance = super().__new__(cls)
-                    instance._initialized = False
-                    cls._instance = instance
-        return cls._instance
 
     def __init__(
         self,
@@ -100,12 +88,12 @@ class EventManager:
         database in the data directory and the ConstantsService configuration. Given to an
         existing singleton, they are applied with :meth:`configure`."""
         with self._init_lock:
-            if self._initialized:
+            if self._constructed:
                 if persistence is not None or config is not None:
                     self.configure(persistence=persistence, config=config)
                 return
             self._setup(persistence, config)
-            self._initialized = True
+            self._constructed = True
 
     def _setup(
         self, persistence: EventPersistence | None, config: Mapping[str, Any] | None
@@ -132,8 +120,13 @@ class EventManager:
         """A manager that is *not* the singleton (tests, or an isolated event bus)."""
         manager = object.__new__(cls)
         manager._setup(persistence, config)
-        manager._initialized = True
+        manager._constructed = True
         return manager
+
+    @property
+    def _initialized(self) -> bool:
+        """The spec's diagnostics (technical manual 14.1) read this flag."""
+        return self._constructed
 
     @classmethod
     def _reset_instance(cls) -> None:
@@ -141,7 +134,7 @@ class EventManager:
         configuration, keeping the same object (``event_manager`` stays valid)."""
         with cls._init_lock:
             instance = cls._instance
-            if instance is not None and instance._initialized:
+            if instance is not None and instance._constructed:
                 instance.close()
                 instance._setup(None, None)
 

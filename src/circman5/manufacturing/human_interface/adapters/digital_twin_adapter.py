@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from circman5.singleton import Singleton
+
 if TYPE_CHECKING:
     from circman5.adapters.config.thresholds import ThresholdRule
     from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
@@ -50,12 +52,8 @@ def _int(params: Mapping[str, Any], key: str, default: int | None) -> int | None
     return int(value)
 
 
-class DigitalTwinAdapter:
+class DigitalTwinAdapter(Singleton):
     """Adapter for Digital Twin access from the HMI."""
-
-    _instance: ClassVar[DigitalTwinAdapter | None] = None
-    _init_lock: ClassVar[threading.RLock] = threading.RLock()
-    _constructed: bool
 
     #: Commands this component handles, with their minimum role (technical manual 12.2).
     command_roles: ClassVar[dict[str, str]] = {
@@ -65,15 +63,6 @@ class DigitalTwinAdapter:
         "run_simulation": "engineer",
         "save_state": "engineer",
     }
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> DigitalTwinAdapter:
-        if cls._instance is None:
-            with cls._init_lock:
-                if cls._instance is None:
-                    instance = super().__new__(cls)
-                    instance._constructed = False
-                    cls._instance = instance
-        return cls._instance
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from circman5.manufacturing.human_interface.core.interface_state import InterfaceState
+from circman5.singleton import Singleton
 
 logger = logging.getLogger(__name__)
 
@@ -31,28 +32,15 @@ class CommandComponent(Protocol):
     def handle_command(self, command: str, params: dict[str, Any]) -> dict[str, Any]: ...
 
 
-class InterfaceManager:
+class InterfaceManager(Singleton):
     """Central manager of the Human-Machine Interface system."""
-
-    _instance: ClassVar[InterfaceManager | None] = None
-    _init_lock: ClassVar[threading.RLock] = threading.RLock()
-    _initialized: bool
 
     #: Commands the manager handles itself, with their minimum role.
     STANDARD_COMMANDS: ClassVar[dict[str, str]] = {"change_view": "viewer"}
 
-    def __new__(cls) -> InterfaceManager:
-        if cls._instance is None:
-            with cls._init_lock:
-                if cls._instance is None:
-                    instance = super().__new__(cls)
-                    instance._initialized = False
-                    cls._instance = instance
-        return cls._instance
-
     def __init__(self) -> None:
         with self._init_lock:
-            if self._initialized:
+            if self._constructed:
                 return
             self._setup()
 
@@ -64,7 +52,7 @@ class InterfaceManager:
             self.event_handlers: dict[str, list[EventHandler]] = {}
             self.event_adapter: object | None = None
             self._lock = threading.RLock()
-            self._initialized = True
+            self._constructed = True
 
     @classmethod
     def _reset_instance(cls) -> None:
