@@ -1,0 +1,562 @@
+"""The MQTT connector: paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``) behind the contract.
+
+paho's network thread does the socket work, the reconnects (exponential backoff between
+``reconnect_initial_s`` and ``reconnect_max_s``) and calls ``on_connect``, where every topic filter
+is subscribed again (a persistent session usually still has them; re-subscribing is cheap and
+covers a broker that lost its state). Messages are handed to the event loop in bursts: the thread
+only appends the message to a deque and, if no drain is scheduled yet, schedules one with
+``loop.call_soon_threadsafe``; the drain on the loop decodes everything waiting into one batch.
+
+Decoding per tag: the topic is matched against the tag's filter (cached per topic); the payload
+is either a plain number / text (no ``field``) or JSON (``orjson``) with the value at the dotted
+``field``. Bad input (invalid UTF-8 topic or JSON, missing field, wrong type, NaN/infinity,
+oversized payload) is counted in ``status.malformed`` and reported rate-limited as a
+``MalformedInput`` problem; the message is dropped and ingestion goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from circman5.connectors.base import BaseConnector, Deadband, ProblemReporter
+from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
+from circman5.connectors.mqtt.topics import TopicPattern, extract_field
+from circman5.connectors.sample import Quality, Sample, SampleValue, make_sample
+from circman5.errors import DeviceUnavailable, TagWriteError
+
+logger = logging.getLogger(__name__)
+
+_TOPIC_CACHE_LIMIT = 100_000
+_TRUE = frozenset({"1", "true", "on", "yes"})
+_FALSE = frozenset({"0", "false", "off", "no"})
+
+
+_MISSING: Any = object()
+
+
+class _Malformed(Exception):
+    """One message cannot be decoded for one tag."""
+
+
+def _to_float(value: object) -> float:
+    if type(value) is float:
+        if value - value != 0.0:  # NaN or infinity (orjson never yields them; be safe)
+            raise _Malformed(f"not a finite number: {value!r}")
+        return value
+    if type(value) is int:
+        return float(value)
+    raise _Malformed(f"expected a number, got {type(value).__name__} {_short(value)}")
+
+
+def _to_int(value: object) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise _Malformed(f"expected an integer, got {type(value).__name__} {_short(value)}")
+
+
+def _to_bool(value: object) -> bool:
+    if type(value) is bool:
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise _Malformed(f"expected a boolean, got {type(value).__name__} {_short(value)}")
+
+
+def _to_str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return str(value)
+    raise _Malformed(f"expected a scalar, got {type(value).__name__}")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
+def _epoch_ns(value: object) -> int:
+    """A payload timestamp (Unix s/ms/us/ns by magnitude, or ISO 8601) in ns."""
+    if isinstance(value, bool):
+        raise _Malformed("timestamp is a boolean")
+    if isinstance(value, int | float):
+        number = float(value)
+        if not math.isfinite(number) or number < 0:
+            raise _Malformed(f"invalid timestamp {value!r}")
+        if number < 1e11:
+            return int(number * 1e9)
+        if number < 1e14:
+            return int(number * 1e6)
+        if number < 1e17:
+            return int(number * 1e3)
+        return int(number)
+    if isinstance(value, str):
+        try:
+            return int(datetime.fromisoformat(value).timestamp() * 1e9)
+        except ValueError as err:
+            raise _Malformed(f"invalid timestamp {value!r}") from err
+    raise _Malformed(f"invalid timestamp {_short(value)}")
+
+
+_CONVERTERS: dict[str, Callable[[object], SampleValue]] = {
+    "float": _to_float,
+    "int": _to_int,
+    "bool": _to_bool,
+    "str": _to_str,
+}
+
+
+@dataclass(slots=True)
+class _Route:
+    """One tag, compiled for the hot path."""
+
+    tag: MqttTag
+    pattern: TopicPattern
+    field: tuple[str, ...] | None
+    ts_field: tuple[str, ...] | None
+    convert: Callable[[object], SampleValue]
+    numeric: bool
+    scaled: bool
+    deadband: Deadband | None
+    fast_key: str | None
+
+    def value_of(self, payload: bytes | bytearray, document: object) -> SampleValue:
+        """Decode ``payload`` (``document`` is the parsed JSON when a field is used)."""
+        if self.field is None:
+            if self.numeric:
+                try:
+                    number = float(payload)
+                except ValueError:
+                    raise _Malformed(f"not a number: {payload[:60]!r}") from None
+                if number - number != 0.0:
+                    raise _Malformed(f"not a finite number: {payload[:60]!r}")
+                value: SampleValue = number
+                if self.tag.data_type == "int":
+                    value = _to_int(number)
+            else:
+                try:
+                    text = payload.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    raise _Malformed("payload is not UTF-8 text") from None
+                if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+                    text = text[1:-1]
+                value = self.convert(text)
+        else:
+            try:
+                raw = extract_field(document, self.field)
+            except KeyError:
+                raise _Malformed(f"field '{'.'.join(self.field)}' missing") from None
+            value = self.convert(raw)
+        if self.scaled:
+            value = float(value) * self.tag.scale + self.tag.offset
+        return value
+
+
+_CacheEntry = tuple[str | None, str, str, list[tuple[_Route, str]], str | None]
+"""Per raw topic: fast-path JSON key, its twin path, the decoded topic, every matching route,
+and why a matching topic cannot be used (its captures are not twin path parts)."""
+
+
+class MqttConnector(BaseConnector):
+    """Subscribes to the tags' topic filters and turns messages into samples."""
+
+    protocol = "mqtt"
+
+    def __init__(self, settings: MqttConnectorSettings, reporter: ProblemReporter | None = None):
+        super().__init__(
+            settings.name, reporter, max_buffered_samples=settings.max_buffered_samples
+        )
+        self.settings = settings
+        self._routes = [self._compile(tag) for tag in settings.tags]
+        filters: dict[str, int] = {}
+        for tag in settings.tags:
+            qos = tag.qos if tag.qos is not None else settings.qos
+            filters[tag.address] = max(qos, filters.get(tag.address, 0))
+        self._filters = filters
+        self._by_target: dict[str, MqttTag] = {}
+        for tag in settings.tags:
+            self._by_target.setdefault(tag.path, tag)
+            self._by_target.setdefault(tag.address, tag)
+        self._static_paths = [tag.path for tag in settings.tags if "{" not in tag.path]
+        self._path_tags: dict[str, MqttTag] = {
+            tag.path: tag for tag in settings.tags if "{" not in tag.path
+        }
+        self._inbox_limit = settings.max_buffered_samples
+        self._drain_delay_s = settings.drain_delay_ms / 1000.0
+        self._ever_connected = False
+        self._closing = False
+        self._cache: dict[bytes, _CacheEntry] = {}
+        self._inbox: deque[paho.MQTTMessage] = deque()
+        self._scheduled = False
+        self._thread_dropped = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: paho.Client | None = None
+        self._stop = asyncio.Event()
+
+    # -- configuration --------------------------------------------------------------------
+    @staticmethod
+    def _compile(tag: MqttTag) -> _Route:
+        field = tuple(tag.field.split(".")) if tag.field else None
+        ts_field = tuple(tag.timestamp_field.split(".")) if tag.timestamp_field else None
+        return _Route(
+            tag=tag,
+            pattern=TopicPattern(tag.address, tag.path),
+            field=field,
+            ts_field=ts_field,
+            convert=_CONVERTERS[tag.data_type],
+            numeric=tag.data_type in ("float", "int"),
+            scaled=tag.data_type in ("float", "int") and (tag.scale != 1.0 or tag.offset != 0.0),
+            deadband=Deadband(tag.deadband) if tag.deadband else None,
+            fast_key=(
+                field[0]
+                if field is not None
+                and len(field) == 1
+                and ts_field is None
+                and tag.data_type == "float"
+                and tag.scale == 1.0
+                and tag.offset == 0.0
+                and not tag.deadband
+                else None
+            ),
+        )
+
+    def paths(self) -> list[str]:
+        """The twin paths known before any message (tags without ``{n}`` placeholders)."""
+        return list(self._static_paths)
+
+    def stale_after(self, path: str) -> float | None:
+        tag = self._path_tags.get(path)
+        return stale_timeout(tag) if tag is not None else None
+
+    def _extra_dropped(self) -> int:
+        return self._thread_dropped
+
+    # -- paho client ----------------------------------------------------------------------
+    def _make_client(self) -> paho.Client:
+        s = self.settings
+        v5 = s.protocol == "5"
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.effective_client_id,
+            clean_session=None if v5 else s.clean_start,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+        )
+        if s.username is not None:
+            client.username_pw_set(
+                s.username, s.password.get_secret_value() if s.password is not None else None
+            )
+        if s.tls is not None:
+            tls = s.tls
+            client.tls_set(
+                ca_certs=str(tls.ca_file) if tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls.key_file else None,
+                keyfile_password=(
+                    tls.key_password.get_secret_value() if tls.key_password else None
+                ),
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(not tls.check_hostname)
+        client.reconnect_delay_set(
+            max(1, math.ceil(s.reconnect_initial_s)), max(1, math.ceil(s.reconnect_max_s))
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
+        return client
+
+    async def _run(self) -> None:
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        client = self._make_client()
+        self._client = client
+        properties: Properties | None = None
+        if s.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = s.session_expiry_s
+            client.connect_async(
+                s.host, s.port, s.keepalive_s, clean_start=s.clean_start, properties=properties
+            )
+        else:
+            client.connect_async(s.host, s.port, s.keepalive_s)
+        client.loop_start()
+        await self._stop.wait()
+
+    async def _close(self) -> None:
+        client = self._client
+        self._client = None
+        if client is None:
+            return
+        self._closing = True
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+        self._drain()
+
+    # -- network thread callbacks (never raise: paho would stop its loop) -----------------
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        try:
+            if reason_code.is_failure:
+                self._to_loop(self._connection_changed, False, f"connect refused: {reason_code}")
+                return
+            subscriptions = [(topic, qos) for topic, qos in self._filters.items()]
+            if subscriptions:
+                result, _ = client.subscribe(subscriptions)
+                if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    self._to_loop(self._connection_changed, True, f"subscribe failed: {result}")
+                    return
+            self._to_loop(self._connection_changed, True, None)
+        except Exception:  # pragma: no cover - defensive
+            logger.exception("mqtt on_connect failed")
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._to_loop(self._connection_changed, False, f"disconnected: {reason_code}")
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self._to_loop(self._connection_changed, False, "connection failed")
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        inbox = self._inbox
+        if len(inbox) >= self._inbox_limit:
+            self._thread_dropped += 1
+            return
+        inbox.append(message)
+        if not self._scheduled:
+            self._scheduled = True
+            loop = self._loop
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+                    loop.call_soon_threadsafe(self._drain_later)
+
+    def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
+            loop.call_soon_threadsafe(callback, *args)
+
+    # -- on the event loop -------------------------------------------------------------------
+    def _connection_changed(self, connected: bool, error: str | None) -> None:
+        if self._closing:
+            return
+        was = self._status.connected
+        if (
+            not connected
+            and not was
+            and self._status.last_error
+            and error
+            and error.startswith("disconnected")
+        ):
+            return  # the end of a refused attempt: keep the refusal as the last error
+        if connected and not was:
+            if self._ever_connected:
+                self._status.reconnects += 1
+            self._ever_connected = True
+        if error and connected:
+            self._record_error(error)
+            self._problems.note("SubscribeFailed", error, {"protocol": "mqtt"})
+        self._set_connected(connected, None if connected else error)
+        if not connected and was:
+            self._mark_stale()
+
+    def _drain_later(self) -> None:
+        # Coalesce a burst: messages arriving in the next few ms ride along without waking the
+        # loop again (one wake-up and one batch per burst instead of per message).
+        loop = self._loop
+        if loop is None or not self._drain_delay_s:
+            self._drain()
+        else:
+            loop.call_later(self._drain_delay_s, self._drain)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        inbox = self._inbox
+        count = len(inbox)
+        if not count:
+            return
+        popleft = inbox.popleft
+        batch: list[Sample] = []
+        append = batch.append
+        cache = self._cache
+        name = self._name
+        offset_s = time.time() - paho.time_func()
+        limit = self.settings.max_payload_bytes
+        good = Quality.GOOD
+        loads = orjson.loads
+        json_error = orjson.JSONDecodeError
+        missing = _MISSING
+        make = make_sample
+        for _ in range(count):
+            message = popleft()
+            entry = cache.get(message._topic)
+            if entry is None:
+                entry = self._resolve(message._topic)
+            fast_key, path, topic, routes, problem = entry
+            if not routes:
+                if problem:
+                    self._malformed(topic, problem)
+                continue
+            payload = message.payload
+            if len(payload) > limit:
+                self._malformed(topic, f"payload of {len(payload)} bytes exceeds {limit}")
+                continue
+            received_ns = int((message.timestamp + offset_s) * 1e9)
+            if fast_key is not None:
+                # The common case, inlined: a JSON object with a float at a top-level key.
+                try:
+                    document = loads(payload)
+                except json_error as err:
+                    self._malformed(topic, f"invalid JSON: {err}", payload)
+                    continue
+                value = document.get(fast_key, missing) if type(document) is dict else missing
+                kind = type(value)
+                if kind is float:
+                    if value - value == 0.0:
+                        append(make(name, topic, path, value, received_ns, good))
+                        continue
+                elif kind is int:
+                    append(make(name, topic, path, float(value), received_ns, good))
+                    continue
+            self._decode(message, topic, routes, received_ns, append)
+        self._emit(batch)
+
+    def _decode(
+        self,
+        message: paho.MQTTMessage,
+        topic: str,
+        routes: list[tuple[_Route, str]],
+        received_ns: int,
+        append: Callable[[Sample], None],
+    ) -> None:
+        """The general decoder: any field, type, timestamp, scaling and deadband."""
+        payload = message.payload
+        document: object = None
+        parsed = False
+        for route, path in routes:
+            try:
+                if (route.field is not None or route.ts_field is not None) and not parsed:
+                    try:
+                        document = orjson.loads(payload)
+                    except orjson.JSONDecodeError as err:
+                        raise _Malformed(f"invalid JSON: {err}") from None
+                    parsed = True
+                value = route.value_of(payload, document)
+                timestamp_ns = received_ns
+                if route.ts_field is not None:
+                    try:
+                        stamp = extract_field(document, route.ts_field)
+                    except KeyError:
+                        raise _Malformed(
+                            f"timestamp field '{'.'.join(route.ts_field)}' missing"
+                        ) from None
+                    timestamp_ns = _epoch_ns(stamp)
+            except _Malformed as err:
+                self._malformed(topic, str(err), payload)
+                continue
+            if route.deadband is not None and not route.deadband.passes(path, value, timestamp_ns):
+                continue
+            append(Sample(self._name, topic, path, value, timestamp_ns, Quality.GOOD))
+
+    def _resolve(self, raw_topic: bytes) -> _CacheEntry:
+        routes: list[tuple[_Route, str]] = []
+        try:
+            topic = raw_topic.decode("utf-8")
+        except UnicodeDecodeError:
+            # not cached: rare, and keeps the cache clean
+            return (None, "", repr(raw_topic[:80]), routes, "topic is not valid UTF-8")
+        problem: str | None = None
+        for route in self._routes:
+            captures = route.pattern.match(topic)
+            if captures is None:
+                continue
+            try:
+                path = route.pattern.path_for(captures)
+            except ValueError as err:
+                problem = str(err)
+                continue
+            routes.append((route, path))
+            self._path_tags.setdefault(path, route.tag)
+        if len(self._cache) >= _TOPIC_CACHE_LIMIT:
+            self._cache.clear()
+        fast_key = routes[0][0].fast_key if len(routes) == 1 else None
+        entry = (fast_key, routes[0][1] if routes else "", topic, routes, problem)
+        self._cache[raw_topic] = entry
+        return entry
+
+    # -- writes ---------------------------------------------------------------------------
+    async def write(self, target: str, value: SampleValue) -> None:
+        """Publish ``value`` to a writable tag's topic (no wildcards), JSON if it has a field."""
+        tag = self._by_target.get(target)
+        if tag is None:
+            raise TagWriteError(f"{self._name}: no tag '{target}'")
+        if not tag.writable:
+            raise TagWriteError(f"{self._name}: tag '{target}' is not writable")
+        if "+" in tag.address or "#" in tag.address:
+            raise TagWriteError(f"{self._name}: cannot publish to the filter '{tag.address}'")
+        client = self._client
+        if client is None or not self._status.connected:
+            raise DeviceUnavailable(f"{self._name}: not connected to the broker")
+        raw: object = value
+        if tag.data_type in ("float", "int") and (tag.scale != 1.0 or tag.offset != 0.0):
+            raw = (float(value) - tag.offset) / tag.scale
+        if tag.field:
+            document: object = raw
+            for part in reversed(tag.field.split(".")):
+                document = {part: document}
+            payload = orjson.dumps(document)
+        else:
+            payload = orjson.dumps(raw) if not isinstance(raw, str) else raw.encode("utf-8")
+        qos = tag.qos if tag.qos is not None else self.settings.qos
+        info = client.publish(tag.address, payload, qos=qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._status.write_errors += 1
+            raise TagWriteError(f"{self._name}: publish to {tag.address} failed: {info.rc}")
+        if qos:
+            try:
+                await asyncio.to_thread(info.wait_for_publish, 5.0)
+            except (RuntimeError, ValueError) as err:
+                self._status.write_errors += 1
+                raise TagWriteError(f"{self._name}: publish to {tag.address}: {err}") from err
+            if not info.is_published():
+                self._status.write_errors += 1
+                raise TagWriteError(f"{self._name}: publish to {tag.address} not acknowledged")
+        self._status.writes += 1

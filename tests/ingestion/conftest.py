@@ -1,0 +1,112 @@
+"""Shared helpers of the ingestion tests: a recording problem reporter, condition waits, a twin."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import pytest
+
+from circman5.connectors.base import BaseConnector
+from circman5.connectors.sample import Quality, Sample
+from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
+from circman5.manufacturing.digital_twin.event_notification.event_manager import EventManager
+
+
+@dataclass
+class Report:
+    severity: str
+    error_type: str
+    message: str
+    details: dict[str, object]
+
+
+@dataclass
+class RecordingReporter:
+    """A ProblemReporter that keeps what it is told."""
+
+    reports: list[Report] = field(default_factory=list)
+
+    def report(
+        self, severity: str, error_type: str, message: str, details: dict[str, object]
+    ) -> None:
+        self.reports.append(Report(severity, error_type, message, details))
+
+    def of(self, error_type: str) -> list[Report]:
+        return [r for r in self.reports if r.error_type == error_type]
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]],
+    within: float = 10.0,
+    what: str = "condition",
+    interval: float = 0.02,
+) -> None:
+    """Poll ``condition`` (sync or async) until true; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def reporter() -> RecordingReporter:
+    return RecordingReporter()
+
+
+@pytest.fixture
+def twin() -> Iterator[DigitalTwin]:
+    """A fresh, initialized DigitalTwin singleton (and event manager) for one test."""
+    EventManager._reset_instance()
+    DigitalTwin._reset_instance()
+    instance = DigitalTwin()
+    assert instance.initialize()
+    yield instance
+    DigitalTwin._reset_instance()
+    EventManager._reset_instance()
+
+
+class Collector:
+    """Reads a connector's batches in a task and keeps every sample."""
+
+    def __init__(self, connector: BaseConnector) -> None:
+        self.connector = connector
+        self.samples: list[Sample] = []
+
+    async def run(self) -> None:
+        async for batch in self.connector.batches():
+            self.samples.extend(batch)
+
+    def latest(self, quality: Quality | None = Quality.GOOD) -> dict[str, Sample]:
+        """The latest sample per path (of that quality; all qualities for None)."""
+        return {s.path: s for s in self.samples if quality is None or s.quality is quality}
+
+    def values(self, path: str) -> list[object]:
+        return [s.value for s in self.samples if s.path == path and s.quality is Quality.GOOD]
+
+
+@asynccontextmanager
+async def collecting(
+    connector: BaseConnector, connect_timeout: float = 15.0
+) -> AsyncIterator[Collector]:
+    """Enter ``connector``, collect its samples in a task, wait until it is connected."""
+    async with connector:
+        collector = Collector(connector)
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(collector.run())
+            if connect_timeout:
+                async with asyncio.timeout(connect_timeout):
+                    await connector.wait_connected()
+            try:
+                yield collector
+            finally:
+                task.cancel()
