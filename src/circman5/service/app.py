@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -244,6 +245,10 @@ class EdgeService:
                 running.api_url = f"{scheme}://{host}:{api_server.port}/"
         except TimeoutError:
             logger.warning("the health port or the API did not start; the supervisor retries")
+        # everything built at start-up lives as long as the service: keep it out of the
+        # collector's full passes (they otherwise rescan it many times a second under load)
+        gc.collect()
+        gc.freeze()
         self.ready.set()
         logger.info(
             "circman5 running: %d connector(s)%s%s",

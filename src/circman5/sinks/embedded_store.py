@@ -297,6 +297,7 @@ class EmbeddedStore(GroupCommitService[_Write]):
         self._db: SQLiteWorker | None = None
         self._tables: _Tables | None = None
         self._changed: asyncio.Condition | None = None
+        self._commit_interval_s = self.settings.commit_interval_s
         self.points_written = 0
         self.points_deleted = 0
         self.writes_lost = 0  # write calls that failed to commit (disk full, ...)

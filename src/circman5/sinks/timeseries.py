@@ -17,15 +17,17 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from circman5.connectors.sample import Sample
 from circman5.sinks.base import EventReporter
 from circman5.sinks.config import OutputSettings
 from circman5.sinks.embedded_store import EmbeddedStore
-from circman5.sinks.influxdb import InfluxDB1Sink, InfluxDB2Sink
 from circman5.sinks.line_protocol import LineEncoder, format_line
 from circman5.sinks.outbox import Outbox
+
+if TYPE_CHECKING:
+    from circman5.sinks.influxdb import InfluxDB1Sink, InfluxDB2Sink
 
 
 class SeriesWriter(Protocol):
@@ -125,6 +127,9 @@ async def open_series_output(
     """Open the configured time-series destinations (see the module docstring)."""
     async with contextlib.AsyncExitStack() as stack:
         sink: InfluxDB2Sink | InfluxDB1Sink | None = None
+        if settings.influxdb is not None or settings.influxdb1 is not None:
+            # the InfluxDB clients load only when a server is configured
+            from circman5.sinks.influxdb import InfluxDB1Sink, InfluxDB2Sink
         if settings.influxdb is not None:
             sink = InfluxDB2Sink(settings.influxdb)
         elif settings.influxdb1 is not None:

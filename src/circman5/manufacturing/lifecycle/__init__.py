@@ -5,8 +5,22 @@ holds a result; :class:`~.visualizer.LCAVisualizer` draws it; :class:`~.batch_fo
 BatchFootprint` turns each finished batch into a footprint KPI and event.
 """
 
-from circman5.manufacturing.lifecycle.batch_footprint import BatchFootprint
-from circman5.manufacturing.lifecycle.lca_core import LCAAnalyzer, LifeCycleImpact
-from circman5.manufacturing.lifecycle.visualizer import LCAVisualizer
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BatchFootprint": "batch_footprint",
+    "LCAAnalyzer": "lca_core",
+    "LifeCycleImpact": "lca_core",
+    "LCAVisualizer": "visualizer",
+}
 
 __all__ = ["BatchFootprint", "LCAAnalyzer", "LCAVisualizer", "LifeCycleImpact"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use: the service needs the footprint, not matplotlib or pandas."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+    return getattr(module, name)
