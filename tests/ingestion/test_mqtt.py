@@ -32,6 +32,7 @@ def settings(port: int, tags: list[dict[str, Any]], **extra: Any) -> MqttConnect
 def publish(
     port: int,
     messages: Iterable[tuple[str, bytes | str, int]],
+    retain: bool = False,
     **tls: Any,
 ) -> None:
     """Publish with a plain paho client and wait until every message is out."""
@@ -42,7 +43,10 @@ def publish(
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
-        infos = [client.publish(topic, payload, qos=qos) for topic, payload, qos in messages]
+        infos = [
+            client.publish(topic, payload, qos=qos, retain=retain)
+            for topic, payload, qos in messages
+        ]
         for info in infos:
             info.wait_for_publish(10)
     finally:

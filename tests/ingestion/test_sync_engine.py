@@ -334,3 +334,32 @@ def test_event_reporter_publishes_error_events(twin: DigitalTwin) -> None:
     assert errors[0].severity is EventSeverity.WARNING
     assert errors[0].source == "mes"
     assert errors[0].details["error_type"] == "MalformedInput"
+
+
+def test_sample_buffer_drops_the_oldest_when_full() -> None:
+    from circman5.connectors.base import SampleBuffer
+
+    buffer = SampleBuffer(max_samples=10)
+    batches = [[sample("a.b", float(i))] * 4 for i in range(5)]
+    for batch in batches:
+        buffer.put(batch)
+    assert buffer.dropped == 12 and len(buffer) == 8
+
+    async def take() -> list[Sample] | None:
+        return await buffer.get()
+
+    got = asyncio.run(take())
+    assert got == batches[3] + batches[4]
+    buffer.close()
+    assert asyncio.run(take()) is None
+
+
+def test_backoff_doubles_to_the_cap_and_resets() -> None:
+    from circman5.connectors.base import Backoff
+
+    backoff = Backoff(0.5, 4.0, jitter=0.0)
+    assert [backoff.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
+    jittered = Backoff(1.0, 10.0, jitter=0.1)
+    assert 0.9 <= jittered.next_delay() <= 1.1

@@ -1,5 +1,34 @@
-"""Protocol connectors (OPC UA, MQTT, Modbus) and the shared Sample/Connector contract."""
+"""Protocol connectors (OPC UA, MQTT, Modbus) and the shared Sample/Connector contract.
 
-from circman5.connectors.sample import Quality, Sample, SampleValue
+Importing this package loads no protocol library: ``asyncua``, ``paho`` and ``pymodbus`` are
+imported by the connector modules (``circman5.connectors.opcua.client``, ...) only, and
+:func:`create_connector` imports the one it needs.
+"""
 
-__all__ = ["Quality", "Sample", "SampleValue"]
+from circman5.connectors.base import (
+    BaseConnector,
+    Connector,
+    ConnectorStatus,
+    LoggingProblemReporter,
+    ProblemReporter,
+)
+from circman5.connectors.config import ConnectorList, ConnectorSettings, load_connectors
+from circman5.connectors.factory import create_connector, create_connectors
+from circman5.connectors.sample import Quality, Sample, SampleValue, make_sample
+
+__all__ = [
+    "BaseConnector",
+    "Connector",
+    "ConnectorList",
+    "ConnectorSettings",
+    "ConnectorStatus",
+    "LoggingProblemReporter",
+    "ProblemReporter",
+    "Quality",
+    "Sample",
+    "SampleValue",
+    "create_connector",
+    "create_connectors",
+    "load_connectors",
+    "make_sample",
+]

@@ -252,6 +252,11 @@ class Connector(Protocol):
         """
         ...
 
+    def paths(self) -> list[str]:
+        """The twin paths known before any data arrives (not those of wildcard topics or
+        browse discovery); the engine marks them stale if they never deliver."""
+        ...
+
 
 class SampleBuffer:
     """A bounded single-consumer buffer of sample batches between a connector and its reader.
@@ -468,6 +473,9 @@ class BaseConnector(abc.ABC):
 
     def stale_after(self, path: str) -> float | None:
         return None
+
+    def paths(self) -> list[str]:
+        return []
 
     async def wait_connected(self) -> None:
         """Wait until the connector is connected (bound it with ``asyncio.timeout``)."""

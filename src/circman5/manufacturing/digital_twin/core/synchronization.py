@@ -43,7 +43,7 @@ import logging
 import math
 import operator
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Protocol
@@ -87,14 +87,17 @@ class TwinTarget(Protocol):
 
 
 class SampleSource(Protocol):
-    """The part of the connector contract the engine uses."""
+    """The part of the connector contract (:class:`~circman5.connectors.base.Connector`) the
+    engine uses."""
 
     @property
     def name(self) -> str: ...
 
-    def batches(self) -> Any: ...  # AsyncIterator[list[Sample]]
+    def batches(self) -> AsyncIterator[list[Sample]]: ...
 
     def stale_after(self, path: str) -> float | None: ...
+
+    def paths(self) -> list[str]: ...
 
 
 SampleSink = Callable[[list[Sample]], object]
@@ -311,9 +314,7 @@ class SynchronizationEngine:
     async def run(self) -> None:
         """Consume every connector and tick until cancelled."""
         for connector in self._connectors:
-            paths = getattr(connector, "paths", None)
-            if callable(paths):
-                self.watch(paths(), connector)
+            self.watch(connector.paths(), connector)
         try:
             async with asyncio.TaskGroup() as group:
                 for connector in self._connectors:
