@@ -26,7 +26,7 @@ from typing import Any
 
 from circman5.adapters.services.constants_service import ConstantsService
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.config import AnyConnectorSettings
+from circman5.connectors.factory import create_connectors
 from circman5.manufacturing.digital_twin.core.synchronization import SynchronizationEngine
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
@@ -63,21 +63,6 @@ class EventReporter:
         )
         event.source = str(details.get("source") or details.get("connector") or "service")
         event_manager.publish(event)
-
-
-def build_connector(settings: AnyConnectorSettings, reporter: EventReporter) -> BaseConnector:
-    """The connector for one ``[[connectors]]`` entry (protocol libraries load on demand)."""
-    if settings.type == "opcua":
-        from circman5.connectors.opcua.client import OpcUaConnector
-
-        return OpcUaConnector(settings, reporter)
-    if settings.type == "mqtt":
-        from circman5.connectors.mqtt.client import MqttConnector
-
-        return MqttConnector(settings, reporter)
-    from circman5.connectors.modbus.client import ModbusConnector
-
-    return ModbusConnector(settings, reporter)
 
 
 class _TimedTwin:
@@ -187,7 +172,7 @@ class EdgeService:
                 # initialized once the outputs listen, so its start-up events go out too
                 if not twin.initialize():
                     raise RuntimeError("the digital twin did not initialize (see the log)")
-                connectors = [build_connector(c, reporter) for c in settings.connectors]
+                connectors = create_connectors(list(settings.connectors), reporter)
                 for connector in connectors:
                     await stack.enter_async_context(connector)
                 sync_config = constants.get_digital_twin_model().SYNCHRONIZATION_CONFIG
