@@ -84,3 +84,11 @@ def test_the_error_examples_are_real() -> None:
 def test_the_json_example_is_valid() -> None:
     state = json.loads(blocks("json")[0])
     assert set(state["quality"].values()) <= {"good", "uncertain", "bad", "stale"}
+
+
+def test_the_readme_example_loads_and_maps_every_protocol() -> None:
+    readme = (GUIDE.parents[1] / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```toml\n(.*?)```", readme, flags=re.DOTALL)
+    connectors = load_connectors(block, "README.md")
+    assert {c.type for c in connectors} == {"opcua", "mqtt", "modbus"}
+    assert block == blocks("toml")[-1]  # the README shows the guide's complete example
