@@ -9,7 +9,7 @@ from typing import Any
 from circman5.manufacturing.digital_twin.core.packed_history import (
     MIN_PACKED_ENTRIES,
     KeyCache,
-    PackedFloats,
+    PackedNumbers,
     PackedState,
     pack,
     unpack,
@@ -48,23 +48,47 @@ def test_big_float_sections_are_packed_and_the_rest_stays_shared() -> None:
     manager.update_state({"system_status": "running"})  # a small update replaces nothing big
     first, second = manager._history
     assert type(first) is PackedState
-    assert type(first.tree["synthetic"]["plc"]) is PackedFloats
+    assert type(first.tree["synthetic"]["plc"]) is PackedNumbers
     # the string section was not replaced: one dict shared by both states and the current one
     assert first.tree["status"] is manager.snapshot()["status"]
     assert type(second) is dict  # the last update replaced no big section
     assert second["synthetic"] is manager.snapshot()["synthetic"]
 
 
+def test_all_int_sections_are_packed_and_stay_ints() -> None:
+    manager = StateManager(history_length=10)
+    registers = {f"hr{i}": i * 1000 - 7 for i in range(MIN_PACKED_ENTRIES)}
+    registers["hr1"] = 2**63 - 1
+    manager.update_state({"modbus": registers})
+    manager.update_state({"modbus": {key: 0 for key in registers}})
+    (entry,) = manager._history
+    assert type(entry) is PackedState and type(entry.tree["modbus"]) is PackedNumbers
+    (back,) = manager.get_history()
+    assert back["modbus"] == registers
+    assert all(type(value) is int for value in back["modbus"].values())
+
+
 def test_sections_that_are_not_all_float_or_small_stay_dicts() -> None:
     manager = StateManager(history_length=10)
     mixed = {**tags(0), "count": 3}
     small = tags(0, MIN_PACKED_ENTRIES - 1)
-    manager.update_state({"a": mixed, "b": small})
-    manager.update_state({"a": {**tags(1), "count": 4}, "b": tags(1, MIN_PACKED_ENTRIES - 1)})
+    flags = {f"f{i}": bool(i % 2) for i in range(MIN_PACKED_ENTRIES)}
+    huge = {f"h{i}": 2**70 + i for i in range(MIN_PACKED_ENTRIES)}
+    manager.update_state({"a": mixed, "b": small, "c": flags, "d": huge})
+    manager.update_state(
+        {
+            "a": {**tags(1), "count": 4},
+            "b": tags(1, MIN_PACKED_ENTRIES - 1),
+            "c": {key: True for key in flags},
+            "d": {key: 1 for key in huge},
+        }
+    )
     (entry,) = manager._history
     assert type(entry) is dict
     assert entry["a"]["count"] == 3 and type(entry["a"]["count"]) is int
     assert entry["b"] == small
+    assert entry["c"] == flags and all(type(v) is bool for v in entry["c"].values())
+    assert entry["d"] == huge
 
 
 def test_a_snapshot_handed_out_is_never_changed_by_packing() -> None:

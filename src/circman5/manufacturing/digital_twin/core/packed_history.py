@@ -3,13 +3,14 @@
 A twin fed by a thousand tags at 10 Hz replaces its big sections (``{"tag00001": 20.5, ...}``)
 on every tick, and the history keeps the replaced dicts: about 70 KB per state for 1,000 floats
 (dict slots plus one float object each), 70 MB for the default 1,000 states. Packed, the same
-section is a shared tuple of keys and an ``array('d')`` of 8 bytes per value.
+section is a shared tuple of keys and an array of 8 bytes per value (``array('d')`` for floats,
+``array('q')`` for integers, such as Modbus registers).
 
 :func:`pack` is applied by the :class:`StateManager` to the state that moves into the history;
 it packs only the dicts the newer state no longer shares (the ones the update replaced), so
 sections that did not change stay shared between states. Readers get plain dicts back from
-:func:`unpack`. Floats round-trip exactly; a dict with any non-float value (an int, a string,
-a nested dict) is never packed.
+:func:`unpack`. Values round-trip exactly with their type; a dict that mixes floats and ints, or
+holds anything else (a string, a bool, a nested dict, an int beyond 64 bits), is never packed.
 """
 
 from __future__ import annotations
@@ -17,22 +18,22 @@ from __future__ import annotations
 from array import array
 from typing import Any
 
-__all__ = ["MIN_PACKED_ENTRIES", "PackedFloats", "PackedState", "pack", "unpack"]
+__all__ = ["MIN_PACKED_ENTRIES", "PackedNumbers", "PackedState", "pack", "unpack"]
 
 #: Dicts smaller than this stay dicts (packing saves little and costs a copy on every read).
 MIN_PACKED_ENTRIES = 32
 
 
-class PackedFloats:
-    """A ``{str: float}`` dict stored as a tuple of keys and an array of doubles."""
+class PackedNumbers:
+    """A ``{str: float}`` or ``{str: int}`` dict stored as a tuple of keys and an array."""
 
     __slots__ = ("keys", "values")
 
-    def __init__(self, keys: tuple[str, ...], values: array[float]) -> None:
+    def __init__(self, keys: tuple[str, ...], values: array[float] | array[int]) -> None:
         self.keys = keys
         self.values = values
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float] | dict[str, int]:
         return dict(zip(self.keys, self.values, strict=True))
 
 
@@ -66,10 +67,22 @@ class KeyCache:
         self._keys.clear()
 
 
-def _packable(section: dict[str, Any]) -> bool:
+def _packed_values(section: dict[str, Any]) -> array[float] | array[int] | None:
+    """The values of ``section`` as one array, or None when it cannot be packed."""
     if len(section) < MIN_PACKED_ENTRIES:
-        return False
-    return all(type(value) is float for value in section.values())
+        return None
+    values = section.values()
+    kind = type(next(iter(values)))
+    if kind is not float and kind is not int:
+        return None
+    if not all(type(value) is kind for value in values):
+        return None
+    if kind is float:
+        return array("d", values)
+    try:
+        return array("q", values)
+    except OverflowError:  # beyond 64 bits
+        return None
 
 
 def _pack_tree(
@@ -86,9 +99,9 @@ def _pack_tree(
             continue  # still part of the newer state: shared, costs nothing
         below = (*path, key)
         packed: object
-        if _packable(value):
-            keys = cache.shared(below, tuple(value))
-            packed = PackedFloats(keys, array("d", value.values()))
+        numbers = _packed_values(value)
+        if numbers is not None:
+            packed = PackedNumbers(cache.shared(below, tuple(value)), numbers)
         else:
             packed = _pack_tree(value, counterpart, cache, below)
             if packed is None:
@@ -113,7 +126,7 @@ def _unpack_tree(tree: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] | None = None
     for key, value in tree.items():
         kind = type(value)
-        if kind is PackedFloats:
+        if kind is PackedNumbers:
             plain: object = value.to_dict()
         elif kind is dict:
             plain = _unpack_tree(value)
