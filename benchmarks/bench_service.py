@@ -12,7 +12,8 @@ events and state out over MQTT, series into the embedded store (no InfluxDB).
   fresh interpreter (interpreter start plus the service's own imports), best of ``STARTS``.
 * **Steady state with 1,000 tags at 10 Hz**: 400 OPC UA synthetic variables changing at 10 Hz
   (one subscription, 100 ms sampling and publishing), 300 MQTT synthetic topics at 3,000 msgs/s
-  in total (JSON ``{"value", "ts", "seq"}``), 300 Modbus holding registers (unit 4) polled every
+  in total (JSON ``{"value", "ts", "seq"}``; the connector's default MQTT 3.1.1, or
+  ``BENCH_SERVICE_MQTT_PROTOCOL=5``), 300 Modbus holding registers (unit 4) polled every
   0.1 s: about 10,000 samples/s offered. Steady state starts when the twin's state history is
   full (``STATE_MANAGEMENT.default_history_length`` updates, 100 s at the default 1,000 states
   and 10 Hz ticks; until then resident memory grows by one state per tick). Then psutil measures
@@ -47,6 +48,7 @@ from benchmarks.report import Row
 
 STARTS = int(os.environ.get("BENCH_SERVICE_STARTS", "3"))
 WINDOW_S = float(os.environ.get("BENCH_SERVICE_WINDOW_S", "20"))
+MQTT_PROTOCOL = os.environ.get("BENCH_SERVICE_MQTT_PROTOCOL")  # None: the connector's default
 IDLE_WARMUP_S = 3.0
 IDLE_WINDOW_S = float(os.environ.get("BENCH_SERVICE_IDLE_WINDOW_S", "8"))
 FILL_TIMEOUT_S = 240.0
@@ -102,8 +104,10 @@ def load_toml(ports: Ports, health_port: int, api_port: int) -> str:
             f'[[connectors.tags]]\naddress = "s=Line1.Synthetic.Tag{i:05d}"\n'
             f'path = "synthetic.opcua.tag{i:05d}"\n\n'
         )
+    protocol = f'protocol = "{MQTT_PROTOCOL}"\n' if MQTT_PROTOCOL else ""
     out.append(
-        f'[[connectors]]\ntype = "mqtt"\nname = "mes"\nhost = "127.0.0.1"\nport = {ports.mqtt}\n\n'
+        f'[[connectors]]\ntype = "mqtt"\nname = "mes"\nhost = "127.0.0.1"\nport = {ports.mqtt}\n'
+        f"{protocol}\n"
     )
     for i in range(MQTT_TOPICS):
         out.append(
