@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from circman5.service.demo_config import DemoPorts, demo_settings_toml
+from circman5.sinks.embedded_store import EmbeddedStore, StoredPoint
 from simulators.external import Mosquitto, VictoriaMetrics, free_port, http_status, wait_until
 
 PATH = "production_line.temperature"
@@ -122,14 +124,7 @@ mode = "always"
     assert "stopping:" in log_text and "0 kept on disk" in log_text, log_text[-3000:]
     assert "offline" in topic_log.on(f"{base}/status")
     # nothing lost: every temperature sample stored locally also reached VictoriaMetrics
-    import sqlite3
-
-    with sqlite3.connect(data / "timeseries.sqlite3") as db:
-        (local,) = db.execute(
-            "SELECT count(*) FROM points p JOIN series s ON p.series_id = s.id "
-            "WHERE s.measurement = 'sample' AND s.path = ?",
-            (PATH,),
-        ).fetchone()
+    local = len(asyncio.run(_stored_samples(data / "timeseries.sqlite3", PATH)))
     assert local >= 20
     # VictoriaMetrics makes accepted samples searchable asynchronously: wait for all of them
     try:
@@ -137,3 +132,9 @@ mode = "always"
     finally:
         remote = vm_values(victoria_metrics, PATH)
     assert len(remote) == local
+
+
+async def _stored_samples(file: Path, path: str) -> list[StoredPoint]:
+    """The raw samples of ``path`` the service left in its embedded store."""
+    async with EmbeddedStore(path=file) as store:
+        return await store.points(path, measurement="sample")

@@ -129,6 +129,12 @@ class EmbeddedStoreSettings(_Settings):
     #: Commit queued points at most this often: one transaction per second instead of one per
     #: twin tick cuts CPU and flash wear (page rewrites) several-fold. 0 = commit at once.
     commit_interval_s: float = Field(default=1.0, ge=0.0, le=60.0)
+    #: Merge the staged points (one small run per series and commit) into compressed chunks
+    #: (one row per series and a few thousand points) at least this often.
+    compact_interval_s: float = Field(default=30.0, gt=0.0, le=3600.0)
+    #: Compact sooner once this many points are staged (bounds the staging table that every
+    #: query scans, and the work of one compaction).
+    max_staged_points: int = Field(default=500_000, ge=1_000, le=10_000_000)
     synchronous: Literal["normal", "full"] = "normal"
 
     @field_validator("file")
