@@ -47,9 +47,10 @@ async def demo_broker(workdir: Path, prefer_mosquitto: bool = True) -> AsyncIter
     broker = Broker(
         {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-            "sys_interval": 0,
-            "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
-            "topic-check": {"enabled": False},
+            # anonymous clients on loopback, no $SYS topics, no packet logging
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
         }
     )
     await broker.start()
