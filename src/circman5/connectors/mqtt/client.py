@@ -37,6 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from circman5.connectors.base import BaseConnector, Deadband, ProblemReporter
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
+from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.connectors.sample import Quality, Sample, SampleValue, make_sample
 from circman5.errors import DeviceUnavailable, TagWriteError
@@ -262,6 +263,8 @@ class MqttConnector(BaseConnector):
     def _make_client(self) -> paho.Client:
         s = self.settings
         v5 = s.protocol == "5"
+        if v5:
+            install_shared_table_properties()
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=s.effective_client_id,
