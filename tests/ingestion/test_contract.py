@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 from circman5.connectors import Connector, create_connector, create_connectors, load_connectors
+from circman5.connectors.base import BaseConnector
 from circman5.connectors.modbus.client import ModbusConnector
 from circman5.connectors.mqtt.client import MqttConnector
 from circman5.connectors.opcua.client import OpcUaConnector
+from circman5.connectors.sample import SampleValue
 from simulators.external import Mosquitto
 from tests.ingestion.test_mqtt import publish
 
@@ -79,3 +81,33 @@ async def test_samples_one_at_a_time(mosquitto: Mosquitto) -> None:
                 break
     assert connector.status.connected is False
     assert connector.status.samples_in == 1
+
+
+class _StubbornConnector(BaseConnector):
+    """A connector whose loop swallows the first cancellation, as a library sometimes does."""
+
+    protocol = "stub"
+
+    def __init__(self) -> None:
+        super().__init__("stubborn")
+        self.swallowed = 0
+
+    async def write(self, target: str, value: SampleValue) -> None:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                if self.swallowed:
+                    raise
+                self.swallowed += 1  # lost, like asyncio.wait_for's race on Python 3.11
+
+
+async def test_a_connector_closes_even_when_its_loop_swallows_a_cancellation() -> None:
+    connector = _StubbornConnector()
+    async with asyncio.timeout(10):
+        async with connector:
+            await asyncio.sleep(0.05)
+    assert connector.swallowed == 1

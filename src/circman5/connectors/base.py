@@ -377,6 +377,21 @@ class Deadband:
         return False
 
 
+async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they are done, cancelling again while one is not.
+
+    A protocol library can swallow a cancellation (``asyncio.wait_for`` on Python 3.11 does when
+    the awaited call completes at the same moment, and pymodbus connects through it); the task
+    then keeps running, and a connector that waited for it would never close.
+    """
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=1.0)
+        pending = [task for task in pending if not task.done()]
+
+
 class BaseConnector(abc.ABC):
     """Shared plumbing: the sample buffer, status, TaskGroup lifecycle, problem reporting.
 
@@ -442,9 +457,8 @@ class BaseConnector(abc.ABC):
         group = self._task_group
         self._task_group = None
         self._shutting_down = True
-        for task in self._tasks:
-            task.cancel()
         try:
+            await _cancel_until_done(self._tasks)
             if group is not None:
                 await group.__aexit__(exc_type, exc, tb)
         finally:
