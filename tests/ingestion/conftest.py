@@ -14,6 +14,7 @@ from circman5.connectors.base import BaseConnector
 from circman5.connectors.sample import Quality, Sample
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import EventManager
+from simulators.bench import SimulatorBench
 
 
 @dataclass
@@ -110,3 +111,26 @@ async def collecting(
                 yield collector
             finally:
                 task.cancel()
+
+
+async def outage_and_recovery(
+    bench: SimulatorBench,
+    server: str,
+    connector: BaseConnector,
+    collector: Collector,
+    paths: set[str],
+) -> None:
+    """Take ``server`` of the bench down for a second: every path turns stale, the connector
+    reconnects and every path gets a fresh good value."""
+    await eventually(lambda: len(collector.latest()) == len(paths))
+    await bench.outage(server, 1.0)
+    await eventually(
+        lambda: len(collector.latest(Quality.STALE)) == len(paths), what="every tag stale"
+    )
+    mark = len(collector.samples)
+    await eventually(lambda: connector.status.connected, within=15, what="the reconnect")
+    await eventually(
+        lambda: {s.path for s in collector.samples[mark:] if s.quality is Quality.GOOD} == paths,
+        what="fresh values of every tag",
+    )
+    assert connector.status.reconnects >= 1

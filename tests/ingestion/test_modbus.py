@@ -14,7 +14,12 @@ from circman5.connectors.sample import Quality
 from circman5.errors import TagWriteError
 from simulators.bench import SimulatorBench
 from simulators.modbus_devices import STATUS_CODES
-from tests.ingestion.conftest import RecordingReporter, collecting, eventually
+from tests.ingestion.conftest import (
+    RecordingReporter,
+    collecting,
+    eventually,
+    outage_and_recovery,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -268,21 +273,8 @@ async def test_unknown_unit_fails_alone(sim_bench_shared: SimulatorBench) -> Non
 async def test_device_restart_reconnects(sim_bench_shared: SimulatorBench) -> None:
     connector = ModbusConnector(modbus_settings(sim_bench_shared))
     async with collecting(connector) as collector:
-        await eventually(lambda: len(collector.latest()) == len(TAGS))
-        await sim_bench_shared.outage("modbus", 1.0)
-        await eventually(
-            lambda: len(collector.latest(Quality.STALE)) == len(TAGS), what="every tag stale"
-        )
-        mark = len(collector.samples)
-        await eventually(lambda: connector.status.connected, within=15, what="the reconnect")
-        await eventually(
-            lambda: (
-                {s.path for s in collector.samples[mark:] if s.quality is Quality.GOOD}
-                == {t["path"] for t in TAGS}
-            ),
-            what="fresh values",
-        )
-        assert connector.status.reconnects >= 1
+        paths = {t["path"] for t in TAGS}
+        await outage_and_recovery(sim_bench_shared, "modbus", connector, collector, paths)
 
 
 async def test_report_on_change_with_heartbeat(sim_bench_shared: SimulatorBench) -> None:

@@ -17,7 +17,12 @@ from circman5.connectors.sample import Quality
 from circman5.errors import TagWriteError
 from simulators.bench import SimulatorBench
 from simulators.certs import CertificateFiles
-from tests.ingestion.conftest import RecordingReporter, collecting, eventually
+from tests.ingestion.conftest import (
+    RecordingReporter,
+    collecting,
+    eventually,
+    outage_and_recovery,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -154,21 +159,8 @@ async def test_server_restart_is_followed_by_a_full_resubscribe(
     reporter = RecordingReporter()
     connector = OpcUaConnector(plc_settings(sim_bench_shared), reporter)
     async with collecting(connector) as collector:
-        await eventually(lambda: len(collector.latest()) == len(TAGS))
-        await sim_bench_shared.outage("opcua", 1.0)
-        await eventually(
-            lambda: len(collector.latest(Quality.STALE)) == len(TAGS), what="every tag stale"
-        )
-        mark = len(collector.samples)
-        await eventually(lambda: connector.status.connected, within=15, what="the reconnect")
-        await eventually(
-            lambda: (
-                {s.path for s in collector.samples[mark:] if s.quality is Quality.GOOD}
-                == {t["path"] for t in TAGS}
-            ),
-            what="fresh values of every tag",
-        )
-        assert connector.status.reconnects >= 1
+        paths = {t["path"] for t in TAGS}
+        await outage_and_recovery(sim_bench_shared, "opcua", connector, collector, paths)
         assert connector.sessions >= 2
         assert reporter.of("ConnectionLost")
 

@@ -26,7 +26,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 DataType = Literal[
     "int16",
@@ -42,18 +42,7 @@ DataType = Literal[
 ]
 Order = Literal["big", "little"]
 
-DATA_TYPES: tuple[str, ...] = (
-    "int16",
-    "uint16",
-    "int32",
-    "uint32",
-    "int64",
-    "uint64",
-    "float32",
-    "float64",
-    "string",
-    "bit",
-)
+DATA_TYPES: tuple[str, ...] = get_args(DataType)
 
 _FORMAT: dict[str, tuple[str, int]] = {
     # struct code, registers
