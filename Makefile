@@ -35,10 +35,12 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: system-deps venv
 	$(BIN)/ruff check src simulators tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
 
 bench: system-deps venv

@@ -133,7 +133,7 @@ async def _mqtt_pipeline(port: int) -> float:
     """Messages/s through MqttConnector -> SynchronizationEngine -> DigitalTwin."""
     from circman5.connectors.config import MqttConnectorSettings
     from circman5.connectors.mqtt.client import MqttConnector
-    from circman5.connectors.sample import Sample
+    from circman5.samples import Sample
 
     settings = MqttConnectorSettings.model_validate(
         {
@@ -302,7 +302,7 @@ async def _opcua_bare(url: str) -> float:
 async def _opcua_pipeline(url: str) -> float:
     from circman5.connectors.config import OpcUaConnectorSettings
     from circman5.connectors.opcua.client import OpcUaConnector
-    from circman5.connectors.sample import Sample
+    from circman5.samples import Sample
 
     settings = OpcUaConnectorSettings.model_validate(
         {
@@ -400,7 +400,7 @@ async def _modbus_pipeline(port: int, report: str) -> float:
     """Registers/s read by ModbusConnector (1,000 uint16 tags) feeding engine and twin."""
     from circman5.connectors.config import ModbusConnectorSettings
     from circman5.connectors.modbus.client import ModbusConnector
-    from circman5.connectors.sample import Sample
+    from circman5.samples import Sample
 
     settings = ModbusConnectorSettings.model_validate(
         {

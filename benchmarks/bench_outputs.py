@@ -31,7 +31,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 
 from benchmarks.report import Row
-from circman5.connectors.sample import Quality, Sample
+from circman5.samples import Quality, Sample
 from circman5.sinks._sqlite import SQLiteWorker
 from circman5.sinks.config import EmbeddedStoreSettings, InfluxDB2Settings, OutboxSettings
 from circman5.sinks.embedded_store import EmbeddedStore

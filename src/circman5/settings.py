@@ -22,7 +22,6 @@ from pydantic_settings import (
 from circman5.adapters.base.config_adapter import describe_validation_error
 from circman5.connectors.config import ConnectorList
 from circman5.errors import ConfigError
-from circman5.service.batches import BatchTrackingSettings
 from circman5.sinks.config import OutputSettings
 
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -78,6 +77,17 @@ class SetpointSettings(BaseModel):
         if self.min > self.max:
             raise ValueError(f"min {self.min} > max {self.max}")
         return self
+
+
+class BatchTrackingSettings(BaseModel):
+    """Where the twin holds the MES's batch-end data (``[batches]`` in the service TOML)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    completed_section: str = "batch.completed"
+    materials_section: str = "materials"
+    settle_s: float = Field(default=2.0, ge=0, le=600)
 
 
 class Settings(BaseSettings):

@@ -29,10 +29,10 @@ from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from circman5.connectors.config import load_connectors
-from circman5.connectors.sample import Sample
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.lifecycle import batch_footprint
 from circman5.manufacturing.lifecycle.batch_footprint import BatchFootprint
+from circman5.samples import Sample
 from circman5.service.health import HealthServer
 from circman5.settings import HealthSettings, Settings, load_settings
 from circman5.sinks.config import OutputSettings, SeriesSettings

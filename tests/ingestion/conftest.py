@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.sample import Quality, Sample
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import EventManager
+from circman5.samples import Quality, Sample
 from simulators.bench import SimulatorBench
 
 

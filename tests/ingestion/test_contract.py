@@ -11,7 +11,7 @@ from circman5.connectors.base import BaseConnector
 from circman5.connectors.modbus.client import ModbusConnector
 from circman5.connectors.mqtt.client import MqttConnector
 from circman5.connectors.opcua.client import OpcUaConnector
-from circman5.connectors.sample import SampleValue
+from circman5.samples import SampleValue
 from simulators.external import Mosquitto
 from tests.ingestion.test_mqtt import publish
 

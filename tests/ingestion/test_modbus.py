@@ -10,8 +10,8 @@ import pytest_asyncio
 
 from circman5.connectors.config import ModbusConnectorSettings
 from circman5.connectors.modbus.client import ModbusConnector
-from circman5.connectors.sample import Quality
 from circman5.errors import TagWriteError
+from circman5.samples import Quality
 from simulators.bench import SimulatorBench
 from simulators.modbus_devices import STATUS_CODES
 from tests.ingestion.conftest import (

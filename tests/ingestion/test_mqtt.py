@@ -16,8 +16,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from circman5.connectors.config import MqttConnectorSettings
 from circman5.connectors.mqtt.client import MqttConnector
-from circman5.connectors.sample import Quality
 from circman5.errors import TagWriteError
+from circman5.samples import Quality
 from simulators.external import Mosquitto, find_binary
 from tests.ingestion.conftest import Collector, RecordingReporter, collecting, eventually
 from tests.ingestion.tls import make_tls_files

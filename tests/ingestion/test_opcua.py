@@ -13,8 +13,8 @@ import pytest_asyncio
 
 from circman5.connectors.config import OpcUaConnectorSettings
 from circman5.connectors.opcua.client import OpcUaConnector
-from circman5.connectors.sample import Quality
 from circman5.errors import TagWriteError
+from circman5.samples import Quality
 from simulators.bench import SimulatorBench
 from simulators.certs import CertificateFiles
 from tests.ingestion.conftest import (

@@ -8,7 +8,7 @@ from typing import Any
 
 from circman5.connectors.config import OpcUaConnectorSettings
 from circman5.connectors.opcua.client import OpcUaConnector
-from circman5.connectors.sample import Quality
+from circman5.samples import Quality
 from tests.ingestion.conftest import RecordingReporter, collecting, eventually
 
 

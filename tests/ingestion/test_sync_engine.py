@@ -9,9 +9,7 @@ import pytest
 
 from circman5.connectors.config import MqttConnectorSettings
 from circman5.connectors.mqtt.client import MqttConnector
-from circman5.connectors.sample import Quality, Sample
 from circman5.manufacturing.digital_twin.core.synchronization import (
-    EventProblemReporter,
     SynchronizationEngine,
     SyncMode,
     lookup,
@@ -23,6 +21,8 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
     Event,
     EventSeverity,
 )
+from circman5.manufacturing.digital_twin.event_notification.reporter import EventProblemReporter
+from circman5.samples import Quality, Sample
 from tests.ingestion.conftest import RecordingReporter, eventually
 
 

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from circman5.connectors.sample import Quality, Sample
 from circman5.errors import SinkError
+from circman5.samples import Quality, Sample
 from circman5.sinks.config import (
     EmbeddedStoreSettings,
     InfluxDB2Settings,

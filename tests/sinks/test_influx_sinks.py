@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from circman5.connectors.sample import Quality, Sample
 from circman5.errors import SinkRejected, SinkUnavailable
+from circman5.samples import Quality, Sample
 from circman5.sinks.config import InfluxDB1Settings, InfluxDB2Settings
 from circman5.sinks.influxdb import InfluxDB1Sink, InfluxDB2Sink
 from circman5.sinks.line_protocol import LineEncoder

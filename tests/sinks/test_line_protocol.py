@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from influxdb_client.client.write.point import Point
 
-from circman5.connectors.sample import Quality, Sample
+from circman5.samples import Quality, Sample
 from circman5.sinks.base import parse_retry_after
 from circman5.sinks.line_protocol import (
     FieldValue,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from circman5.connectors.sample import Sample
+from circman5.samples import Sample
 from circman5.sinks.config import InfluxDB1Settings, InfluxDB2Settings, OutboxSettings
 from circman5.sinks.influxdb import InfluxDB1Sink, InfluxDB2Sink
 from circman5.sinks.line_protocol import LineEncoder

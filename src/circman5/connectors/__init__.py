@@ -9,12 +9,11 @@ from circman5.connectors.base import (
     BaseConnector,
     Connector,
     ConnectorStatus,
-    LoggingProblemReporter,
-    ProblemReporter,
 )
 from circman5.connectors.config import ConnectorList, ConnectorSettings, load_connectors
 from circman5.connectors.factory import create_connector, create_connectors
-from circman5.connectors.sample import Quality, Sample, SampleValue, make_sample
+from circman5.reporting import LoggingProblemReporter, ProblemReporter
+from circman5.samples import Quality, Sample, SampleValue, make_sample
 
 __all__ = [
     "BaseConnector",

@@ -42,7 +42,8 @@ from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from circman5.connectors.sample import Quality, Sample, SampleValue
+from circman5.reporting import LoggingProblemReporter, ProblemReporter
+from circman5.samples import Quality, Sample, SampleValue
 
 logger = logging.getLogger(__name__)
 
@@ -53,45 +54,9 @@ __all__ = [
     "BaseConnector",
     "Connector",
     "ConnectorStatus",
-    "LoggingProblemReporter",
-    "ProblemReporter",
     "RateLimitedReporter",
     "SampleBuffer",
 ]
-
-
-class ProblemReporter(Protocol):
-    """Receives a connector's operational problems (severity: info, warning, error, critical).
-
-    Same shape as :class:`circman5.sinks.base.EventReporter`, so one object can serve both; the
-    composition root turns reports into ``ErrorEvent``s. Must be cheap and must not raise.
-    """
-
-    def report(
-        self, severity: str, error_type: str, message: str, details: dict[str, object]
-    ) -> None: ...
-
-
-_LEVELS = {
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-}
-
-
-class LoggingProblemReporter:
-    """The default reporter: one log record per report."""
-
-    def __init__(self, log: logging.Logger | None = None) -> None:
-        self._log = log or logger
-
-    def report(
-        self, severity: str, error_type: str, message: str, details: dict[str, object]
-    ) -> None:
-        self._log.log(
-            _LEVELS.get(severity, logging.WARNING), "%s: %s %s", error_type, message, details
-        )
 
 
 @dataclass

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from circman5.connectors.base import BaseConnector, ProblemReporter
+from circman5.connectors.base import BaseConnector
 from circman5.connectors.config import AnyConnectorSettings
 from circman5.errors import ConfigError
+from circman5.reporting import ProblemReporter
 
 CONNECTOR_CLASSES: dict[str, str] = {
     "opcua": "circman5.connectors.opcua.client:OpcUaConnector",

@@ -32,8 +32,8 @@ from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
 from circman5.manufacturing.digital_twin.event_notification.event_types import (
     ErrorEvent,
-    EventSeverity,
 )
+from circman5.manufacturing.digital_twin.event_notification.reporter import EventProblemReporter
 from circman5.paths import CONFIG_DIR_ENV, DATA_DIR_ENV, data_dir
 from circman5.service.batches import BatchTracker
 from circman5.service.health import HealthServer
@@ -45,24 +45,6 @@ from circman5.sinks.outbox import OutboxMetrics
 from circman5.sinks.timeseries import SeriesOutput, open_series_output
 
 logger = logging.getLogger(__name__)
-
-_SEVERITIES = {s.value: s for s in EventSeverity}
-
-
-class EventReporter:
-    """Turns operational problems of connectors and sinks into twin error events."""
-
-    def report(
-        self, severity: str, error_type: str, message: str, details: dict[str, object]
-    ) -> None:
-        event = ErrorEvent(
-            error_type=error_type,
-            error_message=message,
-            severity=_SEVERITIES.get(severity, EventSeverity.ERROR),
-            details=dict(details),
-        )
-        event.source = str(details.get("source") or details.get("connector") or "service")
-        event_manager.publish(event)
 
 
 class _TimedTwin:
@@ -153,7 +135,7 @@ class EdgeService:
             os.environ[CONFIG_DIR_ENV] = str(settings.config_dir)
         constants = ConstantsService()
         twin = DigitalTwin()
-        reporter = EventReporter()
+        reporter = EventProblemReporter()
         metrics = ServiceMetrics()
         event_manager.subscribe(metrics.on_event)
         logger.info("data directory %s", data_dir())

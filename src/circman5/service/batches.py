@@ -17,22 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from circman5.settings import BatchTrackingSettings
 
 logger = logging.getLogger(__name__)
 
 MATERIAL_FIELDS = ("consumption", "waste", "recycled")
-
-
-class BatchTrackingSettings(BaseModel):
-    """Where the twin holds the MES's batch-end data (``[batches]`` in the service TOML)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    completed_section: str = "batch.completed"
-    materials_section: str = "materials"
-    settle_s: float = Field(default=2.0, ge=0, le=600)
 
 
 @dataclass

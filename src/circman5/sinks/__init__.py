@@ -7,7 +7,7 @@
 * :mod:`~circman5.sinks.mqtt_events`: events, state and status published over MQTT;
 * :mod:`~circman5.sinks.timeseries`: :func:`open_series_output`, the time-series output as a whole;
 * :mod:`~circman5.sinks.config`: the settings models; :mod:`~circman5.sinks.base`: the contracts
-  (``Sink``, ``EventReporter``).
+  (``Sink``); problems go to a :class:`circman5.reporting.ProblemReporter`.
 
 Importing this package opens nothing; see ``docs/outputs.md``.
 """

@@ -1,4 +1,4 @@
-"""The contracts every output shares: a sink, an event reporter, and Retry-After parsing.
+"""The contracts every output shares: a sink, and Retry-After parsing.
 
 A :class:`Sink` takes a batch and either stores it or raises
 :class:`~circman5.errors.SinkUnavailable` (transient: retry later) or
@@ -6,9 +6,9 @@ A :class:`Sink` takes a batch and either stores it or raises
 :class:`~circman5.sinks.outbox.Outbox` in front of a sink turns that into at-least-once delivery.
 
 Problems the outputs want the operator to see (a quarantined batch, an overflowing outbox, a server
-that stays down) are logged once and go to an :class:`EventReporter` when one is injected. The
-composition root connects it to the twin's event manager (the connectors' ``ProblemReporter`` has
-the same shape, so one object serves both).
+that stays down) are logged once and go to the injected :class:`circman5.reporting.ProblemReporter`,
+the same contract the connectors and the engine report to; the composition root connects it to the
+twin's event manager.
 """
 
 from __future__ import annotations
@@ -34,16 +34,6 @@ class Sink(Protocol):
 
     async def write(self, records: Sequence[bytes]) -> None:
         """Store every record, or raise; returns only once the server accepted them."""
-        ...
-
-
-class EventReporter(Protocol):
-    """Receives the outputs' operational events (severity: info, warning, error, critical)."""
-
-    def report(
-        self, severity: str, error_type: str, message: str, details: dict[str, object]
-    ) -> None:
-        """Report one event. Must be cheap and must not raise."""
         ...
 
 

@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from circman5.connectors.sample import Sample, SampleValue
+from circman5.samples import Sample, SampleValue
 from circman5.sinks.config import SeriesSettings
 
 FieldValue = float | int | bool | str

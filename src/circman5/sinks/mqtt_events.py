@@ -39,8 +39,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from circman5.errors import ConfigError, SinkRejected, SinkUnavailable
+from circman5.reporting import ProblemReporter
 from circman5.sinks._sqlite import BackgroundService
-from circman5.sinks.base import EventReporter
 from circman5.sinks.config import MqttOutputSettings
 from circman5.sinks.outbox import Outbox, OutboxMetrics
 
@@ -349,7 +349,7 @@ class MqttEventPublisher(BackgroundService):
         self,
         settings: MqttOutputSettings,
         *,
-        reporter: EventReporter | None = None,
+        reporter: ProblemReporter | None = None,
         outbox_name: str = "mqtt-events",
         outbox_path: Path | None = None,
     ) -> None:

@@ -38,8 +38,9 @@ from pathlib import Path
 
 from circman5.errors import SinkError, SinkRejected, SinkUnavailable
 from circman5.paths import data_path
+from circman5.reporting import ProblemReporter
 from circman5.sinks._sqlite import GroupCommitService, SQLiteWorker
-from circman5.sinks.base import EventReporter, Sink
+from circman5.sinks.base import Sink
 from circman5.sinks.config import OutboxSettings
 
 logger = logging.getLogger(__name__)
@@ -325,7 +326,7 @@ class Outbox(GroupCommitService[_Item]):
         *,
         name: str,
         settings: OutboxSettings | None = None,
-        reporter: EventReporter | None = None,
+        reporter: ProblemReporter | None = None,
         path: Path | None = None,
         mergeable: bool = False,
     ) -> None:

@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from circman5.connectors.sample import Sample
-from circman5.sinks.base import EventReporter
+from circman5.reporting import ProblemReporter
+from circman5.samples import Sample
 from circman5.sinks.config import OutputSettings
 from circman5.sinks.embedded_store import EmbeddedStore
 from circman5.sinks.line_protocol import LineEncoder, format_line
@@ -122,7 +122,7 @@ class SeriesOutput:
 
 @contextlib.asynccontextmanager
 async def open_series_output(
-    settings: OutputSettings, reporter: EventReporter | None = None
+    settings: OutputSettings, reporter: ProblemReporter | None = None
 ) -> AsyncIterator[SeriesOutput]:
     """Open the configured time-series destinations (see the module docstring)."""
     async with contextlib.AsyncExitStack() as stack:

@@ -42,7 +42,6 @@ from circman5.connectors.base import (
     BaseConnector,
     ConnectorStatus,
     Deadband,
-    ProblemReporter,
 )
 from circman5.connectors.config import ModbusConnectorSettings, ModbusTag, stale_timeout
 from circman5.connectors.modbus.codec import BlockDecoder, TagCodec
@@ -53,8 +52,9 @@ from circman5.connectors.modbus.plan import (
     parse_address,
     plan_reads,
 )
-from circman5.connectors.sample import Quality, SampleValue, make_sample
 from circman5.errors import DeviceUnavailable, TagWriteError
+from circman5.reporting import ProblemReporter
+from circman5.samples import Quality, SampleValue, make_sample
 
 logger = logging.getLogger(__name__)
 

@@ -35,12 +35,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.connectors.base import BaseConnector, Deadband, ProblemReporter
+from circman5.connectors.base import BaseConnector, Deadband
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
 from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
-from circman5.connectors.sample import Quality, Sample, SampleValue, make_sample
 from circman5.errors import DeviceUnavailable, TagWriteError
+from circman5.reporting import ProblemReporter
+from circman5.samples import Quality, Sample, SampleValue, make_sample
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from cryptography import x509
 
-from circman5.connectors.base import Backoff, BaseConnector, ProblemReporter
+from circman5.connectors.base import Backoff, BaseConnector
 from circman5.connectors.config import (
     OpcUaConnectorSettings,
     OpcUaDiscovery,
@@ -58,8 +58,9 @@ from circman5.connectors.config import (
 )
 from circman5.connectors.mqtt.topics import is_path_part
 from circman5.connectors.opcua.nodeid import NodeAddress, parse_node_address
-from circman5.connectors.sample import Quality, Sample, SampleValue, make_sample
 from circman5.errors import DeviceUnavailable, TagWriteError
+from circman5.reporting import ProblemReporter
+from circman5.samples import Quality, Sample, SampleValue, make_sample
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from itertools import accumulate, chain, compress, islice, repeat
 from operator import ge, sub
 from typing import Literal, cast
 
-from circman5.connectors.sample import Quality, Sample
 from circman5.errors import SinkError
+from circman5.samples import Quality, Sample
 from circman5.sinks.embedded.model import INT64_MAX, INT64_MIN, QUALITY_CODES, StoredValue
 from circman5.sinks.embedded.runs import Run, run_of_samples
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from circman5.connectors.sample import Quality
+from circman5.samples import Quality
 
 #: The source of twin KPI series.
 KPI_SOURCE = "twin"

@@ -12,7 +12,7 @@ from itertools import chain, islice, pairwise, repeat
 from operator import lt
 from typing import cast
 
-from circman5.connectors.sample import Sample
+from circman5.samples import Sample
 from circman5.sinks.embedded.model import (
     INT64_MAX,
     INT64_MIN,

@@ -13,9 +13,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
-from circman5.connectors.sample import Sample
 from circman5.errors import SinkError
 from circman5.paths import data_path
+from circman5.samples import Sample
 from circman5.sinks._sqlite import GroupCommitService, SQLiteWorker
 from circman5.sinks.config import EmbeddedStoreSettings, SeriesSettings
 from circman5.sinks.embedded import queries

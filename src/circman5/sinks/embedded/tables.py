@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
-from circman5.connectors.sample import Quality, Sample, make_sample
+from circman5.samples import Quality, Sample, make_sample
 from circman5.sinks.embedded.chunks import INSERT_CHUNK, add_run, read_chunk, replace_chunk
 from circman5.sinks.embedded.codec import SeriesKey, decode, join_staged, staged_runs
 from circman5.sinks.embedded.model import KPI_SOURCE

@@ -33,7 +33,8 @@ connector announced (:meth:`Connector.paths`) that never delivered a sample goes
 ``stale_timeout_s`` from the start. Fresh samples make it ``good`` again.
 
 The engine imports no protocol library: it sees connectors only through the contract in
-:mod:`circman5.connectors.base`.
+:mod:`circman5.connectors.base`, and its samples and reporter through the neutral
+:mod:`circman5.samples` and :mod:`circman5.reporting`.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from circman5.connectors.base import LoggingProblemReporter, ProblemReporter
-from circman5.connectors.sample import Quality, Sample
+from circman5.reporting import LoggingProblemReporter, ProblemReporter
+from circman5.samples import Quality, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ _path_of = operator.attrgetter("path")
 
 __all__ = [
     "MAX_TICK_RATE_HZ",
-    "EventProblemReporter",
     "SampleSink",
     "SampleSubscription",
     "SourceStats",
@@ -690,50 +690,6 @@ class SynchronizationEngine:
             self._reporter.report(severity, error_type, message, {"component": "sync", **details})
         except Exception:
             logger.exception("problem reporter failed")
-
-
-class EventProblemReporter:
-    """A :class:`~circman5.connectors.base.ProblemReporter` that publishes ``ErrorEvent``s.
-
-    The composition root hands one to every connector and to the engine, so a connector's
-    problems (lost connection, malformed payloads: already aggregated by the connector) reach
-    the event manager, its persistence and subscribers. ``publish`` defaults to the event
-    manager singleton's ``publish``.
-    """
-
-    def __init__(self, publish: Callable[[Any], None] | None = None) -> None:
-        self._publish = publish
-
-    def report(
-        self, severity: str, error_type: str, message: str, details: dict[str, object]
-    ) -> None:
-        from circman5.manufacturing.digital_twin.event_notification.event_types import (
-            ErrorEvent,
-            EventSeverity,
-        )
-
-        try:
-            level = EventSeverity(severity)
-        except ValueError:
-            level = EventSeverity.WARNING
-        event = ErrorEvent(
-            error_type=error_type,
-            error_message=message,
-            severity=level,
-            source=str(details.get("source", "ingestion")),
-            details=dict(details),
-        )
-        publish = self._publish
-        if publish is None:
-            from circman5.manufacturing.digital_twin.event_notification.event_manager import (
-                event_manager,
-            )
-
-            publish = event_manager.publish
-        try:
-            publish(event)
-        except Exception:  # reporting must never break ingestion
-            logger.exception("publishing an ingestion error event failed")
 
 
 def flatten(state: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
