@@ -19,15 +19,13 @@ from circman5.connectors.config import (
 from circman5.connectors.modbus.client import ModbusConnector
 from circman5.connectors.mqtt.client import MqttConnector
 from circman5.connectors.opcua.client import OpcUaConnector
-from circman5.manufacturing.digital_twin.core.synchronization import (
-    SynchronizationEngine,
-    lookup,
-)
+from circman5.manufacturing.digital_twin.core.synchronization import SynchronizationEngine
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
 from circman5.manufacturing.digital_twin.event_notification.event_types import ErrorEvent, Event
 from circman5.manufacturing.digital_twin.event_notification.reporter import EventProblemReporter
 from circman5.samples import Sample
+from circman5.state_paths import lookup
 from simulators.external import Mosquitto
 from simulators.process import SimulatorProcess
 from tests.ingestion.conftest import eventually

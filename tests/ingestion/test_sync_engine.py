@@ -9,11 +9,7 @@ import pytest
 
 from circman5.connectors.config import MqttConnectorSettings
 from circman5.connectors.mqtt.client import MqttConnector
-from circman5.manufacturing.digital_twin.core.synchronization import (
-    SynchronizationEngine,
-    SyncMode,
-    lookup,
-)
+from circman5.manufacturing.digital_twin.core.synchronization import SynchronizationEngine, SyncMode
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
 from circman5.manufacturing.digital_twin.event_notification.event_types import (
@@ -23,6 +19,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
 )
 from circman5.manufacturing.digital_twin.event_notification.reporter import EventProblemReporter
 from circman5.samples import Quality, Sample
+from circman5.state_paths import lookup
 from tests.ingestion.conftest import RecordingReporter, eventually
 
 

@@ -18,8 +18,8 @@ from circman5.sinks.line_protocol import (
     escape_string,
     format_line,
     format_value,
-    numeric_leaves,
 )
+from circman5.state_paths import numeric_leaves
 
 TS = 1_700_000_000_123_456_789
 

@@ -32,6 +32,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
     EventSeverity,
     UserActionEvent,
 )
+from circman5.state_paths import value_at
 
 logger = logging.getLogger(__name__)
 
@@ -229,16 +230,6 @@ class SetpointResult:
 _MISSING = object()
 
 
-def lookup(state: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path of a state (``None`` when absent)."""
-    node: Any = state
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 ConnectorSource = Mapping[str, WritableConnector] | Callable[[str], WritableConnector | None]
 
 
@@ -290,7 +281,7 @@ class SetpointService:
 
     def current_values(self) -> dict[str, Any]:
         state = self._state()
-        return {path: lookup(state, path) for path in self._limits}
+        return {path: value_at(state, path) for path in self._limits}
 
     def _connector(self, name: str) -> WritableConnector | None:
         source = self._connectors
@@ -327,7 +318,7 @@ class SetpointService:
         self, limit: SetpointLimit, connector: WritableConnector, value: SetpointValue, user: str
     ) -> SetpointResult:
         started = time.perf_counter()
-        old_value = lookup(self._state(), limit.path)
+        old_value = value_at(self._state(), limit.path)
         try:
             async with asyncio.timeout(self.write_timeout_s):
                 await connector.write(limit.path, value)
@@ -404,7 +395,7 @@ class SetpointService:
                 await asyncio.sleep(self.poll_interval_s)
         seen: Any = None
         while True:
-            seen = lookup(self._state(), limit.path)
+            seen = value_at(self._state(), limit.path)
             if limit.matches(value, seen):
                 return seen, True, "twin"
             if loop.time() >= deadline:

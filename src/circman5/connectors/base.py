@@ -304,16 +304,6 @@ class Backoff:
         self.failures = 0
 
 
-def scale_value(value: float, scale: float, offset: float) -> float:
-    """The engineering value of a raw reading: ``raw * scale + offset``."""
-    return value * scale + offset
-
-
-def unscale_value(value: float, scale: float, offset: float) -> float:
-    """The raw value to write for an engineering value (inverse of :func:`scale_value`)."""
-    return (value - offset) / scale
-
-
 class Deadband:
     """Client-side absolute deadband: pass a value when it moved at least ``deadband``.
 

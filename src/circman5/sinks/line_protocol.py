@@ -36,6 +36,7 @@ from typing import Final
 
 from circman5.samples import Sample, SampleValue
 from circman5.sinks.config import SeriesSettings
+from circman5.state_paths import numeric_leaves
 
 FieldValue = float | int | bool | str
 
@@ -267,13 +268,3 @@ class LineEncoder:
             prefix = self._kpi_prefixes.get(path) or self._kpi_prefix(path)
             lines.append(f"{prefix}{text} {ts}\n")
         return "".join(lines).encode(), len(lines)
-
-
-def numeric_leaves(state: Mapping[str, object], prefix: str = "") -> Iterable[tuple[str, float]]:
-    """``(dotted.path, number)`` for every int/float leaf (not bool) of a nested mapping."""
-    for key, value in state.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from numeric_leaves(value, f"{path}.")
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            yield path, value

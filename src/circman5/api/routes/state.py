@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from circman5.api.deps import Context, FastJSON, Viewer, run_heavy
 from circman5.api.schemas import MAX_HISTORY, AlarmOut, ThresholdOut
-from circman5.api.setpoints import lookup
 from circman5.errors import InvalidInputError
+from circman5.state_paths import value_at
 
 router = APIRouter(tags=["state"])
 
@@ -102,7 +102,7 @@ async def alarms(_: Viewer, context: Context) -> list[AlarmOut]:
             AlarmOut(
                 path=path,
                 limit="high" if side == "high" else "low",
-                value=lookup(state, path),
+                value=value_at(state, path),
                 threshold=threshold,
                 severity=rule.severity if rule is not None else "warning",
             )

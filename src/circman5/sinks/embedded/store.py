@@ -21,7 +21,7 @@ from circman5.sinks.config import EmbeddedStoreSettings, SeriesSettings
 from circman5.sinks.embedded import queries
 from circman5.sinks.embedded.model import SeriesInfo, StoredPoint
 from circman5.sinks.embedded.tables import KpiWrite, SampleWrite, Tables, Write
-from circman5.sinks.line_protocol import numeric_leaves
+from circman5.state_paths import numeric_leaves
 
 logger = logging.getLogger(__name__)
 

@@ -690,23 +690,3 @@ class SynchronizationEngine:
             self._reporter.report(severity, error_type, message, {"component": "sync", **details})
         except Exception:
             logger.exception("problem reporter failed")
-
-
-def flatten(state: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (handy for reading a state by twin path)."""
-    out: dict[str, Any] = {}
-    for key, value in state.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
-
-
-def lookup(state: Mapping[str, Any], path: str) -> Any:
-    """The value at dotted ``path`` in a nested state (``KeyError`` if absent)."""
-    node: Any = state
-    for part in path.split("."):
-        node = node[part]
-    return node

@@ -54,6 +54,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
 )
 from circman5.manufacturing.optimization.model import ManufacturingModel
 from circman5.manufacturing.optimization.optimizer import OptimizationResult, ProcessOptimizer
+from circman5.state_paths import unflatten, value_at
 
 if TYPE_CHECKING:
     from circman5.adapters.config.thresholds import ThresholdRule
@@ -98,33 +99,6 @@ def _is_number(value: Any) -> bool:
 def _as_float(value: Any) -> float | None:
     """``value`` as a float when it is a finite real number (not a bool), else None."""
     return float(value) if _is_number(value) else None
-
-
-def _lookup(state: Mapping[str, Any], path: str) -> Any:
-    node: Any = state
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _unflatten(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A state from a record keyed by dotted paths; nested records are returned as they are."""
-    if not any("." in key for key in record):
-        return dict(record)
-    state: dict[str, Any] = {}
-    for key, value in record.items():
-        parts = key.split(".")
-        node = state
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                break
-            node = child
-        else:
-            node[parts[-1]] = value
-    return state
 
 
 def _now() -> str:
@@ -189,7 +163,7 @@ class AIIntegration:
         line = line if isinstance(line, Mapping) else {}
         params: dict[str, float] = {}
         for twin_name, model_name in self.parameter_mapping.items():
-            raw = _lookup(state, twin_name) if "." in twin_name else line.get(twin_name)
+            raw = value_at(state, twin_name) if "." in twin_name else line.get(twin_name)
             value = _as_float(raw)
             if value is not None:
                 params[model_name] = value
@@ -327,7 +301,7 @@ class AIIntegration:
             values = []
             for state in steps:
                 line = state.get("production_line", {})
-                value = _lookup(state, twin_name) if "." in twin_name else line.get(twin_name)
+                value = value_at(state, twin_name) if "." in twin_name else line.get(twin_name)
                 if _is_number(value):
                     values.append(float(value))
             if values:
@@ -339,7 +313,7 @@ class AIIntegration:
         found = []
         for path, rule in self._thresholds().items():
             for state in states[1:]:
-                value = _lookup(state, path)
+                value = value_at(state, path)
                 if _is_number(value) and rule.breach(float(value)) is not None:
                     found.append(f"{path} = {float(value):g}")
                     break
@@ -564,7 +538,7 @@ class AIIntegration:
             records = (
                 reader(history_limit) if callable(reader) else reader.read_states(history_limit)
             )
-            states.extend(_unflatten(r) for r in records)
+            states.extend(unflatten(r) for r in records)
         states.extend(self.digital_twin.get_state_history(history_limit))
         production, quality = self._training_frames(states)
         try:
