@@ -1,8 +1,17 @@
 """The ``circman5`` command (also ``python -m circman5``).
 
-``circman5 [--config DIR] [--data-dir DIR] COMMAND``: ``--config`` is the directory of the twin's
-JSON constants (default: ``CIRCMAN5_CONFIG_DIR`` or the embedded defaults); ``--data-dir`` where
-everything is written (default: ``CIRCMAN5_DATA_DIR`` or ``~/.local/share/circman5``).
+``circman5 [--config FILE] [--constants DIR] [--data-dir DIR] COMMAND``, one meaning per flag:
+
+``--config FILE``
+    the service settings (``edge.toml``) for every command; ``circman5 run --config FILE`` and
+    ``circman5 check-config FILE`` say the same. Commands that read or write data (``run``,
+    ``user``, ...) take the data directory from its ``data_dir``.
+``--constants DIR``
+    the directory of the twin's JSON constants (default: the TOML's ``config_dir``, else
+    ``CIRCMAN5_CONFIG_DIR``, else the embedded defaults).
+``--data-dir DIR``
+    where everything is written; overrides the TOML's ``data_dir`` (default:
+    ``CIRCMAN5_DATA_DIR`` or ``~/.local/share/circman5``).
 """
 
 from __future__ import annotations
@@ -25,14 +34,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"circman5 {__version__}")
     parser.add_argument(
-        "--config", dest="config_dir", type=Path, help="directory of the twin's JSON constants"
+        "--config", dest="settings_file", type=Path, help="service settings file (edge.toml)"
     )
-    parser.add_argument("--data-dir", type=Path, help="where circman5 writes its files")
+    parser.add_argument(
+        "--constants",
+        dest="constants_dir",
+        type=Path,
+        help="directory of the twin's JSON constants",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, help="where circman5 writes its files (overrides data_dir)"
+    )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, ERROR")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the edge service")
-    run.add_argument("--config", dest="settings_file", type=Path, help="service settings (TOML)")
+    run.add_argument(
+        "--config",
+        dest="settings_file",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="service settings file (edge.toml); same as the global --config",
+    )
 
     demo = commands.add_parser("demo", help="run the twin on its embedded defaults, live")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
@@ -42,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config", help="validate the configuration and print it (secrets masked)"
     )
-    check.add_argument("settings_file", nargs="?", type=Path, help="service settings (TOML)")
+    check.add_argument(
+        "check_file",
+        nargs="?",
+        type=Path,
+        metavar="settings_file",
+        help="service settings file (edge.toml); same as the global --config",
+    )
 
     init = commands.add_parser(
         "init-config", help="write the default JSON constants into a directory, to edit"
@@ -59,11 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.config_dir is not None:
-        os.environ[CONFIG_DIR_ENV] = str(args.config_dir)
-    if args.data_dir is not None:
-        os.environ[DATA_DIR_ENV] = str(args.data_dir)
     try:
+        _apply_locations(args)
         if args.command == "demo":
             from circman5.service.demo import run_demo
 
@@ -71,7 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 duration=args.duration, rate=args.rate, plain=args.plain, log_level=args.log_level
             )
         if args.command == "run":
-            return run_service(args.settings_file, args.log_level)
+            return run_service(
+                args.settings_file,
+                args.log_level,
+                data_dir=args.data_dir,
+                constants_dir=args.constants_dir,
+            )
         if args.command == "check-config":
             return check_config(args.settings_file)
         if args.command == "init-config":
@@ -89,14 +120,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _apply_locations(args: argparse.Namespace) -> None:
+    """Fix the process's data and constants directories once, from the flags and the TOML.
+
+    The command line is the outermost composition root: it decides once, before anything
+    reads them, where this process keeps its files and finds its constants.
+    """
+    if getattr(args, "check_file", None) is not None:
+        args.settings_file = args.check_file
+    settings_file: Path | None = args.settings_file
+    if settings_file is not None and settings_file.is_dir():
+        raise ConfigError(
+            str(settings_file),
+            "--config",
+            "is a directory; --config takes the service settings file (edge.toml), "
+            "the twin's JSON constants directory is --constants DIR",
+        )
+    data_dir: Path | None = args.data_dir
+    constants_dir: Path | None = args.constants_dir
+    if settings_file is not None and (data_dir is None or constants_dir is None):
+        from circman5.settings import load_settings
+
+        settings = load_settings(settings_file)
+        data_dir = data_dir or settings.data_dir
+        constants_dir = constants_dir or settings.config_dir
+    if data_dir is not None:
+        os.environ[DATA_DIR_ENV] = str(data_dir)
+    if constants_dir is not None:
+        os.environ[CONFIG_DIR_ENV] = str(constants_dir)
+
+
 def check_config(settings_file: Path | None) -> int:
     """Validate the twin's constants and the service settings; print them resolved."""
     from circman5.adapters.services.constants_service import ConstantsService
     from circman5.settings import load_settings, masked
 
     settings = load_settings(settings_file)
-    if settings.config_dir is not None and CONFIG_DIR_ENV not in os.environ:
-        os.environ[CONFIG_DIR_ENV] = str(settings.config_dir)
     constants = ConstantsService()
     resolved = {
         "settings_file": str(settings_file) if settings_file else None,
@@ -127,7 +186,12 @@ def init_config(directory: Path, force: bool) -> int:
     return 0
 
 
-def run_service(settings_file: Path | None, log_level: str | None) -> int:
+def run_service(
+    settings_file: Path | None,
+    log_level: str | None,
+    data_dir: Path | None = None,
+    constants_dir: Path | None = None,
+) -> int:
     """``circman5 run``: until SIGTERM or SIGINT, then a graceful stop (exit 0)."""
     import asyncio
     import signal
@@ -136,7 +200,12 @@ def run_service(settings_file: Path | None, log_level: str | None) -> int:
     from circman5.service.app import EdgeService
     from circman5.settings import load_settings
 
-    settings = load_settings(settings_file)
+    overrides: dict[str, Path] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if constants_dir is not None:
+        overrides["config_dir"] = constants_dir
+    settings = load_settings(settings_file, **overrides)
     configure_logging(log_level or settings.log.level, settings.log.format)
 
     async def serve() -> None:

@@ -59,7 +59,34 @@ def test_init_config_writes_the_defaults(tmp_path: Path) -> None:
     twin = json.loads((target / "digital_twin.json").read_text())
     assert twin["PARAMETER_THRESHOLDS"]["production_line.temperature"] == [18.0, 27.0]
     # the written directory is a valid configuration directory
-    assert main(["--config", str(target), "check-config"]) == 0
+    assert main(["--constants", str(target), "check-config"]) == 0
+
+
+def test_config_flag_takes_the_settings_file_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--config`` is the service TOML for every command; its data_dir is where users live."""
+    data = tmp_path / "data"
+    settings_file = tmp_path / "edge.toml"
+    settings_file.write_text(f'data_dir = "{data}"\n')
+    assert main(["--config", str(settings_file), "check-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["settings_file"] == str(settings_file)
+    # a directory given to --config is refused with the flag that takes it
+    assert main(["--config", str(tmp_path), "check-config"]) == 2
+    assert "--constants DIR" in capsys.readouterr().err
+
+
+def test_user_commands_use_the_data_dir_of_the_settings_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CIRCMAN5_DATA_DIR", raising=False)
+    data = tmp_path / "edge-data"
+    settings_file = tmp_path / "edge.toml"
+    settings_file.write_text(f'data_dir = "{data}"\n')
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-enough-password\n"))
+    args = ["--config", str(settings_file), "user", "add", "olga", "--role", "operator"]
+    assert main([*args, "--password-stdin"]) == 0
+    assert "olga" in (data / "api" / "users.json").read_text()
 
 
 def test_user_commands(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -154,6 +154,14 @@ class EdgeService:
                 # initialized once the outputs listen, so its start-up events go out too
                 if not twin.initialize():
                     raise RuntimeError("the digital twin did not initialize (see the log)")
+                twin.set_units(
+                    {
+                        tag.path: tag.unit
+                        for connector in settings.connectors
+                        for tag in connector.tags
+                        if tag.unit
+                    }
+                )
                 connectors = create_connectors(list(settings.connectors), reporter)
                 for connector in connectors:
                     await stack.enter_async_context(connector)

@@ -5,9 +5,11 @@ Accepted forms for each ``PARAMETER_THRESHOLDS`` entry (key: a dotted twin path)
     "production_line.temperature": [18.0, 27.0]
     "production_line.temperature": {"value": 25.0, "comparison": "greater_than",
                                     "severity": "warning", "deadband": 0.2}
-    "production_line.temperature": {"min": 18.0, "max": 27.0, "severity": "error"}
+    "production_line.temperature": {"min": 18.0, "max": 27.0, "severity": "error",
+                                    "unit": "°C", "decimals": 1}
 
-All three normalize to a :class:`ThresholdRule`.
+All three normalize to a :class:`ThresholdRule`. ``unit`` and ``decimals`` (rule forms only) set
+how messages show values; without a unit the twin takes the tag map's unit of the path.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from circman5.quantities import decimals_for, format_quantity
 
 Severity = Literal["info", "warning", "error", "critical"]
 Comparison = Literal["greater_than", "less_than", ">", "<"]
@@ -31,6 +35,8 @@ class ThresholdRuleForm(BaseModel):
     comparison: Comparison
     severity: Severity = "warning"
     deadband: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    unit: str = ""
+    decimals: Annotated[int, Field(ge=0, le=9)] | None = None
 
 
 class ThresholdRangeForm(BaseModel):
@@ -42,6 +48,8 @@ class ThresholdRangeForm(BaseModel):
     max: float | None = Field(default=None, allow_inf_nan=False)
     severity: Severity = "warning"
     deadband: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    unit: str = ""
+    decimals: Annotated[int, Field(ge=0, le=9)] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> ThresholdRangeForm:
@@ -82,6 +90,21 @@ class ThresholdRule:
     high: float | None
     severity: Severity = "warning"
     deadband: float = 0.0
+    unit: str = ""
+    """The unit shown with values in messages (from the rule, else from the tag map)."""
+    decimals: int | None = None
+    """Decimals shown in messages; None: four significant digits of the limit."""
+
+    @property
+    def shown_decimals(self) -> int:
+        """Decimals of values in messages: the rule's, else four significant digits of the limit."""
+        if self.decimals is not None:
+            return self.decimals
+        return decimals_for(self.high if self.high is not None else self.low)
+
+    def format(self, value: float) -> str:
+        """``value`` as messages show it: ``27.02 °C``."""
+        return format_quantity(value, self.unit, self.shown_decimals)
 
     def breach(self, value: float) -> tuple[Literal["high", "low"], float] | None:
         """Which limit ``value`` breaks, if any."""
@@ -108,16 +131,20 @@ def normalize_threshold(
     high: float | None
     severity: Severity = "warning"
     deadband: float | None = None
+    unit = ""
+    decimals: int | None = None
     if isinstance(entry, list):
         low, high = _check_pair(entry)
     elif isinstance(entry, ThresholdRuleForm):
         severity, deadband = entry.severity, entry.deadband
+        unit, decimals = entry.unit, entry.decimals
         if entry.comparison in ("greater_than", ">"):
             low, high = None, entry.value
         else:
             low, high = entry.value, None
     else:
         low, high, severity, deadband = entry.min, entry.max, entry.severity, entry.deadband
+        unit, decimals = entry.unit, entry.decimals
     if deadband is None:
         if low is not None and high is not None:
             span = high - low
@@ -126,7 +153,15 @@ def normalize_threshold(
         deadband = span * default_deadband_fraction
     if not math.isfinite(deadband):
         raise ValueError(f"{path}: deadband must be finite")
-    return ThresholdRule(path=path, low=low, high=high, severity=severity, deadband=deadband)
+    return ThresholdRule(
+        path=path,
+        low=low,
+        high=high,
+        severity=severity,
+        deadband=deadband,
+        unit=unit,
+        decimals=decimals,
+    )
 
 
 def threshold_to_json(entry: Any) -> Any:

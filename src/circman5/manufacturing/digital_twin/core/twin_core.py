@@ -10,6 +10,7 @@ crossed. The twin knows nothing of protocols: the synchronization engine calls :
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -335,12 +336,17 @@ class DigitalTwin(Singleton):
             parameter=rule.path,
             threshold=limit,
             actual_value=value,
+            unit=rule.unit,
+            decimals=rule.shown_decimals,
             severity=EventSeverity(rule.severity),
             source="digital_twin",
             details={"parameter_path": rule.path, "limit": side, "state_timestamp": timestamp},
         )
         if side == "low":
-            event.message = f"Threshold breach: {rule.path} fell below {limit} with value {value}"
+            event.message = (
+                f"Threshold breach: {rule.path} fell below {rule.format(limit)} "
+                f"with value {rule.format(value)}"
+            )
         self.event_publisher.publish(event)
 
     def _publish_cleared(
@@ -353,10 +359,22 @@ class DigitalTwin(Singleton):
                 parameter=rule.path,
                 threshold=limit,
                 actual_value=value,
+                unit=rule.unit,
+                decimals=rule.shown_decimals,
                 source="digital_twin",
                 details={"parameter_path": rule.path, "state_timestamp": timestamp},
             )
         )
+
+    def set_units(self, units: Mapping[str, str]) -> None:
+        """Units of twin paths (from the tag map) for the threshold messages.
+
+        A rule that names its own ``unit`` keeps it; the others take the path's unit here.
+        """
+        for path, rule in list(self.thresholds.items()):
+            unit = units.get(path)
+            if unit and not rule.unit:
+                self.thresholds[path] = dataclasses.replace(rule, unit=unit)
 
     @property
     def active_alarms(self) -> dict[str, Side]:

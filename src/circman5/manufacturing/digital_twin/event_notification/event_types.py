@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, TypeVar
 
+from circman5.quantities import decimals_for, format_quantity
+
 __all__ = [
     "ErrorEvent",
     "Event",
@@ -198,18 +200,45 @@ class SystemStateEvent(Event):
         )
 
 
+def _shown(threshold: float, value: float, unit: str, decimals: int | None) -> tuple[str, str]:
+    """The limit and the value as a message shows them.
+
+    Without a unit or decimals: as the spec's message has them (``exceeded 25.0 with value
+    26.5``); with them (the twin passes the rule's): ``exceeded 27.00 °C with value 27.02 °C``.
+    """
+    if not unit and decimals is None:
+        return str(threshold), str(value)
+    places = decimals_for(threshold) if decimals is None else decimals
+    return format_quantity(threshold, unit, places), format_quantity(value, unit, places)
+
+
 class ThresholdEvent(Event):
     """Event for threshold breaches (severity WARNING unless given)."""
 
     def __init__(
-        self, parameter: str, threshold: float, actual_value: float, **kwargs: Any
+        self,
+        parameter: str,
+        threshold: float,
+        actual_value: float,
+        *,
+        unit: str = "",
+        decimals: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        limit, value = _shown(threshold, actual_value, unit, decimals)
+        details: dict[str, Any] = {
+            "parameter": parameter,
+            "threshold": threshold,
+            "actual_value": actual_value,
+        }
+        if unit:
+            details["unit"] = unit
         _init_event(
             self,
             EventCategory.THRESHOLD,
             EventSeverity.WARNING,
-            f"Threshold breach: {parameter} exceeded {threshold} with value {actual_value}",
-            {"parameter": parameter, "threshold": threshold, "actual_value": actual_value},
+            f"Threshold breach: {parameter} exceeded {limit} with value {value}",
+            details,
             kwargs,
         )
 
@@ -218,19 +247,30 @@ class ThresholdClearedEvent(Event):
     """A parameter that breached its threshold is back within the limit (severity INFO)."""
 
     def __init__(
-        self, parameter: str, threshold: float, actual_value: float, **kwargs: Any
+        self,
+        parameter: str,
+        threshold: float,
+        actual_value: float,
+        *,
+        unit: str = "",
+        decimals: int | None = None,
+        **kwargs: Any,
     ) -> None:
+        limit, value = _shown(threshold, actual_value, unit, decimals)
+        details: dict[str, Any] = {
+            "parameter": parameter,
+            "threshold": threshold,
+            "actual_value": actual_value,
+            "cleared": True,
+        }
+        if unit:
+            details["unit"] = unit
         _init_event(
             self,
             EventCategory.THRESHOLD,
             EventSeverity.INFO,
-            f"{parameter} back within limit {threshold} with value {actual_value}",
-            {
-                "parameter": parameter,
-                "threshold": threshold,
-                "actual_value": actual_value,
-                "cleared": True,
-            },
+            f"{parameter} back within limit {limit} with value {value}",
+            details,
             kwargs,
         )
 
