@@ -103,8 +103,14 @@ class ServerProcess:
         if self.running:
             return self
         log = self.log_path.open("ab")
+        # its own session: a Ctrl-C in the terminal (SIGINT to the foreground process group)
+        # reaches only our process, which stops the server itself, after what depends on it
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
         )
         log.close()
         try:
