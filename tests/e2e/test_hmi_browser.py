@@ -312,6 +312,9 @@ def test_operator_workflow_in_the_browser(
     wait(driver, lambda d: "analysis complete" in text(d, "#lca-message"))
     assert "manufacturing impact" in text(driver, "#lca-table").replace("_", " ")
     wait(driver, lambda d: "B-E2E" in text(d, "#lca-report-body"))
+    report = text(driver, "#lca-report-body")
+    assert "Net footprint" in report and "Average" in report  # a table, not a JSON dump
+    assert "{" not in report
     driver.save_screenshot(str(shots / "lca.png"))
     driver.find_element(By.CSS_SELECTOR, '#tabs button[data-view="system"]').click()
     wait(driver, lambda d: CONNECTOR in text(d, "#connectors"))

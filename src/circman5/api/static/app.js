@@ -613,12 +613,40 @@ async function runLca() {
   }
 }
 
+const LCA_IMPACTS = [
+  ["manufacturing_impact", "Manufacturing"],
+  ["use_phase_impact", "Use phase"],
+  ["end_of_life_impact", "End of life"],
+  ["recycling_benefit", "Recycling benefit"],
+  ["total_carbon_footprint", "Total footprint"],
+  ["net_carbon_footprint", "Net footprint"],
+];
+
+function renderLcaReport(report) {
+  const batches = (report.batch_ids || []).map((id, i) => id || `analysis ${i + 1}`);
+  $("#lca-report-summary").textContent = report.num_results
+    ? `${report.num_results} of ${report.total_analyses} analyses, generated ${new Date(report.generated_at).toLocaleString()}` +
+      (report.unknown_materials.length ? `; materials without impact factors: ${report.unknown_materials.join(", ")}` : "")
+    : "No analyses yet: run one above.";
+  const head = el("tr", {}, el("th", {}, "Impact (kg CO\u2082-eq)"), el("th", { class: "num" }, "Average"),
+    ...batches.map((b) => el("th", { class: "num" }, b)));
+  const rows = LCA_IMPACTS.map(([key, label]) => el("tr", {},
+    el("td", {}, label),
+    el("td", { class: "num" }, formatNumber(report.average_impacts?.[key] ?? 0, 4)),
+    ...(report.impact_trends?.[key] || []).map((v) => el("td", { class: "num" }, formatNumber(v, 4)))));
+  $("#lca-report-body").replaceChildren(head, ...rows);
+  if (!app.charts.lcaReport) app.charts.lcaReport = new BarChart($("#chart-lca-report"));
+  app.charts.lcaReport.set(batches, [
+    { name: "total", values: report.impact_trends?.total_carbon_footprint || [] },
+    { name: "net", values: report.impact_trends?.net_carbon_footprint || [] },
+  ]);
+}
+
 async function loadLcaReport() {
   try {
-    const report = await api("/api/lca/report");
-    $("#lca-report-body").textContent = JSON.stringify(report, null, 2);
+    renderLcaReport(await api("/api/lca/report"));
   } catch (err) {
-    $("#lca-report-body").textContent = err.message;
+    $("#lca-report-summary").textContent = err.message;
   }
 }
 
