@@ -70,3 +70,11 @@ class AuthError(Circman5Error):
 
 class CommandRejected(Circman5Error):
     """A setpoint command violates its limits or the user's role."""
+
+
+class SingletonConflict(Circman5Error):
+    """A documented singleton was constructed again with other arguments than the first time.
+
+    ``Cls()`` returns the one instance; passing different dependencies to a second call would be
+    silently ignored, so it is refused instead (``Cls._reset_instance()`` in tests).
+    """

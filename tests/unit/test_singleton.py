@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from circman5.singleton import Singleton
 
 
@@ -46,3 +48,16 @@ def test_reset_gives_a_new_instance() -> None:
     first = Counter()
     Counter._reset_instance()
     assert Counter() is not first
+
+
+def test_a_second_construction_with_other_arguments_is_refused() -> None:
+    from circman5.adapters.services.constants_service import ConstantsService
+    from circman5.errors import SingletonConflict
+    from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin, DigitalTwinConfig
+
+    twin = DigitalTwin()
+    assert DigitalTwin() is twin  # no arguments: the instance
+    with pytest.raises(SingletonConflict, match="DigitalTwin exists already"):
+        DigitalTwin(config=DigitalTwinConfig(history_length=3))
+    constants = ConstantsService()
+    assert ConstantsService(config_dir=None) is constants  # None is "not given"

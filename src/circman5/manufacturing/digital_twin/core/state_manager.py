@@ -325,6 +325,8 @@ class StateManager(Singleton):
     different ``history_length`` then resizes the history (keeping the most recent states).
     """
 
+    _reconfigurable = True  # StateManager(history_length=n) again resizes the history
+
     def __init__(
         self,
         history_length: int | None = None,

@@ -79,6 +79,8 @@ def _cells(category: object, severity: object) -> frozenset[_Cell]:
 class EventManager(Singleton):
     """Central event management: see the module docstring."""
 
+    _reconfigurable = True  # EventManager(persistence=...) again applies it with configure()
+
     def __init__(
         self,
         persistence: EventPersistence | None = None,
