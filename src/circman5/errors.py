@@ -6,6 +6,8 @@ Where the spec documents ``ValueError`` for bad input, the error also derives fr
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class Circman5Error(Exception):
     """Base of every error raised by circman5."""
@@ -78,3 +80,52 @@ class SingletonConflict(Circman5Error):
     ``Cls()`` returns the one instance; passing different dependencies to a second call would be
     silently ignored, so it is refused instead (``Cls._reset_instance()`` in tests).
     """
+
+
+# -- the API and HMI ---------------------------------------------------------------------------
+
+
+class UserStoreError(InvalidInputError):
+    """A user operation was refused (unknown user, taken name, weak password, ...)."""
+
+
+class UserFileError(Circman5Error):
+    """The user file cannot be read (damaged or unreadable): nobody can log in until fixed."""
+
+
+class RateLimited(AuthError):
+    """Too many failed logins; retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many failed login attempts; try again later")
+        self.retry_after = retry_after
+
+
+class SetpointRejected(CommandRejected, InvalidInputError):
+    """The command breaks the setpoint's limits (or names no setpoint): nothing was written."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SetpointUnavailable(CommandRejected):
+    """The owning connector is missing, down or refused the write."""
+
+    def __init__(self, message: str, status: int = 503) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SetpointConfirmTimeout(CommandRejected):
+    """The write was sent but the read-back did not confirm it in time (``result``: the
+    :class:`circman5.api.setpoints.SetpointResult` so far)."""
+
+    def __init__(self, message: str, result: Any) -> None:
+        super().__init__(message)
+        self.status = 504
+        self.result = result
+
+
+class FeatureUnavailable(Circman5Error, RuntimeError):
+    """An optional part of the service (AI, LCA, setpoints) is not available."""

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 
 from circman5.api.app import create_app
-from circman5.api.context import ApiContext, FeatureUnavailable
+from circman5.api.context import ApiContext
+from circman5.errors import FeatureUnavailable
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import EventManager
 from circman5.manufacturing.digital_twin.event_notification.event_types import EventCategory

@@ -14,7 +14,8 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from circman5.api.user_cli import add_user_commands, run_user_command
-from circman5.api.users import UserStore, UserStoreError
+from circman5.api.users import UserStore
+from circman5.errors import UserStoreError
 
 Auth = Callable[[str], dict[str, str]]
 

@@ -44,15 +44,19 @@ from starlette.datastructures import MutableHeaders
 
 from circman5 import __version__
 from circman5.api.broadcaster import Broadcaster
-from circman5.api.context import ApiContext, FeatureUnavailable
+from circman5.api.context import ApiContext
 from circman5.api.routes import analysis, auth, control, events, live, simulation, state, users
-from circman5.api.setpoints import SetpointConfirmTimeout, SetpointRejected, SetpointUnavailable
-from circman5.api.users import UserFileError, UserStoreError
 from circman5.errors import (
     AuthError,
     CommandRejected,
     ConnectorError,
+    FeatureUnavailable,
     InvalidInputError,
+    SetpointConfirmTimeout,
+    SetpointRejected,
+    SetpointUnavailable,
+    UserFileError,
+    UserStoreError,
 )
 from circman5.manufacturing.digital_twin.simulation.scenario_manager import (
     ScenarioLimitError,

@@ -30,7 +30,7 @@ import jwt
 
 from circman5 import paths
 from circman5.api.roles import Role, is_role
-from circman5.errors import AuthError, ConfigError
+from circman5.errors import AuthError, ConfigError, RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -167,14 +167,6 @@ class TokenService:
 
 
 # -- login rate limiting ------------------------------------------------------------------------
-class RateLimited(AuthError):
-    """Too many failed logins; retry after ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__("too many failed login attempts; try again later")
-        self.retry_after = retry_after
-
-
 @dataclass(slots=True)
 class LoginAttempt:
     """A login in progress: its slot in each window, refunded on success."""

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from circman5.api.auth import LoginRateLimiter, TokenService, resolve_secret
 from circman5.api.setpoints import SetpointService
 from circman5.api.users import UserStore
+from circman5.errors import FeatureUnavailable
 from circman5.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -89,10 +90,6 @@ class LCAIntegrationLike(Protocol):
     ) -> Any: ...
 
     def generate_lca_report(self, num_results: int = 5) -> Any: ...
-
-
-class FeatureUnavailable(RuntimeError):
-    """An optional part of the service (AI, LCA, setpoints) is not available."""
 
 
 class _StatusSource(Protocol):

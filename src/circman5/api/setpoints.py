@@ -26,7 +26,13 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from circman5.errors import CommandRejected, ConnectorError, InvalidInputError
+from circman5.errors import (
+    ConnectorError,
+    InvalidInputError,
+    SetpointConfirmTimeout,
+    SetpointRejected,
+    SetpointUnavailable,
+)
 from circman5.manufacturing.digital_twin.event_notification.event_types import (
     Event,
     EventSeverity,
@@ -61,31 +67,6 @@ class WritableConnector(Protocol):
 @runtime_checkable
 class ReadableConnector(Protocol):
     async def read(self, path: str) -> Any: ...
-
-
-class SetpointRejected(CommandRejected, InvalidInputError):
-    """The command breaks the setpoint's limits (or names no setpoint): nothing was written."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class SetpointUnavailable(CommandRejected):
-    """The owning connector is missing, down or refused the write."""
-
-    def __init__(self, message: str, status: int = 503) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class SetpointConfirmTimeout(CommandRejected):
-    """The write was sent but the read-back did not confirm it in time."""
-
-    def __init__(self, message: str, result: SetpointResult) -> None:
-        super().__init__(message)
-        self.status = 504
-        self.result = result
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ import sys
 from typing import Any
 
 from circman5.api.roles import ROLES
-from circman5.api.users import UserFileError, UserStore, UserStoreError, check_password
+from circman5.api.users import UserStore, check_password
+from circman5.errors import UserFileError, UserStoreError
 
 __all__ = ["add_user_commands", "run_user_command"]
 

@@ -29,7 +29,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from circman5 import paths
 from circman5.api.roles import ROLES, Role, is_role
-from circman5.errors import Circman5Error, InvalidInputError
+from circman5.errors import UserFileError, UserStoreError
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +49,6 @@ MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
 _USERNAME_RE = re.compile(USERNAME_PATTERN)
 _FILE_VERSION = 1
-
-
-class UserStoreError(InvalidInputError):
-    """A user operation was refused (unknown user, taken name, weak password, ...)."""
-
-
-class UserFileError(Circman5Error):
-    """The user file cannot be read (damaged or unreadable): nobody can log in until fixed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,10 @@ import logging
 
 from fastapi import APIRouter, HTTPException, Request, status
 
-from circman5.api.auth import RateLimited
 from circman5.api.deps import Context, CurrentUser
 from circman5.api.roles import ROLE_HIERARCHY, ROLES
 from circman5.api.schemas import LoginRequest, Me, TokenResponse
+from circman5.errors import RateLimited
 
 logger = logging.getLogger(__name__)
 

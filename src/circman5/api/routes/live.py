@@ -31,8 +31,7 @@ from circman5.api.auth import Principal
 from circman5.api.broadcaster import Broadcaster, ClientFeed, encode
 from circman5.api.context import ApiContext
 from circman5.api.deps import authenticate
-from circman5.api.users import UserFileError
-from circman5.errors import AuthError
+from circman5.errors import AuthError, UserFileError
 
 logger = logging.getLogger(__name__)
 

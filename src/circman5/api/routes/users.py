@@ -9,7 +9,8 @@ from fastapi import APIRouter, HTTPException, Path, status
 
 from circman5.api.deps import Admin, Context
 from circman5.api.schemas import UserCreate, UserOut, UserUpdate
-from circman5.api.users import USERNAME_PATTERN, User, UserStoreError
+from circman5.api.users import USERNAME_PATTERN, User
+from circman5.errors import UserStoreError
 
 router = APIRouter(prefix="/users", tags=["users"])
 
