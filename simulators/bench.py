@@ -23,11 +23,11 @@ import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from simulators.config import BenchConfig
 from simulators.faults import Faults
+from simulators.lifecycle import Lifecycle
 from simulators.modbus_devices import ModbusDevices
 from simulators.mqtt_mes import MqttMes
 from simulators.opcua_plc import OpcUaPlc
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 SERVERS = ("opcua", "modbus", "mqtt")
 
 
-class SimulatorBench:
+class SimulatorBench(Lifecycle):
     """Runs the plant in real time and the device servers around it.
 
     Attributes: ``plant``, ``runner`` (its clock; ``runner.speed`` can change), ``faults``,
@@ -108,18 +108,6 @@ class SimulatorBench:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- servers -------------------------------------------------------------------------------
 

@@ -31,8 +31,7 @@ import struct
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
@@ -42,6 +41,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from simulators.config import ModbusConfig
 from simulators.external import free_port
 from simulators.faults import Faults
+from simulators.lifecycle import Lifecycle
 from simulators.plant import SETPOINT_LIMITS, Plant
 from simulators.tags import TAGS, Value
 
@@ -210,7 +210,7 @@ Action = Callable[
 ]
 
 
-class ModbusDevices:
+class ModbusDevices(Lifecycle):
     """The Modbus devices. ``async with ModbusDevices(plant, faults, config) as devices:``.
 
     Attributes: ``tcp_port`` (Modbus TCP), ``rtu_port`` (RTU framing over TCP), ``host``,
@@ -302,24 +302,6 @@ class ModbusDevices:
         for server in servers:
             with contextlib.suppress(Exception):
                 await server.shutdown()  # type: ignore[no-untyped-call]
-
-    async def restart(self, downtime: float = 0.0) -> None:
-        await self.stop()
-        if downtime > 0:
-            await asyncio.sleep(downtime)
-        await self.start()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- device definitions ------------------------------------------------------------------
 

@@ -45,14 +45,14 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.config import MqttConfig
 from simulators.faults import MALFORMED_KINDS, Faults, MalformedKind
+from simulators.lifecycle import Lifecycle
 from simulators.plant import (
     BatchEnded,
     BatchStarted,
@@ -114,7 +114,7 @@ def malformed_payload(kind: MalformedKind, payload: Mapping[str, Any], oversize:
     return b"\xff\xfe\x00\x81" + bytes(range(128, 256))
 
 
-class MqttMes:
+class MqttMes(Lifecycle):
     """The MES publisher. ``async with MqttMes(plant, faults, config) as mes:``.
 
     ``await mes.wait_connected()`` waits for the broker (use ``asyncio.timeout``);
@@ -250,23 +250,7 @@ class MqttMes:
         await asyncio.to_thread(client.loop_stop)
         self._connected.clear()
 
-    async def restart(self, downtime: float = 0.0) -> None:
-        await self.stop()
-        if downtime > 0:
-            await asyncio.sleep(downtime)
-        await self.start()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    async def _closed(self) -> None:
         for task in list(self._command_tasks):
             task.cancel()
 

@@ -46,8 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 from asyncua import Server, ua
@@ -65,6 +64,7 @@ from simulators.certs import CertificateFiles, ensure_certificate
 from simulators.config import OpcUaConfig, security_policy_name
 from simulators.external import free_port
 from simulators.faults import Faults
+from simulators.lifecycle import Lifecycle
 from simulators.plant import SETPOINT_LIMITS, Plant
 from simulators.tags import TAGS, Value, unece_unit_id
 
@@ -240,7 +240,7 @@ def _convert(value: Value, variant: ua.VariantType) -> Any:
     return min(max(number, 0), 2**32 - 1)
 
 
-class OpcUaPlc:
+class OpcUaPlc(Lifecycle):
     """The OPC UA server. ``async with OpcUaPlc(plant, faults, config, workdir) as plc:``.
 
     Attributes once started: ``url`` (``opc.tcp://host:port/circman5/plc``), ``port``,
@@ -351,23 +351,7 @@ class OpcUaPlc:
             await server.stop()
             log.info("OPC UA PLC on port %d stopped", self.port)
 
-    async def restart(self, downtime: float = 0.0) -> None:
-        await self.stop()
-        if downtime > 0:
-            await asyncio.sleep(downtime)
-        await self.start()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    async def _closed(self) -> None:
         if self._own_workdir is not None:
             self._own_workdir.cleanup()
 

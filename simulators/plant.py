@@ -40,11 +40,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
+from simulators.lifecycle import Lifecycle
 from simulators.tags import Value
 
 log = logging.getLogger(__name__)
@@ -620,7 +620,7 @@ class Plant:
         }
 
 
-class PlantRunner:
+class PlantRunner(Lifecycle):
     """Advances a :class:`Plant` in real time (``speed`` x wall clock) while entered.
 
     ``async with PlantRunner(plant):`` runs a task that, every ``tick`` seconds, steps the plant
@@ -686,15 +686,3 @@ class PlantRunner:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
