@@ -15,13 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Server, ua
 
 from circman5.connectors.base import BaseConnector, ReconnectPolicy
 from circman5.connectors.config import (
@@ -36,55 +33,15 @@ from circman5.connectors.sample import Quality
 from simulators.bench import SimulatorBench
 from simulators.external import Mosquitto, find_binary, free_port
 from tests.ingestion.conftest import Collector, RecordingReporter, collecting, eventually
+from tests.ingestion.opcua_server import NS, small_opcua_server
 from tests.ingestion.test_mqtt import apublish
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-NS = "urn:circman5:test:recovery"
 ABSENT_INTERVAL = 0.2
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-class SmallOpcUaServer:
-    """An asyncua server with one variable ``Temperature``; stops and starts on one port."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.server: Server | None = None
-        self.variable: Any = None
-
-    async def start(self) -> None:
-        server = Server()
-        await server.init()
-        server.set_endpoint(f"opc.tcp://127.0.0.1:{self.port}/recovery")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        index = await server.register_namespace(NS)
-        line = await server.nodes.objects.add_object(index, "Line")
-        self.variable = await line.add_variable(
-            ua.NodeId("Temperature", index), "Temperature", 20.0
-        )
-        await server.start()
-        self.server = server
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
-
-    async def write(self, value: float) -> None:
-        await self.variable.write_value(value)
-
-
-@asynccontextmanager
-async def small_opcua_server(port: int) -> AsyncIterator[SmallOpcUaServer]:
-    server = SmallOpcUaServer(port)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def opcua_settings(port: int) -> OpcUaConnectorSettings:

@@ -60,6 +60,16 @@ class _ComponentCollector(Collector):
                 "failed connection attempts",
                 labels=["connector"],
             ),
+            "timestamps_replaced": CounterMetricFamily(
+                f"{PREFIX}_timestamps_replaced",
+                "source timestamps outside the window, replaced by the receive time",
+                labels=["connector"],
+            ),
+            "timestamps_rejected": CounterMetricFamily(
+                f"{PREFIX}_timestamps_rejected",
+                "samples rejected for a source timestamp outside the window",
+                labels=["connector"],
+            ),
             "stale_tags": GaugeMetricFamily(
                 f"{PREFIX}_stale_tags", "tags currently stale or bad", labels=["connector"]
             ),

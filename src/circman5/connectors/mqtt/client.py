@@ -208,6 +208,9 @@ class MqttConnector(BaseConnector):
             settings.name, reporter, max_buffered_samples=settings.max_buffered_samples
         )
         self.settings = settings
+        self._configure_timestamp_window(
+            settings.timestamp_max_age_s, settings.timestamp_max_future_s
+        )
         self._routes = [self._compile(tag) for tag in settings.tags]
         filters: dict[str, int] = {}
         for tag in settings.tags:
@@ -552,6 +555,7 @@ class MqttConnector(BaseConnector):
         """The general decoder: any field, type, timestamp, scaling and deadband."""
         document: object = None
         parsed = False
+        window = self.timestamp_window
         for route, path in routes:
             try:
                 if (route.field is not None or route.ts_field is not None) and not parsed:
@@ -570,6 +574,17 @@ class MqttConnector(BaseConnector):
                             f"timestamp field '{'.'.join(route.ts_field)}' missing"
                         ) from None
                     timestamp_ns = _epoch_ns(stamp)
+                    if not window.contains(timestamp_ns, received_ns):
+                        replaced = self._timestamp_outside(
+                            topic,
+                            path,
+                            timestamp_ns,
+                            received_ns,
+                            route.tag.timestamp_outside_window,
+                        )
+                        if replaced is None:
+                            continue
+                        timestamp_ns = replaced
             except _Malformed as err:
                 self._malformed(topic, str(err), payload)
                 continue
