@@ -196,7 +196,9 @@ class ConnectorStatus:
     attempts (successful or not), ``connect_failures`` the failed ones; ``last_error`` is the
     latest failure reason (shown by ``/ready`` while not connected). ``timestamps_replaced`` /
     ``timestamps_rejected``: source timestamps outside the window (see
-    :mod:`circman5.connectors.timestamps`).
+    :mod:`circman5.connectors.timestamps`). ``topics_refused``: messages whose wildcard captures
+    cannot make a twin path; ``paths_over_limit``: messages dropped because they would create a
+    twin path beyond the connector's wildcard path limit.
     """
 
     name: str
@@ -214,6 +216,8 @@ class ConnectorStatus:
     connect_failures: int = 0
     timestamps_replaced: int = 0
     timestamps_rejected: int = 0
+    topics_refused: int = 0
+    paths_over_limit: int = 0
     writes: int = 0
     write_errors: int = 0
     extra: dict[str, object] = field(default_factory=dict)

@@ -391,6 +391,9 @@ class MqttConnectorSettings(BaseModel):
     #: Source timestamps more than this ahead of the receive time are outside the window.
     timestamp_max_future_s: NonNegative = DEFAULT_MAX_FUTURE_S
     max_buffered_samples: Annotated[int, Field(ge=1)] = 1_000_000
+    #: Most twin paths the wildcard tags may create; messages for further new paths are
+    #: counted and dropped (one ``WildcardPathLimit`` event), known paths keep flowing.
+    max_wildcard_paths: Annotated[int, Field(ge=1)] = 10_000
     tags: list[MqttTag] = Field(default_factory=list)
 
     @property

@@ -70,6 +70,16 @@ class _ComponentCollector(Collector):
                 "samples rejected for a source timestamp outside the window",
                 labels=["connector"],
             ),
+            "topics_refused": CounterMetricFamily(
+                f"{PREFIX}_topics_refused",
+                "messages whose topic cannot make a twin path (wildcard captures)",
+                labels=["connector"],
+            ),
+            "paths_over_limit": CounterMetricFamily(
+                f"{PREFIX}_wildcard_paths_over_limit",
+                "messages dropped: a new twin path beyond the wildcard path limit",
+                labels=["connector"],
+            ),
             "stale_tags": GaugeMetricFamily(
                 f"{PREFIX}_stale_tags", "tags currently stale or bad", labels=["connector"]
             ),
