@@ -320,3 +320,37 @@ async def test_modbus_device_restart_restores_with_the_outage_length(
             ),
             what="fresh values",
         )
+
+
+# -- what /ready and /metrics say ------------------------------------------------------------------
+
+
+async def test_ready_names_the_refusal_and_metrics_count_the_attempts() -> None:
+    from circman5.service.app import RunningService
+    from circman5.service.metrics import ServiceMetrics
+    from circman5.service.supervisor import Supervisor
+    from circman5.sinks.timeseries import SeriesOutput
+
+    port = free_port()
+    connector = OpcUaConnector(opcua_settings(port), RecordingReporter())
+    metrics = ServiceMetrics(connectors=lambda: [connector.status])
+    service = RunningService(
+        twin=None,  # type: ignore[arg-type]  # not_ready() reads connectors, outputs, supervisor
+        engine=None,  # type: ignore[arg-type]
+        connectors=[connector],
+        series=SeriesOutput(writer=None, outbox=None, store=None),  # type: ignore[arg-type]
+        metrics=metrics,
+        supervisor=Supervisor(report=lambda *a: None),
+        health=None,
+    )
+    async with connector:
+        await eventually(lambda: connector.status.connect_failures >= 3, what="failed attempts")
+        reasons = service.not_ready()
+        assert len(reasons) == 1
+        assert reasons[0].startswith("connector plc: not connected (")
+        assert "Connect call failed" in reasons[0]
+        text = metrics.render().decode()
+        failures = connector.status.connect_failures
+        assert f'circman5_connector_connect_failures_total{{connector="plc"}} {failures}' in text
+        assert 'circman5_connector_connect_attempts_total{connector="plc"}' in text
+        assert 'circman5_timestamps_replaced_total{connector="plc"} 0.0' in text
