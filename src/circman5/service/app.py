@@ -163,7 +163,10 @@ class EdgeService:
                     }
                 )
                 connectors = create_connectors(list(settings.connectors), reporter)
+                # source timestamps older than the embedded store keeps are outside the window
+                retention = series.store.settings.max_age_s if series.store else None
                 for connector in connectors:
+                    connector.use_output_retention(retention)
                     await stack.enter_async_context(connector)
                 sync_config = constants.get_digital_twin_model().SYNCHRONIZATION_CONFIG
                 engine = SynchronizationEngine.from_config(

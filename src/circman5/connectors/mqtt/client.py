@@ -1,11 +1,15 @@
 """The MQTT connector: paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``) behind the contract.
 
-paho's network thread does the socket work, the reconnects (exponential backoff between
-``reconnect_initial_s`` and ``reconnect_max_s``) and calls ``on_connect``, where every topic filter
-is subscribed again (a persistent session usually still has them; re-subscribing is cheap and
-covers a broker that lost its state). Messages are handed to the event loop in bursts: the thread
-only appends the message to a deque and, if no drain is scheduled yet, schedules one with
-``loop.call_soon_threadsafe``; the drain on the loop decodes everything waiting into one batch.
+paho's network thread does the socket work of a session and calls ``on_connect``, where every
+topic filter is subscribed again (a persistent session usually still has them; re-subscribing is
+cheap and covers a broker that lost its state); the connector counts as connected once the broker
+acknowledged the subscriptions. Reconnecting is the connector's (see :meth:`MqttConnector._run`):
+every ``reconnect_absent_s`` while the broker is absent, exponential backoff between
+``reconnect_initial_s`` and ``reconnect_max_s`` while it refuses the connection.
+
+Messages are handed to the event loop in bursts: the thread only appends the message to a deque
+and, if no drain is scheduled yet, schedules one with ``loop.call_soon_threadsafe``; the drain
+on the loop decodes everything waiting into one batch.
 
 Decoding per tag: the topic is matched against the tag's filter (cached per topic); the payload
 is either a plain number / text (no ``field``) or JSON (``orjson``) with the value at the dotted
@@ -35,7 +39,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.connectors.base import BaseConnector, Deadband
+from circman5.connectors.base import (
+    BaseConnector,
+    Deadband,
+    ReconnectPolicy,
+    server_absent,
+)
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
 from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
@@ -95,6 +104,11 @@ def _to_str(value: object) -> str:
     if isinstance(value, bool | int | float):
         return str(value)
     raise _Malformed(f"expected a scalar, got {type(value).__name__}")
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _short(value: object) -> str:
@@ -179,9 +193,18 @@ class _Route:
         return value
 
 
-_CacheEntry = tuple[str | None, str, str, list[tuple[_Route, str]], str | None]
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why a topic's messages are dropped: ``TopicRefused`` (its captures cannot make a twin
+    path), ``MalformedInput`` (not UTF-8), or ``""`` (the wildcard path limit is reached)."""
+
+    error_type: str
+    reason: str
+
+
+_CacheEntry = tuple[str | None, str, str, list[tuple[_Route, str]], _Refusal | None]
 """Per raw topic: fast-path JSON key, its twin path, the decoded topic, every matching route,
-and why a matching topic cannot be used (its captures are not twin path parts)."""
+and why a matching topic cannot be used."""
 
 
 class MqttConnector(BaseConnector):
@@ -194,6 +217,9 @@ class MqttConnector(BaseConnector):
             settings.name, reporter, max_buffered_samples=settings.max_buffered_samples
         )
         self.settings = settings
+        self._configure_timestamp_window(
+            settings.timestamp_max_age_s, settings.timestamp_max_future_s
+        )
         self._routes = [self._compile(tag) for tag in settings.tags]
         filters: dict[str, int] = {}
         for tag in settings.tags:
@@ -213,6 +239,8 @@ class MqttConnector(BaseConnector):
         self._ever_connected = False
         self._closing = False
         self._cache: dict[bytes, _CacheEntry] = {}
+        self._wildcard_paths: set[str] = set()
+        self._limit_reported = False
         # (raw topic, payload, paho's receive time): plain tuples, so the messages themselves
         # are freed at once in paho's thread (fewer objects for the garbage collector).
         self._inbox: deque[tuple[bytes, bytes | bytearray, float]] = deque()
@@ -220,7 +248,15 @@ class MqttConnector(BaseConnector):
         self._thread_dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: paho.Client | None = None
-        self._stop = asyncio.Event()
+        self.reconnect_policy = ReconnectPolicy(
+            settings.reconnect_initial_s, settings.reconnect_max_s, settings.reconnect_absent_s
+        )
+        self._session_over = asyncio.Event()
+        self._attempt: asyncio.Future[MQTTErrorCode] | None = None
+        self._refused = False
+        self._after_refusal = False
+        self._session_up = False
+        self._subscribe_mid: int | None = None
 
     # -- configuration --------------------------------------------------------------------
     @staticmethod
@@ -271,6 +307,7 @@ class MqttConnector(BaseConnector):
             client_id=s.effective_client_id,
             clean_session=None if v5 else s.clean_start,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            reconnect_on_failure=False,  # one reconnect policy: ours (see _run)
         )
         if s.username is not None:
             client.username_pw_set(
@@ -288,21 +325,25 @@ class MqttConnector(BaseConnector):
                 cert_reqs=ssl.CERT_REQUIRED,
             )
             client.tls_insecure_set(not tls.check_hostname)
-        client.reconnect_delay_set(
-            max(1, math.ceil(s.reconnect_initial_s)), max(1, math.ceil(s.reconnect_max_s))
-        )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
         return client
 
     async def _run(self) -> None:
+        """The connection loop: one attempt, a session, a delay, again.
+
+        paho's own reconnect is off (``reconnect_on_failure=False``): each attempt is a blocking
+        ``reconnect()`` in a worker thread (so its failure has a reason: connection refused, TLS
+        error, ...), and a session is paho's network thread (``loop_start``), which ends when
+        the connection does. The delay between attempts is the :class:`ReconnectPolicy`'s:
+        short while the broker is absent, backoff when it refuses (CONNACK failure).
+        """
         s = self.settings
         self._loop = asyncio.get_running_loop()
         client = self._make_client()
         self._client = client
-        properties: Properties | None = None
         if s.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = s.session_expiry_s
@@ -311,8 +352,27 @@ class MqttConnector(BaseConnector):
             )
         else:
             client.connect_async(s.host, s.port, s.keepalive_s)
-        client.loop_start()
-        await self._stop.wait()
+        policy = self.reconnect_policy
+        while True:
+            self._session_over.clear()
+            self._refused = False
+            self._session_up = False
+            attempt = self._loop.run_in_executor(None, client.reconnect)
+            self._attempt = attempt
+            try:
+                await asyncio.shield(attempt)
+            except (OSError, ValueError) as err:
+                self._connection_changed(False, f"cannot connect: {_describe(err)}")
+                await asyncio.sleep(policy.next_delay(server_absent(err)))
+                continue
+            finally:
+                self._attempt = None
+            client.loop_start()
+            await self._session_over.wait()
+            await asyncio.to_thread(client.loop_stop)
+            # a lost session is retried at the short interval (the broker most likely went away);
+            # a refused one (CONNACK failure: login, quota, server unavailable) backs off
+            await asyncio.sleep(policy.next_delay(not self._refused))
 
     async def _close(self) -> None:
         client = self._client
@@ -320,6 +380,10 @@ class MqttConnector(BaseConnector):
         if client is None:
             return
         self._closing = True
+        attempt = self._attempt
+        if attempt is not None:
+            with contextlib.suppress(Exception):
+                await attempt  # an attempt in flight: let it end (bounded by paho's timeout)
         client.disconnect()
         await asyncio.to_thread(client.loop_stop)
         self._drain()
@@ -335,17 +399,42 @@ class MqttConnector(BaseConnector):
     ) -> None:
         try:
             if reason_code.is_failure:
+                self._refused = True
                 self._to_loop(self._connection_changed, False, f"connect refused: {reason_code}")
                 return
+            self._session_up = True
+            self.reconnect_policy.reset()
             subscriptions = [(topic, qos) for topic, qos in self._filters.items()]
             if subscriptions:
-                result, _ = client.subscribe(subscriptions)
+                result, mid = client.subscribe(subscriptions)
                 if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     self._to_loop(self._connection_changed, True, f"subscribe failed: {result}")
                     return
+                # connected once the broker acknowledged the subscriptions (_on_subscribe):
+                # from then on a message published to a tag topic is delivered
+                self._subscribe_mid = mid
+                return
             self._to_loop(self._connection_changed, True, None)
         except Exception:  # pragma: no cover - defensive
             logger.exception("mqtt on_connect failed")
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [
+            f"{topic} ({code})"
+            for topic, code in zip(self._filters, reason_codes, strict=False)
+            if code.is_failure
+        ]
+        error = f"subscribe refused: {', '.join(refused)}" if refused else None
+        self._to_loop(self._connection_changed, True, error)
 
     def _on_disconnect(
         self,
@@ -355,10 +444,10 @@ class MqttConnector(BaseConnector):
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        if not self._session_up:
+            self._refused = True  # the broker took the connection but no session (TLS, auth)
         self._to_loop(self._connection_changed, False, f"disconnected: {reason_code}")
-
-    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._to_loop(self._connection_changed, False, "connection failed")
+        self._to_loop(self._session_over.set)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         inbox = self._inbox
@@ -388,11 +477,13 @@ class MqttConnector(BaseConnector):
         if (
             not connected
             and not was
-            and self._status.last_error
             and error
             and error.startswith("disconnected")
+            and self._after_refusal
         ):
-            return  # the end of a refused attempt: keep the refusal as the last error
+            self._after_refusal = False
+            return  # the end of a refused attempt: the refusal was the reason
+        self._after_refusal = bool(error and error.startswith("connect refused"))
         if connected and not was:
             if self._ever_connected:
                 self._status.reconnects += 1
@@ -438,8 +529,8 @@ class MqttConnector(BaseConnector):
                 entry = self._resolve(raw_topic)
             fast_key, path, topic, routes, problem = entry
             if not routes:
-                if problem:
-                    self._malformed(topic, problem)
+                if problem is not None:
+                    self._refuse(topic, problem)
                 continue
             if len(payload) > limit:
                 self._malformed(topic, f"payload of {len(payload)} bytes exceeds {limit}")
@@ -475,6 +566,7 @@ class MqttConnector(BaseConnector):
         """The general decoder: any field, type, timestamp, scaling and deadband."""
         document: object = None
         parsed = False
+        window = self.timestamp_window
         for route, path in routes:
             try:
                 if (route.field is not None or route.ts_field is not None) and not parsed:
@@ -493,6 +585,17 @@ class MqttConnector(BaseConnector):
                             f"timestamp field '{'.'.join(route.ts_field)}' missing"
                         ) from None
                     timestamp_ns = _epoch_ns(stamp)
+                    if not window.contains(timestamp_ns, received_ns):
+                        replaced = self._timestamp_outside(
+                            topic,
+                            path,
+                            timestamp_ns,
+                            received_ns,
+                            route.tag.timestamp_outside_window,
+                        )
+                        if replaced is None:
+                            continue
+                        timestamp_ns = replaced
             except _Malformed as err:
                 self._malformed(topic, str(err), payload)
                 continue
@@ -506,8 +609,9 @@ class MqttConnector(BaseConnector):
             topic = raw_topic.decode("utf-8")
         except UnicodeDecodeError:
             # not cached: rare, and keeps the cache clean
-            return (None, "", repr(raw_topic[:80]), routes, "topic is not valid UTF-8")
-        problem: str | None = None
+            not_utf8 = _Refusal("MalformedInput", "topic is not valid UTF-8")
+            return (None, "", repr(raw_topic[:80]), routes, not_utf8)
+        refusal: _Refusal | None = None
         for route in self._routes:
             captures = route.pattern.match(topic)
             if captures is None:
@@ -515,16 +619,55 @@ class MqttConnector(BaseConnector):
             try:
                 path = route.pattern.path_for(captures)
             except ValueError as err:
-                problem = str(err)
+                refusal = _Refusal("TopicRefused", str(err))
                 continue
+            if captures and path not in self._path_tags:
+                if len(self._wildcard_paths) >= self.settings.max_wildcard_paths:
+                    refusal = self._path_limit_reached(topic, path)
+                    continue
+                self._wildcard_paths.add(path)
             routes.append((route, path))
             self._path_tags.setdefault(path, route.tag)
         if len(self._cache) >= _TOPIC_CACHE_LIMIT:
             self._cache.clear()
         fast_key = routes[0][0].fast_key if len(routes) == 1 else None
-        entry = (fast_key, routes[0][1] if routes else "", topic, routes, problem)
+        entry = (fast_key, routes[0][1] if routes else "", topic, routes, refusal)
         self._cache[raw_topic] = entry
         return entry
+
+    def _path_limit_reached(self, topic: str, path: str) -> _Refusal:
+        limit = self.settings.max_wildcard_paths
+        if not self._limit_reported:
+            self._limit_reported = True
+            message = (
+                f"mqtt connector {self._name}: {limit} twin paths created from wildcard topics "
+                f"(max_wildcard_paths); messages for new paths are dropped (first: {topic} -> "
+                f"{path}), known paths keep flowing"
+            )
+            self._log.warning("%s", message)
+            self._problems.note(
+                "WildcardPathLimit",
+                message,
+                {"limit": limit, "topic": topic, "path": path},
+                "error",
+            )
+        return _Refusal("", "")
+
+    def _refuse(self, topic: str, refusal: _Refusal) -> None:
+        """Count one message that has no usable path (and report it, rate-limited)."""
+        status = self._status
+        if refusal.error_type == "TopicRefused":
+            status.topics_refused += 1
+            self._problems.note(
+                "TopicRefused",
+                f"topic {topic} refused: {refusal.reason}",
+                {"address": topic, "reason": refusal.reason},
+                "warning",
+            )
+        elif refusal.error_type:
+            self._malformed(topic, refusal.reason)
+        else:
+            status.paths_over_limit += 1
 
     # -- writes ---------------------------------------------------------------------------
     async def write(self, target: str, value: SampleValue) -> None:

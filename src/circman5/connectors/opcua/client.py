@@ -14,10 +14,13 @@ Per (re)connect the connector
    ``watchdog_interval_s``; a failed or late read, a dead subscription (no publish response for
    three keep-alive periods) or a status-change notification ends the session.
 
-Then every tag is marked stale, the session is closed, and after an exponential backoff
-(``reconnect_initial_s`` doubling to ``reconnect_max_s``) everything above runs again from
-scratch: asyncua's own auto-reconnect is off, so a restarted server (which forgot every
-subscription) is handled like any other.
+Then every tag is marked stale, the session is closed, and after a delay everything above runs
+again from scratch: asyncua's own auto-reconnect is off, so a restarted server (which forgot every
+subscription) is handled like any other. The delay (:class:`~circman5.connectors.base.
+ReconnectPolicy`): ``reconnect_absent_s`` (with jitter) while no server answers (connection
+refused, no route), so a returning server is found within about that; an exponential backoff
+(``reconnect_initial_s`` doubling to ``reconnect_max_s``) when a live server refuses or times out
+(too many sessions, a rejected login), so an overloaded server is not hammered.
 
 Notifications bypass asyncua's per-item event objects: the subscription hands each publish
 response's notification list to the connector, which turns it into one batch of samples with the
@@ -49,7 +52,11 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from cryptography import x509
 
-from circman5.connectors.base import Backoff, BaseConnector
+from circman5.connectors.base import (
+    BaseConnector,
+    ReconnectPolicy,
+    server_absent,
+)
 from circman5.connectors.config import (
     OpcUaConnectorSettings,
     OpcUaDiscovery,
@@ -318,6 +325,9 @@ class OpcUaConnector(BaseConnector):
             settings.name, reporter, max_buffered_samples=settings.max_buffered_samples
         )
         self.settings = settings
+        self._configure_timestamp_window(
+            settings.timestamp_max_age_s, settings.timestamp_max_future_s
+        )
         self._configured = [self._compile(tag) for tag in settings.tags]
         self._tags: list[_Tag] = list(self._configured)
         self._by_handle: dict[int, _Tag] = {}
@@ -331,6 +341,9 @@ class OpcUaConnector(BaseConnector):
         self._ever_connected = False
         self._warned_accept_any = False
         self.sessions = 0
+        self.reconnect_policy = ReconnectPolicy(
+            settings.reconnect_initial_s, settings.reconnect_max_s, settings.reconnect_absent_s
+        )
 
     # -- configuration --------------------------------------------------------------------
     def _compile(self, tag: OpcUaTag) -> _Tag:
@@ -358,22 +371,23 @@ class OpcUaConnector(BaseConnector):
 
     # -- the connection loop --------------------------------------------------------------
     async def _run(self) -> None:
-        s = self.settings
-        backoff = Backoff(s.reconnect_initial_s, s.reconnect_max_s)
+        policy = self.reconnect_policy
         while True:
             error: str
+            absent = False
             try:
-                await self._session(backoff)
+                await self._session(policy)
                 error = "session ended"
             except _CONNECTION_ERRORS as err:
                 error = _describe(err)
+                absent = server_absent(err)
             finally:
                 await self._teardown()
             self._set_connected(False, error)
             self._mark_stale()
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(policy.next_delay(absent))
 
-    async def _session(self, backoff: Backoff) -> None:
+    async def _session(self, policy: ReconnectPolicy) -> None:
         s = self.settings
         client = await self._make_client()
         self._client = client
@@ -393,7 +407,7 @@ class OpcUaConnector(BaseConnector):
             self._status.reconnects += 1
         self._ever_connected = True
         self._set_connected(True, None)
-        backoff.reset()
+        policy.reset()
         await self._watch(client)
 
     async def _make_client(self) -> Client:
@@ -579,7 +593,8 @@ class OpcUaConnector(BaseConnector):
         append = batch.append
         name = self._name
         good = Quality.GOOD
-        now_ns = 0
+        now_ns = time.time_ns()
+        low, high = self.timestamp_window.bounds(now_ns)
         bad: list[tuple[_Tag, Quality]] = []
         for notification in notifications:
             items = getattr(notification, "MonitoredItems", None)
@@ -622,9 +637,18 @@ class OpcUaConnector(BaseConnector):
                 stamp = data.SourceTimestamp or data.ServerTimestamp
                 if stamp is not None:
                     timestamp_ns = int(stamp.timestamp() * 1e9)
+                    if not low <= timestamp_ns <= high:
+                        replaced = self._timestamp_outside(
+                            tag.address,
+                            tag.path,
+                            timestamp_ns,
+                            now_ns,
+                            tag.settings.timestamp_outside_window,
+                        )
+                        if replaced is None:
+                            continue
+                        timestamp_ns = replaced
                 else:
-                    if not now_ns:
-                        now_ns = time.time_ns()
                     timestamp_ns = now_ns
                 append(make_sample(name, tag.address, tag.path, value, timestamp_ns, quality))
         self._emit(batch)
@@ -760,6 +784,7 @@ class OpcUaConnector(BaseConnector):
             queue_size=rule.queue_size,
             stale_timeout_s=rule.stale_timeout_s,
             writable=rule.writable,
+            timestamp_outside_window=rule.timestamp_outside_window,
         )
         return self._compile(settings)
 
