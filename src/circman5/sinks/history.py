@@ -114,7 +114,8 @@ def read_export_history(
         for measurement in measurements:
             if not remaining:
                 break
-            alternatives = "|".join(re.escape(p) for p in remaining)
+            # a regex inside a MetricsQL string literal: its backslashes are escaped again
+            alternatives = "|".join(re.escape(p).replace("\\", "\\\\") for p in remaining)
             selector = f'{{__name__="{measurement}_value",path=~"{alternatives}"}}'
             params: dict[str, str] = {"match[]": selector}
             if start_s is not None:
