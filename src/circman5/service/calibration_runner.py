@@ -13,10 +13,13 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
 
 from circman5.errors import ConfigError, InvalidInputError
 from circman5.manufacturing.digital_twin.simulation.calibration import (
@@ -32,9 +35,19 @@ from circman5.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HistorySource", "Window", "parse_time", "read_history", "run_calibration"]
+__all__ = [
+    "WANTED_PATHS",
+    "HistorySource",
+    "Window",
+    "histories",
+    "parse_time",
+    "read_arrays",
+    "read_history",
+    "run_calibration",
+]
 
 HistorySource = Literal["embedded", "influxdb", "twin"]
+FloatArray = NDArray[np.float64]
 WANTED_PATHS: tuple[str, ...] = tuple(
     p for p in (*CALIBRATED_PATHS, *INPUT_PATHS) if p != "production_line.running"
 )
@@ -80,8 +93,8 @@ def parse_time(text: str) -> float:
     return moment.timestamp()
 
 
-def _histories(arrays: Mapping[str, tuple[object, object]]) -> dict[str, PathHistory]:
-    return {path: PathHistory.of(t, v) for path, (t, v) in arrays.items()}  # type: ignore[arg-type]
+def histories(arrays: Mapping[str, tuple[FloatArray, FloatArray]]) -> dict[str, PathHistory]:
+    return {path: PathHistory.of(t, v) for path, (t, v) in arrays.items()}
 
 
 def default_source(settings: Settings) -> HistorySource:
@@ -93,20 +106,31 @@ def read_history(
     settings: Settings, source: HistorySource, window: Window, data_dir: Path
 ) -> dict[str, PathHistory]:
     """The history of the calibrated paths and their inputs from ``source`` (blocking)."""
+    return histories(read_arrays(settings, source, window, data_dir, WANTED_PATHS))
+
+
+def read_arrays(
+    settings: Settings,
+    source: str,
+    window: Window,
+    data_dir: Path,
+    paths: Sequence[str],
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """``{path: (times_s, values)}`` of ``paths`` from ``source`` (blocking; see
+    :mod:`circman5.sinks.history`)."""
     series = settings.outputs.series
     if source == "embedded":
         from circman5.sinks.history import read_embedded_history
 
         file = data_dir / settings.outputs.embedded.file
-        arrays = read_embedded_history(
+        return read_embedded_history(
             file,
-            WANTED_PATHS,
+            paths,
             window.start_s,
             window.end_s,
             sample_measurement=series.sample_measurement,
             kpi_measurement=series.kpi_measurement,
         )
-        return _histories(arrays)
     if source == "influxdb":
         influx = settings.outputs.influxdb
         if influx is None:
@@ -115,16 +139,15 @@ def read_history(
 
         token = influx.token.get_secret_value()
         headers = {"Authorization": f"Token {token}"} if token else None
-        arrays = read_export_history(
+        return read_export_history(
             influx.url,
-            WANTED_PATHS,
+            paths,
             window.start_s,
             window.end_s,
             measurements=(series.sample_measurement, series.kpi_measurement),
             timeout_s=influx.timeout_s,
             headers=headers,
         )
-        return _histories(arrays)
     raise InvalidInputError(f"source '{source}' cannot be read here; use embedded or influxdb")
 
 

@@ -121,8 +121,8 @@ class PathHistory:
 
     @classmethod
     def of(cls, times_s: Iterable[float], values: Iterable[float]) -> PathHistory:
-        t = np.asarray(list(times_s), dtype=np.float64)
-        v = np.asarray(list(values), dtype=np.float64)
+        t = np.asarray(times_s if isinstance(times_s, np.ndarray) else list(times_s), np.float64)
+        v = np.asarray(values if isinstance(values, np.ndarray) else list(values), np.float64)
         if t.shape != v.shape or t.ndim != 1:
             raise InvalidInputError("times and values must be 1-D arrays of the same length")
         keep = np.isfinite(t) & np.isfinite(v)
@@ -313,7 +313,13 @@ def _resample(
         return _Grid(np.empty(0), {})
     start = options.start_s if options.start_s is not None else min(starts)
     end = options.end_s if options.end_s is not None else max(ends)
-    count = math.floor((end - start) / step) + 1 if end >= start else 0
+    span = (end - start) / step if end >= start else -1.0
+    if not math.isfinite(span) or span > 2_000_000:
+        raise InvalidInputError(
+            f"the window holds more than 2,000,000 steps of {step:g} s; narrow it or use a "
+            "longer step"
+        )
+    count = math.floor(span) + 1 if span >= 0 else 0
     if count > 2_000_000:
         raise InvalidInputError(
             f"the window holds {count:,} steps of {step:g} s; narrow it or use a longer step"
