@@ -81,6 +81,7 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 FitStatus = Literal["accepted", "not explained", "no data"]
 
 _FORMAT = "circman5.calibration/1"
@@ -296,12 +297,22 @@ class _Grid:
     def has(self, *paths: str) -> bool:
         return all(p in self.values for p in paths)
 
-    def window(self, *paths: str) -> FloatArray:
-        """Mask of the grid points where all ``paths`` have a value."""
+    def window(self, *paths: str) -> BoolArray:
+        """Mask of the grid points where all ``paths`` have a value (:class:`_TooFew` when
+        fewer than three)."""
         mask = np.ones(self.times.shape, dtype=bool)
         for p in paths:
             mask &= np.isfinite(self.values[p])
+        count = int(mask.sum())
+        if count < 3:
+            raise _TooFew(count)
         return mask
+
+
+class _TooFew(Exception):
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} points in the window")
+        self.count = count
 
 
 def _resample(
@@ -503,7 +514,7 @@ def _fit_quadratic(
 
 def _fit_path(
     path: str, grid: _Grid, base: SimulationParameters, step: float, params: dict[str, float]
-) -> tuple[_Result, FloatArray] | str:
+) -> tuple[_Result, BoolArray] | str:
     """The fit of ``path`` and its grid mask, or why it cannot be fitted."""
     v = grid.values
     if path == TEMPERATURE:
@@ -648,6 +659,9 @@ def calibrate(
             continue
         try:
             outcome = _fit_path(path, grid, base, step, accepted)
+        except _TooFew as err:
+            fits.append(PathFit(path, "no data", points=err.count, reason=str(err)))
+            continue
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:
             fits.append(PathFit(path, "not explained", reason=f"the fit failed: {err}"))
             continue
