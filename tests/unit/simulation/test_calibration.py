@@ -215,3 +215,15 @@ def test_history_from_twin_states_feeds_a_calibration() -> None:
     calibration = calibrate(history, base=params)
     assert "production_line.temperature" in calibration.accepted_paths
     assert calibration.parameters["temperature_regulation"] == pytest.approx(0.2, rel=0.1)
+
+
+def test_a_broken_active_calibration_leaves_the_engine_on_defaults(
+    isolated_data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = isolated_data_dir / "calibrations"
+    folder.mkdir()
+    (folder / "active.json").write_text("{not json")
+    engine = SimulationEngine(None)
+    assert engine.parameter_set == "built-in defaults"
+    assert "active.json" in caplog.text and "not usable" in caplog.text
+    assert engine.parameters.temperature_regulation == 0.1
