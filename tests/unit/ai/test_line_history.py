@@ -81,3 +81,14 @@ def test_arrays_from_twin_states() -> None:
     arrays = arrays_from_states(states, [BATCH_END_PATH, "production_line.temperature"])
     assert arrays[BATCH_END_PATH][1].tolist() == [5.0]
     assert arrays["production_line.temperature"][1].tolist() == [22.0]
+
+
+def test_the_optimizer_result_names_the_model_provenance() -> None:
+    from circman5.manufacturing.optimization.optimizer import ProcessOptimizer
+
+    model = ManufacturingModel(config={"n_estimators": 20}, auto_load=False)
+    train_from_line_history(model, line_arrays(30), "embedded")
+    params = {"temperature": 23.0, "cycle_time": 30.0}
+    result = ProcessOptimizer(model).optimize(params, {"energy_used": (0.0, 200.0)})
+    assert result.model_provenance["source"] == "line data"
+    assert result.to_dict()["model_provenance"]["batches"] == 30
