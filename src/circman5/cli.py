@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     from circman5.api.user_cli import add_user_commands
 
     add_user_commands(commands)
+
+    from circman5.service.calibration_cli import add_calibrate_command
+
+    add_calibrate_command(commands)
     return parser
 
 
@@ -111,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from circman5.api.user_cli import run_user_command
 
             return run_user_command(args)
+        if args.command == "calibrate":
+            from circman5.service.calibration_cli import run_calibrate_command
+
+            return run_calibrate_command(args)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2

@@ -356,3 +356,30 @@ def test_viewer_sees_a_read_only_control_panel(hmi_service: Service_, browser: W
     except WebDriverException:
         token = "unreadable"
     assert token is None
+
+
+def test_learning_panel_shows_calibration_and_model_provenance(
+    hmi_service: Service_, browser: WebDriver
+) -> None:
+    from circman5.manufacturing.digital_twin.simulation.calibration import (
+        calibrate,
+        save_calibration,
+    )
+    from circman5.manufacturing.digital_twin.simulation.known_history import generate_history
+
+    saved = save_calibration(calibrate(generate_history(segments=4), source="test history"))
+    service, driver = hmi_service, browser
+    driver.get(f"{service.url}/hmi/")
+    wait(driver, lambda d: d.find_element(By.ID, "login-username").is_displayed())
+    driver.find_element(By.ID, "login-username").send_keys("erika")
+    driver.find_element(By.ID, "login-password").send_keys("engineer-password")
+    driver.find_element(By.ID, "login-submit").click()
+    wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, '#tabs button[data-view="system"]'))
+    driver.find_element(By.CSS_SELECTOR, '#tabs button[data-view="system"]').click()
+    wait(driver, lambda d: "production_line.temperature" in text(d, "#calibration-paths"))
+    rows = text(driver, "#calibration-paths")
+    assert "accepted" in rows
+    assert f"calibration {saved.version} from test history" in text(driver, "#calibration-info")
+    wait(driver, lambda d: text(d, "#model-source") != "", timeout=60)
+    assert text(driver, "#model-source") == "synthetic"
+    assert "synthetic data" in text(driver, "#model-provenance")

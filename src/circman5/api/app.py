@@ -16,6 +16,8 @@ one may):
 ``/api/scenarios/{name}/run``, ``/api/scenarios/compare``, ``DELETE /api/scenarios/{name}``,
 ``POST /api/optimize``, ``/api/predict``, ``/api/lca/analysis``, ``/api/setpoints``,
 ``GET /api/diagnostics``                               engineer
+``GET /api/calibration``, ``/api/model/info``         viewer
+``POST /api/calibration``, ``/api/model/train``        engineer
 ``POST /api/optimize/apply``                           manager
 ``/api/users`` (list, create, update, delete)          admin
 ``POST /api/commands``                                 the command's role (see GET)
@@ -45,7 +47,17 @@ from starlette.datastructures import MutableHeaders
 from circman5 import __version__
 from circman5.api.broadcaster import Broadcaster
 from circman5.api.context import ApiContext
-from circman5.api.routes import analysis, auth, control, events, live, simulation, state, users
+from circman5.api.routes import (
+    analysis,
+    auth,
+    control,
+    events,
+    learning,
+    live,
+    simulation,
+    state,
+    users,
+)
 from circman5.errors import (
     AuthError,
     CommandRejected,
@@ -246,6 +258,7 @@ def create_app(context: ApiContext, heavy_slots: int = 2) -> FastAPI:
 
     for module in (auth, state, events, simulation, analysis, control, users, live):
         api.include_router(module.router)
+    api.include_router(learning.router)
     app.include_router(api)
 
     @app.get("/", include_in_schema=False)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -55,6 +55,11 @@ __all__ = [
 ]
 
 ConnectorStatusProvider = Callable[[], list[dict[str, Any]]]
+#: ``reader(source, start_s, end_s, paths) -> {path: (times_s, values)}``: recorded history
+#: (``embedded`` or ``influxdb``) for calibration and model training.
+HistoryArraysReader = Callable[
+    [str, float | None, float | None, Sequence[str]], Mapping[str, tuple[Any, Any]]
+]
 
 
 class AIIntegrationLike(Protocol):
@@ -71,6 +76,12 @@ class AIIntegrationLike(Protocol):
     def predict_outcomes(self, parameters: dict[str, float] | None = None) -> Any: ...
 
     def generate_optimization_report(self) -> Any: ...
+
+    def model_info(self) -> dict[str, Any]: ...
+
+    def train_model_from_line_history(
+        self, arrays: Mapping[str, Any], source: str = "history"
+    ) -> dict[str, Any]: ...
 
 
 class LCAIntegrationLike(Protocol):
@@ -160,6 +171,9 @@ class ApiContext:
     adapter: DigitalTwinAdapter | None = None
     interface: InterfaceManager | None = None
     extra_diagnostics: Mapping[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
+    #: Reads recorded history for calibration and model training (None: the twin's own
+    #: state history only).
+    history_reader: HistoryArraysReader | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()

@@ -135,6 +135,8 @@ class SimulateRequest(_In):
 
 class SimulateResponse(BaseModel):
     steps: int
+    #: The model parameters used: ``calibration <version>`` or ``built-in defaults``.
+    parameter_set: str
     states: list[dict[str, Any]]
 
 
@@ -182,6 +184,7 @@ class ScenarioRunOut(BaseModel):
     scenario: str
     steps: int
     seed: int
+    parameter_set: str
     duration_s: float
     kpis: dict[str, Any]
     states: list[dict[str, Any]] | None = None

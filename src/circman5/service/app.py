@@ -333,8 +333,22 @@ class EdgeService:
             settings=settings.api,
             setpoints=setpoints,
             connector_status=status_provider(running.connectors),
+            history_reader=self._history_reader(),
         )
         return ApiServer(create_app(context), settings.api)
+
+    def _history_reader(self) -> Any:
+        """Recorded history for calibration and model training (``embedded``, ``influxdb``)."""
+        from circman5.service.calibration_runner import Window, read_arrays
+
+        settings = self.settings
+
+        def read(
+            source: str, start_s: float | None, end_s: float | None, paths: Any
+        ) -> dict[str, Any]:
+            return dict(read_arrays(settings, source, Window(start_s, end_s), data_dir(), paths))
+
+        return read
 
     @staticmethod
     def _report_failure(component: str, error: BaseException, restarts: int) -> None:

@@ -66,7 +66,8 @@ async def optimize(
         raise _unprocessable(err) from err
     if result is None:
         raise _unprocessable(ValueError("the optimization found no solution"))
-    return FastJSON({"optimized_params": jsonable(result)})
+    provenance = getattr(getattr(ai, "model", None), "provenance", None)
+    return FastJSON({"optimized_params": jsonable(result), "model": jsonable(provenance)})
 
 
 @router.post(

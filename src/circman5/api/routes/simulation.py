@@ -48,7 +48,8 @@ async def simulate(
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail="the digital twin is not running"
         )
-    return FastJSON({"steps": len(states) - 1, "states": states})
+    parameter_set = adapter.simulation_engine.parameter_set
+    return FastJSON({"steps": len(states) - 1, "parameter_set": parameter_set, "states": states})
 
 
 @router.post(
@@ -165,6 +166,7 @@ async def run_scenario(
             "scenario": run.scenario.name,
             "steps": run.steps,
             "seed": run.seed,
+            "parameter_set": run.parameter_set,
             "duration_s": run.duration,
             "kpis": jsonable(run.kpis),
             "states": run.states if body.include_states else None,

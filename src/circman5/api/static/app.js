@@ -2,6 +2,7 @@
 // Plain ES modules; every value from the server is inserted as text (never as HTML).
 
 import { BarChart, LineChart, formatNumber } from "./chart.js";
+import { loadLearning, runCalibration } from "./learning.js";
 
 const ROLE_LEVEL = { admin: 100, manager: 80, engineer: 60, operator: 40, viewer: 20 };
 const TOKEN_KEY = "circman5.token";
@@ -195,7 +196,10 @@ function switchView(name) {
   }
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
   if (name === "scenarios") loadScenarios();
-  if (name === "system") loadSystem();
+  if (name === "system") {
+    loadSystem();
+    loadLearning(api, el).catch(() => {});
+  }
   if (name === "users") loadUsers();
   if (name === "lca") loadLcaReport();
   for (const chart of Object.values(app.charts)) chart.schedule && chart.schedule();
@@ -777,6 +781,7 @@ function init() {
   $("#lca-report").addEventListener("click", loadLcaReport);
   $("#connectors-refresh").addEventListener("click", loadSystem);
   $("#diagnostics-run").addEventListener("click", runDiagnostics);
+  $("#calibration-run").addEventListener("click", () => runCalibration(api, el, $("#calibration-source").value));
   $("#user-form").addEventListener("submit", addUser);
   $("#user-role").replaceChildren(...Object.keys(ROLE_LEVEL).map((r) => el("option", { value: r, selected: r === "viewer" }, r)));
   const saved = sessionStorage.getItem(TOKEN_KEY);

@@ -86,6 +86,8 @@ class OptimizationResult:
     weights: dict[str, float]
     model_evaluations: int
     notes: list[str] = field(default_factory=list)
+    #: Where the model's training data came from (``ManufacturingModel.provenance``).
+    model_provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def improvement(self) -> float:
@@ -321,6 +323,7 @@ class ProcessOptimizer:
             weights=weights,
             model_evaluations=evaluations,
             notes=problem.notes,
+            model_provenance=dict(getattr(self.model, "provenance", None) or {}),
         )
         self.logger.debug(
             "optimized %s: objective %.4g -> %.4g (%s)",

@@ -412,7 +412,10 @@ class DigitalTwin(Singleton):
             self.event_publisher.publish_simulation_result(
                 simulation_id=str(uuid.uuid4()),
                 parameters=dict(parameters) if parameters else {},
-                results=_summarize(results),
+                results={
+                    **_summarize(results),
+                    "parameter_set": self.simulation_engine.parameter_set,
+                },
                 improvement=_improvement(results),
             )
         return results

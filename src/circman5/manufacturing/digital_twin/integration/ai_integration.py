@@ -215,6 +215,7 @@ class AIIntegration:
             "optimized_params": optimized,
             "constraints": {k: v for k, v in constraints.items()},
             "applied": None,
+            "model_provenance": self.model.provenance,
         }
         if result is not None:
             record.update(
@@ -479,6 +480,7 @@ class AIIntegration:
                 "trained": self.model.is_trained,
                 "source": getattr(self.model, "training_source", None),
                 "metrics": getattr(self.model, "metrics", {}),
+                "provenance": self.model.provenance,
             },
             "training": training,
         }
@@ -500,6 +502,33 @@ class AIIntegration:
         return plot_optimization_history(history, output_path)
 
     # -- training ------------------------------------------------------------------------------
+    def model_info(self) -> dict[str, Any]:
+        """The model's features, targets and provenance (trains it first when untrained)."""
+        self.model.ensure_trained()
+        return {
+            "features": list(self.model.features),
+            "targets": list(self.model.targets),
+            "version": self.model.version,
+            "provenance": self.model.provenance,
+        }
+
+    def train_model_from_line_history(
+        self, arrays: Mapping[str, Any], source: str = "history"
+    ) -> dict[str, Any]:
+        """Train on the line's recorded batches (``{path: (times_s, values)}``, see
+        :mod:`~circman5.manufacturing.optimization.line_history`), or on synthetic data when
+        there are too few; returns the provenance (saved with the model)."""
+        from circman5.manufacturing.optimization.line_history import train_from_line_history
+
+        provenance = train_from_line_history(self.model, arrays, source)
+        if self.settings.SAVE_TRAINED_MODEL:
+            self.model.save_model()
+        with self._lock:
+            self.training_history.append(
+                {"timestamp": _now(), "metrics": self.model.metrics, "provenance": provenance}
+            )
+        return provenance
+
     def _training_frames(
         self, states: Iterable[Mapping[str, Any]]
     ) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -99,6 +99,8 @@ class MonteCarloSummary:
     p50: FloatArray
     p95: FloatArray
     breach: Mapping[str, BreachProbability]
+    #: The model parameters used: ``calibration <version>`` or ``built-in defaults``.
+    parameter_set: str = "built-in defaults"
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -125,6 +127,7 @@ class MonteCarloSummary:
             "steps": self.steps,
             "iterations": self.iterations,
             "uncertainty": self.uncertainty,
+            "parameter_set": self.parameter_set,
             "paths": {
                 path: {
                     "mean": floats(self.mean[i]),

@@ -132,6 +132,8 @@ class ScenarioRun:
     duration: float
     states: list[dict[str, Any]] = field(repr=False)
     kpis: dict[str, Any]
+    #: The model parameters used: ``calibration <version>`` or ``built-in defaults``.
+    parameter_set: str = "built-in defaults"
 
 
 #: The KPIs of :func:`trajectory_kpis` (material KPIs are per material).
@@ -175,6 +177,7 @@ class ScenarioComparison:
             "scenarios": list(self.scenarios),
             "steps": self.steps,
             "seed": self.seed,
+            "parameter_set": sorted({run.parameter_set for run in self.runs.values()}),
             "kpis": self.kpis,
             "table": self.rows(),
         }
@@ -498,6 +501,7 @@ class ScenarioManager:
         seed: int,
     ) -> ScenarioRun:
         started = time.perf_counter()
+        parameter_set = self.engine.parameter_set
         states = self.engine.run_simulation(
             steps=steps,
             initial_state=initial_state,
@@ -510,6 +514,7 @@ class ScenarioManager:
             "scenario": scenario.name,
             "scenario_id": scenario.id,
             "seed": seed,
+            "parameter_set": parameter_set,
             "kpis": kpis,
             "final_state": states[-1],
             "states": states if len(states) <= self.store_states_limit else None,
@@ -526,6 +531,7 @@ class ScenarioManager:
             duration=duration,
             states=states,
             kpis=kpis,
+            parameter_set=parameter_set,
         )
 
     def compare_scenarios(

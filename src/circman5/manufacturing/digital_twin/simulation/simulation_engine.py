@@ -34,6 +34,12 @@ Monte Carlo keeps at most :data:`MAX_MONTE_CARLO_STATES` states (1,000,000); the
 summary allows ``steps`` up to :data:`MAX_SUMMARY_STEPS` (100,000) and ``steps * iterations`` up
 to :data:`MAX_SUMMARY_WORK` (100,000,000); ``uncertainty`` 0 .. 1.
 
+Parameter set: by default the engine uses ``SIMULATION_PARAMETERS`` with the active calibration
+(:func:`~.calibration.load_active_calibration`, under the data directory) applied, re-read
+whenever a new calibration is activated; :attr:`SimulationEngine.parameter_set` names what was
+used (``calibration 3`` or ``built-in defaults``), and Monte Carlo summaries carry it. Explicit
+``model_parameters`` or a registered model override the calibration.
+
 Determinism: pass ``seed`` (an int or a ``numpy.random.Generator``) or ``rng``; the same seed
 gives the same trajectory. Without one, the engine's own generator is used.
 """
@@ -41,18 +47,24 @@ gives the same trajectory. Without one, the engine's own generator is used.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import operator
 from collections.abc import Iterator, Mapping
 from numbers import Real
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from circman5.adapters.config.simulation_parameters import SimulationParameters
 from circman5.adapters.config.thresholds import ThresholdRule
-from circman5.errors import InvalidInputError
+from circman5.errors import ConfigError, InvalidInputError
+from circman5.manufacturing.digital_twin.simulation.calibration import (
+    active_calibration_stamp,
+    load_active_calibration,
+)
 from circman5.manufacturing.digital_twin.simulation.monte_carlo import (
     FloatArray,
     MonteCarloSummary,
@@ -64,6 +76,7 @@ from circman5.manufacturing.digital_twin.simulation.process_models import (
     StepFunction,
     _timestamps,
     as_step_function,
+    load_simulation_parameters,
     parameter_bounds,
 )
 
@@ -88,6 +101,8 @@ MAX_MONTE_CARLO_STATES = 1_000_000
 MAX_SUMMARY_STEPS = 100_000
 MAX_SUMMARY_WORK = 100_000_000
 MAX_UNCERTAINTY = 1.0
+#: The name of the parameter set without a calibration.
+BUILT_IN = "built-in defaults"
 
 Seed = int | np.random.Generator | None
 _MISSING = object()
@@ -151,6 +166,10 @@ class SimulationEngine:
     ``model``: the process model, default :class:`PVManufacturingModel` on the configured
     ``SIMULATION_PARAMETERS``; a custom model is any object with ``simulate_step(state)`` or
     ``simulate_step(state, rng)``. ``rng``: the generator used when a call gives no seed.
+    ``model_parameters``: explicit model constants (a ``SimulationParameters`` or a mapping of
+    its keys), used instead of the active calibration. ``use_calibration``: apply the active
+    calibration of ``data_dir`` (default: the configured data directory) when nothing explicit
+    is given.
     """
 
     def __init__(
@@ -159,6 +178,9 @@ class SimulationEngine:
         constants: ConstantsService | None = None,
         model: object | None = None,
         rng: np.random.Generator | None = None,
+        model_parameters: SimulationParameters | Mapping[str, Any] | None = None,
+        use_calibration: bool = True,
+        data_dir: Path | None = None,
     ) -> None:
         if constants is None:
             from circman5.adapters.services.constants_service import ConstantsService
@@ -168,16 +190,27 @@ class SimulationEngine:
         self.constants = constants
         self.logger = logger
         twin_model = constants.get_digital_twin_model()
-        self.parameters: SimulationParameters = twin_model.SIMULATION_PARAMETERS
+        self._configured: SimulationParameters = twin_model.SIMULATION_PARAMETERS
+        self.parameters: SimulationParameters = self._configured
         #: The spec's ``simulation_config``: ``SIMULATION_PARAMETERS`` as a dict.
         self.simulation_config: dict[str, Any] = self.parameters.model_dump()
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise InvalidInputError(f"rng must be a numpy.random.Generator, got {rng!r}")
         self._rng = rng if rng is not None else np.random.default_rng()
+        self._use_calibration = use_calibration
+        self._data_dir = data_dir
+        self._calibration_stamp: tuple[int, int] | None = None
+        self._parameter_set = BUILT_IN
+        #: Why the engine does not follow the calibration (None while it does).
+        self._pinned: str | None = None
+        if model_parameters is not None:
+            self.parameters = load_simulation_parameters(model_parameters, self._configured)
+            self._pinned = self._parameter_set = "explicit parameters"
         self._model: object = PVManufacturingModel(self.parameters, rng=self._rng)
         self._step: StepFunction | None = None
         if model is not None:
             self.register_model(model)
+        self._refresh_parameters()
 
     # -- the model ----------------------------------------------------------------------------
     @property
@@ -186,13 +219,52 @@ class SimulationEngine:
         return self._model
 
     def register_model(self, model: object) -> None:
-        """Use ``model`` for every following run (``TypeError`` without ``simulate_step``)."""
+        """Use ``model`` for every following run (``TypeError`` without ``simulate_step``);
+        the calibration no longer applies."""
         if isinstance(model, PVManufacturingModel):
             self._model, self._step = model, None
+            self._pinned = self._parameter_set = "explicit model"
             return
         step = as_step_function(model)
         self._model, self._step = model, step
+        self._pinned = self._parameter_set = f"custom model {type(model).__name__}"
         logger.info("simulation model: %s", type(model).__name__)
+
+    @property
+    def parameter_set(self) -> str:
+        """The parameters the next run uses: ``calibration <version>``, ``built-in defaults``,
+        ``explicit parameters`` or the registered model."""
+        self._refresh_parameters()
+        return self._parameter_set
+
+    def _refresh_parameters(self) -> None:
+        """Follow the active calibration (a stat per run; re-read only when it changed)."""
+        if self._pinned is not None or not self._use_calibration:
+            return
+        data_dir = self._data_dir
+        if data_dir is None:
+            from circman5 import paths
+
+            data_dir = paths.data_dir(create=False)
+        stamp = active_calibration_stamp(data_dir)
+        if stamp == self._calibration_stamp:
+            return
+        label = BUILT_IN
+        parameters = self._configured
+        try:
+            calibration = load_active_calibration(data_dir)
+        except ConfigError as err:
+            logger.error("the active calibration is not usable (%s): built-in defaults", err)
+            calibration = None
+        if calibration is not None:
+            parameters = calibration.simulation_parameters(self._configured)
+            label = calibration.label
+        self._model = PVManufacturingModel(parameters, rng=self._rng)
+        self.parameters = parameters
+        self._calibration_stamp = stamp
+        if label != self._parameter_set:
+            logger.info("simulation parameters: %s", label)
+        self._parameter_set = label
 
     @property
     def _pv_model(self) -> PVManufacturingModel | None:
@@ -212,6 +284,7 @@ class SimulationEngine:
         ``steps=None`` uses ``SIMULATION_PARAMETERS.default_simulation_steps``. The returned
         states share sub-objects the model did not change; treat them as read-only.
         """
+        self._refresh_parameters()
         count = self._steps(steps)
         generator = self._generator(seed, rng)
         state = self._start(initial_state, parameters)
@@ -357,6 +430,7 @@ class SimulationEngine:
         are the model's gains (:data:`~.process_models.GAIN_NAMES` and the consumption rates;
         built-in model only). ``parameters`` of an entry is None when none were given.
         """
+        self._refresh_parameters()
         count = self._steps(steps)
         n = _count("iterations", iterations, 1, MAX_ITERATIONS)
         u = _fraction("uncertainty", uncertainty, MAX_UNCERTAINTY)
@@ -399,6 +473,8 @@ class SimulationEngine:
         per-step statistics: mean, 5/50/95 percentiles per path, and per threshold (default:
         ``ConstantsService().get_parameter_thresholds()``) the breach probabilities.
         """
+        self._refresh_parameters()
+        label = self._parameter_set
         count = self._steps(steps, MAX_SUMMARY_STEPS)
         n = _count("iterations", iterations, 1, MAX_ITERATIONS)
         u = _fraction("uncertainty", uncertainty, MAX_UNCERTAINTY)
@@ -412,7 +488,8 @@ class SimulationEngine:
         values = self.validate_parameters(parameters, source) if parameters else None
         pv = self._pv_model
         if pv is None:
-            return self._summary_from_runs(source, values, count, n, u, generator, rules)
+            summary = self._summary_from_runs(source, values, count, n, u, generator, rules)
+            return dataclasses.replace(summary, parameter_set=label)
         base = self._apply_parameters(source, values) if values else dict(source)
         overrides: dict[str, FloatArray] = {}
         if values:
@@ -423,7 +500,8 @@ class SimulationEngine:
         factors = 1.0 + u * generator.uniform(-1.0, 1.0, size=(n, pv.n_gains))
         frames = pv.simulate_ensemble(base, count, n, generator, factors, overrides)
         constants = {p: overrides.get(p, v) for p, v in _static_values(base, rules).items()}
-        return summarize(frames, count, n, u, rules, constants)
+        summary = summarize(frames, count, n, u, rules, constants)
+        return dataclasses.replace(summary, parameter_set=label)
 
     def _summary_from_runs(
         self,
