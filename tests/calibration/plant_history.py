@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime
 
 import numpy as np
-from circman5.connectors.sample import Sample
 
+from circman5.samples import Sample
 from simulators.plant import BatchEnded, Plant, PlantConfig, PlantEvent
 
 #: The plant's line temperature time constant while running (simulators/plant.py).
