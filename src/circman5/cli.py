@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     from circman5.api.user_cli import add_user_commands
 
     add_user_commands(commands)
+
+    from circman5.connectors.opcua.cli import add_opcua_commands
+
+    add_opcua_commands(commands)
     return parser
 
 
@@ -80,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from circman5.api.user_cli import run_user_command
 
             return run_user_command(args)
+        if args.command == "opcua":
+            from circman5.connectors.opcua.cli import run_opcua_command
+
+            return run_opcua_command(args)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2

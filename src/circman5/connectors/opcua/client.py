@@ -57,7 +57,16 @@ from circman5.connectors.config import (
     stale_timeout,
 )
 from circman5.connectors.mqtt.topics import is_path_part
+from circman5.connectors.opcua.certificates import sha1_thumbprint
+from circman5.connectors.opcua.expiry import CertificateExpiry
 from circman5.connectors.opcua.nodeid import NodeAddress, parse_node_address
+from circman5.connectors.opcua.refusals import (
+    SERVER_UNTRUSTED,
+    OpcUaRefused,
+    check_local,
+    diagnose,
+    quiet_asyncua_logs,
+)
 from circman5.connectors.sample import Quality, Sample, SampleValue, make_sample
 from circman5.errors import DeviceUnavailable, TagWriteError
 
@@ -111,6 +120,9 @@ _FILTER_UNSUPPORTED = {
     StatusCodes.BadMonitoredItemFilterInvalid,
     StatusCodes.BadDeadbandFilterInvalid,
 }
+
+
+_EXPIRY_CHECK_S = 3600.0  # how often a long session checks the certificates' expiry
 
 
 class SessionLost(Exception):
@@ -285,8 +297,6 @@ class _TrustList:
         return certificates
 
     async def __call__(self, certificate: x509.Certificate, _description: Any) -> None:
-        from asyncua.common.utils import ServiceError
-
         trusted = await asyncio.to_thread(self._load)
         for candidate in trusted:
             if candidate == certificate:
@@ -297,12 +307,13 @@ class _TrustList:
             with contextlib.suppress(Exception):
                 certificate.verify_directly_issued_by(candidate)
                 return
-        logger.error(
-            "OPC UA server certificate %s is not in the trust list %s",
-            certificate.subject.rfc4514_string(),
-            self.directory,
+        raise OpcUaRefused(
+            SERVER_UNTRUSTED,
+            f"server certificate untrusted (BadCertificateUntrusted): "
+            f"{certificate.subject.rfc4514_string()} (SHA-1 {sha1_thumbprint(certificate)}) is "
+            f"neither in the trust list {self.directory} nor issued by a CA there; check it "
+            "and store it with 'circman5 opcua trust'",
         )
-        raise ServiceError(StatusCodes.BadCertificateUntrusted)
 
 
 class OpcUaConnector(BaseConnector):
@@ -329,6 +340,8 @@ class OpcUaConnector(BaseConnector):
         self._variant_types: dict[str, ua.VariantType] = {}
         self._ever_connected = False
         self._warned_accept_any = False
+        self._refusal: str | None = None
+        self._expiry = CertificateExpiry(self._name, self._reporter, self._status.extra)
         self.sessions = 0
 
     # -- configuration --------------------------------------------------------------------
@@ -359,12 +372,17 @@ class OpcUaConnector(BaseConnector):
     async def _run(self) -> None:
         s = self.settings
         backoff = Backoff(s.reconnect_initial_s, s.reconnect_max_s)
+        quiet_asyncua_logs()
         while True:
             error: str
             try:
                 await self._session(backoff)
                 error = "session ended"
+            except OpcUaRefused as err:
+                error = err.reason
+                self._refusal = err.kind
             except _CONNECTION_ERRORS as err:
+                logger.debug("opcua %s: session failed", self._name, exc_info=err)
                 error = _describe(err)
             finally:
                 await self._teardown()
@@ -374,10 +392,23 @@ class OpcUaConnector(BaseConnector):
 
     async def _session(self, backoff: Backoff) -> None:
         s = self.settings
-        client = await self._make_client()
-        self._client = client
-        self._lost.clear()
-        await client.connect()
+        self._refusal = None
+        try:
+            await asyncio.to_thread(self._check_certificates)
+            client = await self._make_client()
+            self._client = client
+            self._lost.clear()
+            await client.connect()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # asyncua shows refusals as status codes, AssertionError, ...
+            logger.debug("opcua %s: connection attempt failed", self._name, exc_info=err)
+            refused = await diagnose(err, s, _describe(err))
+            if refused is not None:
+                raise refused from err
+            if isinstance(err, _CONNECTION_ERRORS):
+                raise
+            raise SessionLost(_describe(err)) from err
         self.sessions += 1
         namespaces = await client.get_namespace_array()
         indexes = {uri: index for index, uri in enumerate(namespaces)}
@@ -394,6 +425,11 @@ class OpcUaConnector(BaseConnector):
         self._set_connected(True, None)
         backoff.reset()
         await self._watch(client)
+
+    def _check_certificates(self) -> None:
+        """Refuse early what the server would refuse; note certificates about to expire."""
+        check_local(self.settings)
+        self._expiry.check(self.settings.security)
 
     async def _make_client(self) -> Client:
         s = self.settings
@@ -635,7 +671,11 @@ class OpcUaConnector(BaseConnector):
         s = self.settings
         node = client.get_node(CURRENT_TIME)
         keepalive_s = s.publishing_interval_ms / 1000.0 * s.keepalive_count
+        expiry_checked = time.monotonic()
         while True:
+            if time.monotonic() - expiry_checked > _EXPIRY_CHECK_S:
+                expiry_checked = time.monotonic()
+                await asyncio.to_thread(self._expiry.check, s.security)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(s.watchdog_interval_s):
                     await self._lost.wait()
