@@ -5,7 +5,7 @@
 // Basic256Sha256 with SignAndEncrypt only, no anonymous login, one user. Client certificates are
 // checked against the PKI directory: an unknown one lands in <pki>/rejected until it is moved
 // to <pki>/trusted/certs (node-opcua's certificate manager, as in a real node-opcua server).
-// One variable ns=1;s=Line1.Temperature changes every 100 ms. Prints "READY <port>" once
+// One variable nsu=urn:circman5:test:line;s=Line1.Temperature changes every 100 ms. Prints "READY <port>" once
 // listening and stops on SIGTERM.
 
 import { OPCUAServer } from "node-opcua-server";
@@ -40,7 +40,7 @@ const server = new OPCUAServer({
 });
 await server.initialize();
 
-const namespace = server.engine.addressSpace.getOwnNamespace();
+const namespace = server.engine.addressSpace.registerNamespace("urn:circman5:test:line");
 const line = namespace.addObject({
   organizedBy: server.engine.addressSpace.rootFolder.objects,
   browseName: "Line1",

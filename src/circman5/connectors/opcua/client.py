@@ -343,6 +343,7 @@ class OpcUaConnector(BaseConnector):
         self._refusal: str | None = None
         self._expiry = CertificateExpiry(self._name, self._reporter, self._status.extra)
         self.sessions = 0
+        self.retry_delays: list[float] = []  # the last reconnect delays (seconds), newest last
 
     # -- configuration --------------------------------------------------------------------
     def _compile(self, tag: OpcUaTag) -> _Tag:
@@ -388,7 +389,9 @@ class OpcUaConnector(BaseConnector):
                 await self._teardown()
             self._set_connected(False, error)
             self._mark_stale()
-            await asyncio.sleep(backoff.next_delay())
+            delay = backoff.next_delay()
+            self.retry_delays = [*self.retry_delays[-19:], delay]
+            await asyncio.sleep(delay)
 
     async def _session(self, backoff: Backoff) -> None:
         s = self.settings

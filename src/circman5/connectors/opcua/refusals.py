@@ -357,6 +357,7 @@ def _untrusted(security: OpcUaSecurity, name: str) -> OpcUaRefused:
 _NOISY_LOGGERS = (
     "asyncua.client.ua_client.UASocketProtocol",
     "asyncua.client.ua_client",
+    "asyncua.client.ua_client.UaClient",
     "asyncua.client.client",
     "asyncua.crypto.uacrypto",
 )
