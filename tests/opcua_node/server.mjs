@@ -5,8 +5,11 @@
 // Basic256Sha256 with SignAndEncrypt only, no anonymous login, one user. Client certificates are
 // checked against the PKI directory: an unknown one lands in <pki>/rejected until it is moved
 // to <pki>/trusted/certs (node-opcua's certificate manager, as in a real node-opcua server).
-// One variable nsu=urn:circman5:test:line;s=Line1.Temperature changes every 100 ms. Prints "READY <port>" once
+// A client certificate can also be trusted with "trust <file>" on stdin. One variable nsu=urn:circman5:test:line;s=Line1.Temperature changes every 100 ms. Prints "READY <port>" once
 // listening and stops on SIGTERM.
+
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 
 import { OPCUAServer } from "node-opcua-server";
 import { DataType, Variant } from "node-opcua-variant";
@@ -60,6 +63,23 @@ const timer = setInterval(() => {
 
 await server.start();
 process.stdout.write(`READY ${server.endpoints[0].port}\n`);
+
+// "trust <file>" on stdin: trust a client certificate (DER or PEM) through the certificate
+// manager (file and in-memory index at once), then print "TRUSTED <file>".
+const input = createInterface({ input: process.stdin });
+input.on("line", async (line) => {
+  const [command, ...rest] = line.trim().split(" ");
+  if (command !== "trust") return;
+  const file = rest.join(" ");
+  let data = readFileSync(file);
+  const text = data.toString("latin1");
+  if (text.includes("-----BEGIN CERTIFICATE-----")) {
+    const body = text.split("-----BEGIN CERTIFICATE-----")[1].split("-----END CERTIFICATE-----")[0];
+    data = Buffer.from(body.replace(/\s+/g, ""), "base64");
+  }
+  await serverCertificateManager.trustCertificate(data);
+  process.stdout.write(`TRUSTED ${file}\n`);
+});
 
 const stop = async () => {
   clearInterval(timer);

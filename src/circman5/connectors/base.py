@@ -31,10 +31,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import errno
 import logging
 import math
 import operator
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -56,7 +58,9 @@ __all__ = [
     "LoggingProblemReporter",
     "ProblemReporter",
     "RateLimitedReporter",
+    "ReconnectPolicy",
     "SampleBuffer",
+    "server_absent",
 ]
 
 
@@ -187,7 +191,9 @@ class ConnectorStatus:
     """What a connector reports about itself (read-only for everyone but the connector).
 
     Counters only grow. ``stale_tags`` is the number of tags currently marked stale or bad by
-    the connector itself. Times are Unix seconds.
+    the connector itself. Times are Unix seconds. ``connect_attempts`` counts connection
+    attempts (successful or not), ``connect_failures`` the failed ones; ``last_error`` is the
+    latest failure reason (shown by ``/ready`` while not connected).
     """
 
     name: str
@@ -201,6 +207,8 @@ class ConnectorStatus:
     malformed: int = 0
     stale_tags: int = 0
     reconnects: int = 0
+    connect_attempts: int = 0
+    connect_failures: int = 0
     writes: int = 0
     write_errors: int = 0
     extra: dict[str, object] = field(default_factory=dict)
@@ -339,6 +347,79 @@ class Backoff:
         self.failures = 0
 
 
+#: ``errno`` values of a connection attempt that found no server: nothing listens on the port,
+#: the host or network is unreachable, the host is down, the name does not resolve.
+_ABSENT_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETDOWN,
+        errno.EADDRNOTAVAIL,
+    }
+)
+
+
+def server_absent(err: BaseException | None) -> bool:
+    """True when ``err`` (or an exception it was raised from) says that no server answered.
+
+    Such a server cannot be overloaded by retries: it is retried at a short interval. Anything
+    else (a refusal or a timeout on a live connection, a protocol error) is backed off.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, ConnectionRefusedError | socket.gaierror):
+            return True
+        if isinstance(err, OSError) and err.errno in _ABSENT_ERRNOS:
+            return True
+        if isinstance(err, OSError) and "Connect call failed" in str(err):
+            return True  # asyncio's "Multiple exceptions: [Errno 111] Connect call failed ..."
+        err = err.__cause__ or err.__context__
+    return False
+
+
+class ReconnectPolicy:
+    """When to try again after a failed or lost connection.
+
+    * The server is **absent** (connection refused, no route, name not resolved): it has no load
+      to protect, so it is retried every ``absent_interval_s`` (with +-``jitter``); a returning
+      server is found within about that interval.
+    * The server **answered and refused** or timed out on a live connection (too many sessions,
+      authentication failed, overloaded): exponential backoff from ``initial_s`` doubling to
+      ``maximum_s`` (with jitter), so a struggling server is not hammered.
+
+    ``absent_interval_s = None`` backs off for an absent server too (the old behaviour; the
+    benchmarks use it as their baseline). :meth:`reset` after a successful connection.
+    ``delays`` keeps the last delays handed out (for tests and diagnostics).
+    """
+
+    def __init__(
+        self,
+        initial_s: float,
+        maximum_s: float,
+        absent_interval_s: float | None = 0.5,
+        jitter: float = 0.2,
+    ) -> None:
+        self.backoff = Backoff(initial_s, maximum_s, jitter=jitter)
+        self.absent_interval_s = absent_interval_s
+        self.jitter = jitter
+        self.delays: deque[tuple[bool, float]] = deque(maxlen=64)
+
+    def next_delay(self, absent: bool) -> float:
+        """The delay before the next attempt after a failure (``absent``: no server answered)."""
+        if absent and self.absent_interval_s is not None:
+            delay = self.absent_interval_s * (1.0 + random.uniform(-self.jitter, self.jitter))
+        else:
+            delay = self.backoff.next_delay()
+        self.delays.append((absent, delay))
+        return max(0.0, delay)
+
+    def reset(self) -> None:
+        self.backoff.reset()
+
+
 def scale_value(value: float, scale: float, offset: float) -> float:
     """The engineering value of a raw reading: ``raw * scale + offset``."""
     return value * scale + offset
@@ -423,6 +504,11 @@ class BaseConnector(abc.ABC):
         self._last_values: dict[str, Sample] = {}
         self._stale_paths: set[str] = set()
         self._shutting_down = False
+        # Connection-state reporting (see _set_connected).
+        self._ever_up = False
+        self._failure_reason: str | None = None
+        self._outage_started: float | None = None
+        self._outage_failures = 0
 
     # -- contract -------------------------------------------------------------------------
     @property
@@ -570,33 +656,114 @@ class BaseConnector(abc.ABC):
         self._status.last_error_at = time.time()
 
     def _set_connected(self, connected: bool, error: str | None) -> None:
-        """Track the connection state; logs only on a change (once down, once back up)."""
+        """Track the connection state and tell the user about it, once per change.
+
+        * connected (was not): INFO log; if attempts failed first (an outage, or a first
+          connection that took retries), one ``ConnectionRestored`` info event with the outage
+          length (``outage_s``) and the number of failed attempts (``failed_attempts``).
+        * an established connection drops: WARNING log and one ``ConnectionLost`` error event.
+        * an attempt fails (not connected before): counted in ``connect_failures``; the first
+          failure of an outage and every change of the reason log one WARNING line and publish
+          one ``ConnectionFailed`` error event; identical repeats are only counted.
+
+        ``status.last_error`` always holds the latest reason (``/ready`` shows it).
+        """
         status = self._status
         if error:
             self._record_error(error)
-        if connected == status.connected:
-            return
-        status.connected = connected
         if connected:
-            status.connected_since = time.time()
-            self._connected_event.set()
+            if status.connected:
+                return
+            status.connect_attempts += 1
+            self._report_connected(status)
+            return
+        if self._shutting_down:
+            if status.connected:
+                status.connected = False
+                status.connected_since = None
+                self._connected_event.clear()
+                self._log.info("%s connector %s: closed", self.protocol, self._name)
+            return
+        if status.connected:
+            self._report_lost(status, error)
+        elif error:
+            status.connect_attempts += 1
+            self._report_attempt_failed(status, error)
+
+    def _report_connected(self, status: ConnectorStatus) -> None:
+        status.connected = True
+        status.connected_since = time.time()
+        self._connected_event.set()
+        failures = self._outage_failures
+        started = self._outage_started
+        self._outage_failures = 0
+        self._outage_started = None
+        self._failure_reason = None
+        if started is None:
             self._log.info("%s connector %s: connected", self.protocol, self._name)
-        elif self._shutting_down:
-            status.connected_since = None
-            self._connected_event.clear()
-            self._log.info("%s connector %s: closed", self.protocol, self._name)
-        else:
-            status.connected_since = None
-            self._connected_event.clear()
-            self._log.warning(
-                "%s connector %s: disconnected (%s)", self.protocol, self._name, error or "closed"
-            )
-            if error:
-                self._problems.note(
-                    "ConnectionLost",
-                    f"{self.protocol} connector {self._name} lost its connection: {error}",
-                    {"protocol": self.protocol},
-                )
+            return
+        outage_s = round(time.monotonic() - started, 3)
+        first = not self._ever_up
+        self._ever_up = True
+        what = "connected" if first else "connection restored"
+        self._log.info(
+            "%s connector %s: %s after %.1f s (%d failed attempt(s))",
+            self.protocol,
+            self._name,
+            what,
+            outage_s,
+            failures,
+        )
+        self._problems.note(
+            "ConnectionRestored",
+            f"{self.protocol} connector {self._name}: {what} after {outage_s:.1f} s "
+            f"({failures} failed attempt(s))",
+            {
+                "protocol": self.protocol,
+                "outage_s": outage_s,
+                "failed_attempts": failures,
+                "first_connection": first,
+            },
+            "info",
+        )
+
+    def _report_lost(self, status: ConnectorStatus, error: str | None) -> None:
+        status.connected = False
+        status.connected_since = None
+        self._connected_event.clear()
+        self._ever_up = True
+        self._outage_started = time.monotonic()
+        self._outage_failures = 0
+        reason = error or "closed"
+        self._failure_reason = reason
+        self._log.warning("%s connector %s: disconnected (%s)", self.protocol, self._name, reason)
+        self._problems.note(
+            "ConnectionLost",
+            f"{self.protocol} connector {self._name} lost its connection: {reason}",
+            {"protocol": self.protocol, "reason": reason},
+            "error",
+        )
+
+    def _report_attempt_failed(self, status: ConnectorStatus, error: str) -> None:
+        status.connect_failures += 1
+        self._outage_failures += 1
+        if self._outage_started is None:
+            self._outage_started = time.monotonic()
+        if error == self._failure_reason:
+            return
+        self._failure_reason = error
+        self._log.warning("%s connector %s: cannot connect (%s)", self.protocol, self._name, error)
+        self._problems.note(
+            "ConnectionFailed",
+            f"{self.protocol} connector {self._name} cannot connect: {error}",
+            {
+                "protocol": self.protocol,
+                "reason": error,
+                "failed_attempts": self._outage_failures,
+                "ever_connected": self._ever_up,
+            },
+            "error",
+        )
 
     def _malformed(self, address: str, reason: str, payload: object = None) -> None:
         """Count and report (rate-limited) one piece of bad input; ingestion goes on."""

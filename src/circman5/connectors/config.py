@@ -258,6 +258,9 @@ class OpcUaConnectorSettings(BaseModel):
     watchdog_timeout_s: Positive = 3.0
     reconnect_initial_s: Positive = 0.5
     reconnect_max_s: Positive = 30.0
+    #: Retry interval while the server is absent (connection refused, no route); ``None``:
+    #: back off as for a server that refuses (see docs/tag_mapping.md, "Reconnecting").
+    reconnect_absent_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] | None = 0.5
     max_buffered_samples: Annotated[int, Field(ge=1)] = 1_000_000
     security: OpcUaSecurity = Field(default_factory=OpcUaSecurity)
     username: str | None = None
@@ -364,6 +367,9 @@ class MqttConnectorSettings(BaseModel):
     tls: MqttTls | None = None
     reconnect_initial_s: Positive = 0.5
     reconnect_max_s: Positive = 30.0
+    #: Retry interval while the server is absent (connection refused, no route); ``None``:
+    #: back off as for a server that refuses (see docs/tag_mapping.md, "Reconnecting").
+    reconnect_absent_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] | None = 0.5
     max_payload_bytes: Annotated[int, Field(ge=1, le=256 * 1024 * 1024)] = 65536
     drain_delay_ms: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 5.0
     max_buffered_samples: Annotated[int, Field(ge=1)] = 1_000_000
@@ -485,6 +491,9 @@ class ModbusConnectorSettings(BaseModel):
     heartbeat_s: NonNegative = 60.0
     reconnect_initial_s: Positive = 0.5
     reconnect_max_s: Positive = 30.0
+    #: Retry interval while the server is absent (connection refused, no route); ``None``:
+    #: back off as for a server that refuses (see docs/tag_mapping.md, "Reconnecting").
+    reconnect_absent_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] | None = 0.5
     max_buffered_samples: Annotated[int, Field(ge=1)] = 1_000_000
     tags: list[ModbusTag] = Field(default_factory=list)
 

@@ -50,6 +50,16 @@ class _ComponentCollector(Collector):
             "reconnects": CounterMetricFamily(
                 f"{PREFIX}_connector_reconnects", "reconnections", labels=["connector"]
             ),
+            "connect_attempts": CounterMetricFamily(
+                f"{PREFIX}_connector_connect_attempts",
+                "connection attempts (successful or not)",
+                labels=["connector"],
+            ),
+            "connect_failures": CounterMetricFamily(
+                f"{PREFIX}_connector_connect_failures",
+                "failed connection attempts",
+                labels=["connector"],
+            ),
             "stale_tags": GaugeMetricFamily(
                 f"{PREFIX}_stale_tags", "tags currently stale or bad", labels=["connector"]
             ),

@@ -13,8 +13,9 @@ Failures, per unit (device):
 * a unit whose every request failed is polled less often: the interval doubles per failed poll
   (from ``max(poll_interval_s, timeout_s)`` up to ``backoff_max_s``) and snaps back when it
   answers again;
-* a lost connection marks every tag stale; the connector reconnects with exponential backoff
-  (pymodbus' own reconnect is off, so there is one reconnect policy).
+* a lost connection marks every tag stale; the connector reconnects every
+  ``reconnect_absent_s`` while the device does not accept connections (pymodbus' own reconnect
+  is off, so there is one reconnect policy: :class:`~circman5.connectors.base.ReconnectPolicy`).
 
 Writes go to holding registers (function 6 for one register, 16 for more) and coils (function 5),
 encoded with the tag's codec after undoing scale and offset; the unit is polled again at once so
@@ -38,11 +39,12 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 
 from circman5.connectors.base import (
-    Backoff,
     BaseConnector,
     ConnectorStatus,
     Deadband,
     ProblemReporter,
+    ReconnectPolicy,
+    server_absent,
 )
 from circman5.connectors.config import ModbusConnectorSettings, ModbusTag, stale_timeout
 from circman5.connectors.modbus.codec import BlockDecoder, TagCodec
@@ -155,6 +157,9 @@ class ModbusConnector(BaseConnector):
             settings.name, reporter, max_buffered_samples=settings.max_buffered_samples
         )
         self.settings = settings
+        self.reconnect_policy = ReconnectPolicy(
+            settings.reconnect_initial_s, settings.reconnect_max_s, settings.reconnect_absent_s
+        )
         self._tags: list[_Tag] = []
         for index, tag in enumerate(settings.tags):
             address = parse_address(tag.address)
@@ -325,16 +330,19 @@ class ModbusConnector(BaseConnector):
         return client
 
     async def _run(self) -> None:
-        s = self.settings
-        backoff = Backoff(s.reconnect_initial_s, s.reconnect_max_s)
+        policy = self.reconnect_policy
         while True:
             client = self._make_client()
             self._client = client
             error = "connection closed"
+            # pymodbus reports a failed connect as False, without the reason: a device that does
+            # not accept the connection counts as absent (retried at the short interval).
+            absent = True
             try:
                 try:
                     connected = await client.connect()
                 except (ModbusException, OSError) as err:
+                    absent = server_absent(err)
                     raise _ConnectionLost(f"connect failed: {err}") from err
                 if not connected:
                     raise _ConnectionLost(f"cannot connect to {self._endpoint()}")
@@ -342,7 +350,7 @@ class ModbusConnector(BaseConnector):
                     self._status.reconnects += 1
                 self._ever_connected = True
                 self._set_connected(True, None)
-                backoff.reset()
+                policy.reset()
                 for unit in self._units:
                     unit.next_poll = 0.0
                     unit.in_cycle = False
@@ -356,7 +364,7 @@ class ModbusConnector(BaseConnector):
                 client.close()
             self._set_connected(False, error)
             self._mark_stale()
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(policy.next_delay(absent))
 
     async def _close(self) -> None:
         client = self._client

@@ -1,11 +1,15 @@
 """The MQTT connector: paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``) behind the contract.
 
-paho's network thread does the socket work, the reconnects (exponential backoff between
-``reconnect_initial_s`` and ``reconnect_max_s``) and calls ``on_connect``, where every topic filter
-is subscribed again (a persistent session usually still has them; re-subscribing is cheap and
-covers a broker that lost its state). Messages are handed to the event loop in bursts: the thread
-only appends the message to a deque and, if no drain is scheduled yet, schedules one with
-``loop.call_soon_threadsafe``; the drain on the loop decodes everything waiting into one batch.
+paho's network thread does the socket work of a session and calls ``on_connect``, where every
+topic filter is subscribed again (a persistent session usually still has them; re-subscribing is
+cheap and covers a broker that lost its state); the connector counts as connected once the broker
+acknowledged the subscriptions. Reconnecting is the connector's (see :meth:`MqttConnector._run`):
+every ``reconnect_absent_s`` while the broker is absent, exponential backoff between
+``reconnect_initial_s`` and ``reconnect_max_s`` while it refuses the connection.
+
+Messages are handed to the event loop in bursts: the thread only appends the message to a deque
+and, if no drain is scheduled yet, schedules one with ``loop.call_soon_threadsafe``; the drain
+on the loop decodes everything waiting into one batch.
 
 Decoding per tag: the topic is matched against the tag's filter (cached per topic); the payload
 is either a plain number / text (no ``field``) or JSON (``orjson``) with the value at the dotted
@@ -35,7 +39,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.connectors.base import BaseConnector, Deadband, ProblemReporter
+from circman5.connectors.base import (
+    BaseConnector,
+    Deadband,
+    ProblemReporter,
+    ReconnectPolicy,
+    server_absent,
+)
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
 from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
@@ -94,6 +104,11 @@ def _to_str(value: object) -> str:
     if isinstance(value, bool | int | float):
         return str(value)
     raise _Malformed(f"expected a scalar, got {type(value).__name__}")
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _short(value: object) -> str:
@@ -219,7 +234,15 @@ class MqttConnector(BaseConnector):
         self._thread_dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: paho.Client | None = None
-        self._stop = asyncio.Event()
+        self.reconnect_policy = ReconnectPolicy(
+            settings.reconnect_initial_s, settings.reconnect_max_s, settings.reconnect_absent_s
+        )
+        self._session_over = asyncio.Event()
+        self._attempt: asyncio.Future[MQTTErrorCode] | None = None
+        self._refused = False
+        self._after_refusal = False
+        self._session_up = False
+        self._subscribe_mid: int | None = None
 
     # -- configuration --------------------------------------------------------------------
     @staticmethod
@@ -270,6 +293,7 @@ class MqttConnector(BaseConnector):
             client_id=s.effective_client_id,
             clean_session=None if v5 else s.clean_start,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            reconnect_on_failure=False,  # one reconnect policy: ours (see _run)
         )
         if s.username is not None:
             client.username_pw_set(
@@ -287,21 +311,25 @@ class MqttConnector(BaseConnector):
                 cert_reqs=ssl.CERT_REQUIRED,
             )
             client.tls_insecure_set(not tls.check_hostname)
-        client.reconnect_delay_set(
-            max(1, math.ceil(s.reconnect_initial_s)), max(1, math.ceil(s.reconnect_max_s))
-        )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
         return client
 
     async def _run(self) -> None:
+        """The connection loop: one attempt, a session, a delay, again.
+
+        paho's own reconnect is off (``reconnect_on_failure=False``): each attempt is a blocking
+        ``reconnect()`` in a worker thread (so its failure has a reason: connection refused, TLS
+        error, ...), and a session is paho's network thread (``loop_start``), which ends when
+        the connection does. The delay between attempts is the :class:`ReconnectPolicy`'s:
+        short while the broker is absent, backoff when it refuses (CONNACK failure).
+        """
         s = self.settings
         self._loop = asyncio.get_running_loop()
         client = self._make_client()
         self._client = client
-        properties: Properties | None = None
         if s.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = s.session_expiry_s
@@ -310,8 +338,27 @@ class MqttConnector(BaseConnector):
             )
         else:
             client.connect_async(s.host, s.port, s.keepalive_s)
-        client.loop_start()
-        await self._stop.wait()
+        policy = self.reconnect_policy
+        while True:
+            self._session_over.clear()
+            self._refused = False
+            self._session_up = False
+            attempt = self._loop.run_in_executor(None, client.reconnect)
+            self._attempt = attempt
+            try:
+                await asyncio.shield(attempt)
+            except (OSError, ValueError) as err:
+                self._connection_changed(False, f"cannot connect: {_describe(err)}")
+                await asyncio.sleep(policy.next_delay(server_absent(err)))
+                continue
+            finally:
+                self._attempt = None
+            client.loop_start()
+            await self._session_over.wait()
+            await asyncio.to_thread(client.loop_stop)
+            # a lost session is retried at the short interval (the broker most likely went away);
+            # a refused one (CONNACK failure: login, quota, server unavailable) backs off
+            await asyncio.sleep(policy.next_delay(not self._refused))
 
     async def _close(self) -> None:
         client = self._client
@@ -319,6 +366,10 @@ class MqttConnector(BaseConnector):
         if client is None:
             return
         self._closing = True
+        attempt = self._attempt
+        if attempt is not None:
+            with contextlib.suppress(Exception):
+                await attempt  # an attempt in flight: let it end (bounded by paho's timeout)
         client.disconnect()
         await asyncio.to_thread(client.loop_stop)
         self._drain()
@@ -334,17 +385,42 @@ class MqttConnector(BaseConnector):
     ) -> None:
         try:
             if reason_code.is_failure:
+                self._refused = True
                 self._to_loop(self._connection_changed, False, f"connect refused: {reason_code}")
                 return
+            self._session_up = True
+            self.reconnect_policy.reset()
             subscriptions = [(topic, qos) for topic, qos in self._filters.items()]
             if subscriptions:
-                result, _ = client.subscribe(subscriptions)
+                result, mid = client.subscribe(subscriptions)
                 if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     self._to_loop(self._connection_changed, True, f"subscribe failed: {result}")
                     return
+                # connected once the broker acknowledged the subscriptions (_on_subscribe):
+                # from then on a message published to a tag topic is delivered
+                self._subscribe_mid = mid
+                return
             self._to_loop(self._connection_changed, True, None)
         except Exception:  # pragma: no cover - defensive
             logger.exception("mqtt on_connect failed")
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [
+            f"{topic} ({code})"
+            for topic, code in zip(self._filters, reason_codes, strict=False)
+            if code.is_failure
+        ]
+        error = f"subscribe refused: {', '.join(refused)}" if refused else None
+        self._to_loop(self._connection_changed, True, error)
 
     def _on_disconnect(
         self,
@@ -354,10 +430,10 @@ class MqttConnector(BaseConnector):
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        if not self._session_up:
+            self._refused = True  # the broker took the connection but no session (TLS, auth)
         self._to_loop(self._connection_changed, False, f"disconnected: {reason_code}")
-
-    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._to_loop(self._connection_changed, False, "connection failed")
+        self._to_loop(self._session_over.set)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         inbox = self._inbox
@@ -387,11 +463,13 @@ class MqttConnector(BaseConnector):
         if (
             not connected
             and not was
-            and self._status.last_error
             and error
             and error.startswith("disconnected")
+            and self._after_refusal
         ):
-            return  # the end of a refused attempt: keep the refusal as the last error
+            self._after_refusal = False
+            return  # the end of a refused attempt: the refusal was the reason
+        self._after_refusal = bool(error and error.startswith("connect refused"))
         if connected and not was:
             if self._ever_connected:
                 self._status.reconnects += 1

@@ -14,10 +14,13 @@ Per (re)connect the connector
    ``watchdog_interval_s``; a failed or late read, a dead subscription (no publish response for
    three keep-alive periods) or a status-change notification ends the session.
 
-Then every tag is marked stale, the session is closed, and after an exponential backoff
-(``reconnect_initial_s`` doubling to ``reconnect_max_s``) everything above runs again from
-scratch: asyncua's own auto-reconnect is off, so a restarted server (which forgot every
-subscription) is handled like any other.
+Then every tag is marked stale, the session is closed, and after a delay everything above runs
+again from scratch: asyncua's own auto-reconnect is off, so a restarted server (which forgot every
+subscription) is handled like any other. The delay (:class:`~circman5.connectors.base.
+ReconnectPolicy`): ``reconnect_absent_s`` (with jitter) while no server answers (connection
+refused, no route), so a returning server is found within about that; an exponential backoff
+(``reconnect_initial_s`` doubling to ``reconnect_max_s``) when a live server refuses or times out
+(too many sessions, a rejected login), so an overloaded server is not hammered.
 
 Notifications bypass asyncua's per-item event objects: the subscription hands each publish
 response's notification list to the connector, which turns it into one batch of samples with the
@@ -49,7 +52,12 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from cryptography import x509
 
-from circman5.connectors.base import Backoff, BaseConnector, ProblemReporter
+from circman5.connectors.base import (
+    BaseConnector,
+    ProblemReporter,
+    ReconnectPolicy,
+    server_absent,
+)
 from circman5.connectors.config import (
     OpcUaConnectorSettings,
     OpcUaDiscovery,
@@ -340,10 +348,11 @@ class OpcUaConnector(BaseConnector):
         self._variant_types: dict[str, ua.VariantType] = {}
         self._ever_connected = False
         self._warned_accept_any = False
-        self._refusal: str | None = None
         self._expiry = CertificateExpiry(self._name, self._reporter, self._status.extra)
         self.sessions = 0
-        self.retry_delays: list[float] = []  # the last reconnect delays (seconds), newest last
+        self.reconnect_policy = ReconnectPolicy(
+            settings.reconnect_initial_s, settings.reconnect_max_s, settings.reconnect_absent_s
+        )
 
     # -- configuration --------------------------------------------------------------------
     def _compile(self, tag: OpcUaTag) -> _Tag:
@@ -371,31 +380,30 @@ class OpcUaConnector(BaseConnector):
 
     # -- the connection loop --------------------------------------------------------------
     async def _run(self) -> None:
-        s = self.settings
-        backoff = Backoff(s.reconnect_initial_s, s.reconnect_max_s)
+        policy = self.reconnect_policy
         quiet_asyncua_logs()
         while True:
             error: str
+            absent = False
             try:
-                await self._session(backoff)
+                await self._session(policy)
                 error = "session ended"
             except OpcUaRefused as err:
                 error = err.reason
-                self._refusal = err.kind
+                self._status.extra["refusal"] = err.kind
             except _CONNECTION_ERRORS as err:
                 logger.debug("opcua %s: session failed", self._name, exc_info=err)
                 error = _describe(err)
+                absent = server_absent(err)
             finally:
                 await self._teardown()
             self._set_connected(False, error)
             self._mark_stale()
-            delay = backoff.next_delay()
-            self.retry_delays = [*self.retry_delays[-19:], delay]
-            await asyncio.sleep(delay)
+            await asyncio.sleep(policy.next_delay(absent))
 
-    async def _session(self, backoff: Backoff) -> None:
+    async def _session(self, policy: ReconnectPolicy) -> None:
         s = self.settings
-        self._refusal = None
+        self._status.extra.pop("refusal", None)
         try:
             await asyncio.to_thread(self._check_certificates)
             client = await self._make_client()
@@ -426,7 +434,7 @@ class OpcUaConnector(BaseConnector):
             self._status.reconnects += 1
         self._ever_connected = True
         self._set_connected(True, None)
-        backoff.reset()
+        policy.reset()
         await self._watch(client)
 
     def _check_certificates(self) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import errno
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography import x509
 
+from circman5.connectors.base import server_absent
 from circman5.connectors.config import OpcUaConnectorSettings, OpcUaSecurity
 from circman5.connectors.opcua.certificates import (
     certificate_from_bytes,
@@ -81,8 +81,6 @@ _INVALID_CODES = {
     StatusCodes.BadCertificatePolicyCheckFailed,
 }
 _NOT_OFFERED_CODES = {StatusCodes.BadSecurityPolicyRejected, StatusCodes.BadSecurityModeRejected}
-# Socket errors that mean "nobody there": no diagnosis needed, the server is simply absent.
-_ABSENT_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
 
 
 class OpcUaRefused(DeviceUnavailable):
@@ -202,11 +200,8 @@ def _status_code(err: BaseException) -> int | None:
 
 
 def _server_absent(err: BaseException) -> bool:
-    if isinstance(err, TimeoutError):
-        return True
-    if isinstance(err, OSError) and err.errno in _ABSENT_ERRNOS:
-        return True
-    return isinstance(err, OSError) and err.errno is not None and "Connect call failed" in str(err)
+    """Nobody answered (or the network timed out): no refusal to explain."""
+    return isinstance(err, TimeoutError) or server_absent(err)
 
 
 async def diagnose(

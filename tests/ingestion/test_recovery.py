@@ -1,0 +1,365 @@
+"""Connection state, told once per change, and recovery in seconds, per connector.
+
+Each connector against a server that is absent at first, refuses, or goes away and comes back:
+one ``ConnectionFailed`` / ``ConnectionLost`` error event and one WARNING line per reason, the
+repeats only counted; one ``ConnectionRestored`` event with the outage length and the failed
+attempts when it is back; data flows again; and while the server is absent the connector retries
+at the short interval (inspected in the reconnect policy's delays, not timed).
+
+The OPC UA server here is a small asyncua server written in the test (not the plant simulator);
+the broker is mosquitto; Modbus is the simulated meters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import Server, ua
+
+from circman5.connectors.base import BaseConnector, ReconnectPolicy
+from circman5.connectors.config import (
+    ModbusConnectorSettings,
+    MqttConnectorSettings,
+    OpcUaConnectorSettings,
+)
+from circman5.connectors.modbus.client import ModbusConnector
+from circman5.connectors.mqtt.client import MqttConnector
+from circman5.connectors.opcua.client import OpcUaConnector
+from circman5.connectors.sample import Quality
+from simulators.bench import SimulatorBench
+from simulators.external import Mosquitto, find_binary, free_port
+from tests.ingestion.conftest import Collector, RecordingReporter, collecting, eventually
+from tests.ingestion.test_mqtt import apublish
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+NS = "urn:circman5:test:recovery"
+ABSENT_INTERVAL = 0.2
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+class SmallOpcUaServer:
+    """An asyncua server with one variable ``Temperature``; stops and starts on one port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.server: Server | None = None
+        self.variable: Any = None
+
+    async def start(self) -> None:
+        server = Server()
+        await server.init()
+        server.set_endpoint(f"opc.tcp://127.0.0.1:{self.port}/recovery")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        index = await server.register_namespace(NS)
+        line = await server.nodes.objects.add_object(index, "Line")
+        self.variable = await line.add_variable(
+            ua.NodeId("Temperature", index), "Temperature", 20.0
+        )
+        await server.start()
+        self.server = server
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+
+    async def write(self, value: float) -> None:
+        await self.variable.write_value(value)
+
+
+@asynccontextmanager
+async def small_opcua_server(port: int) -> AsyncIterator[SmallOpcUaServer]:
+    server = SmallOpcUaServer(port)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def opcua_settings(port: int) -> OpcUaConnectorSettings:
+    return OpcUaConnectorSettings.model_validate(
+        {
+            "type": "opcua",
+            "name": "plc",
+            "url": f"opc.tcp://127.0.0.1:{port}/recovery",
+            "publishing_interval_ms": 50,
+            "sampling_interval_ms": 50,
+            "watchdog_interval_s": 0.5,
+            "reconnect_absent_s": ABSENT_INTERVAL,
+            "tags": [{"address": f"nsu={NS};s=Temperature", "path": "line.temperature"}],
+        }
+    )
+
+
+def mqtt_settings(port: int, **extra: Any) -> MqttConnectorSettings:
+    return MqttConnectorSettings.model_validate(
+        {
+            "type": "mqtt",
+            "name": "mes",
+            "port": port,
+            "reconnect_absent_s": ABSENT_INTERVAL,
+            "tags": [{"address": "plant/temp", "path": "line.temperature", "qos": 1}],
+            **extra,
+        }
+    )
+
+
+def absent_delays_are_short(policy: ReconnectPolicy) -> bool:
+    """Every delay handed out while the server was absent is the short interval (+ jitter)."""
+    absent = [delay for was_absent, delay in policy.delays if was_absent]
+    return bool(absent) and all(delay <= ABSENT_INTERVAL * 1.21 for delay in absent)
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture, connector: BaseConnector) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and f"connector {connector.name}:" in r.getMessage()
+    ]
+
+
+async def fresh_value(collector: Collector, path: str, value: float) -> None:
+    await eventually(
+        lambda: any(
+            s.path == path and s.value == value and s.quality is Quality.GOOD
+            for s in collector.samples
+        ),
+        within=15,
+        what=f"{path} = {value}",
+    )
+
+
+# -- OPC UA ----------------------------------------------------------------------------------------
+
+
+async def test_opcua_first_refusal_is_told_once_and_the_first_connection_restores(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="circman5.connectors")
+    port = free_port()
+    reporter = RecordingReporter()
+    connector = OpcUaConnector(opcua_settings(port), reporter)
+    async with collecting(connector, connect_timeout=0) as collector:
+        await eventually(
+            lambda: connector.status.connect_failures >= 4, what="repeated failed attempts"
+        )
+        failed = reporter.of("ConnectionFailed")
+        assert len(failed) == 1, failed
+        assert failed[0].severity == "error"
+        assert "Connect call failed" in str(failed[0].details["reason"])
+        assert failed[0].details["ever_connected"] is False
+        assert len(warnings_of(caplog, connector)) == 1
+        assert "Connect call failed" in (connector.status.last_error or "")
+        assert connector.status.connect_attempts == connector.status.connect_failures
+        assert absent_delays_are_short(connector.reconnect_policy)
+
+        async with small_opcua_server(port) as server:
+            await eventually(lambda: connector.status.connected, within=15, what="the connection")
+            restored = reporter.of("ConnectionRestored")
+            assert len(restored) == 1
+            assert restored[0].severity == "info"
+            assert restored[0].details["first_connection"] is True
+            assert restored[0].details["failed_attempts"] == connector.status.connect_failures
+            assert float(str(restored[0].details["outage_s"])) > 0
+            await server.write(21.5)
+            await fresh_value(collector, "line.temperature", 21.5)
+        assert len(reporter.of("ConnectionFailed")) == 1
+
+
+async def test_opcua_server_restart_restores_with_the_outage_length() -> None:
+    port = free_port()
+    reporter = RecordingReporter()
+    connector = OpcUaConnector(opcua_settings(port), reporter)
+    async with small_opcua_server(port) as server, collecting(connector) as collector:
+        await server.write(22.0)
+        await fresh_value(collector, "line.temperature", 22.0)
+        assert connector.status.connect_failures == 0
+        assert not reporter.of("ConnectionRestored")  # connected at the first attempt: no event
+
+        await server.stop()
+        await eventually(lambda: not connector.status.connected, what="the loss")
+        await eventually(
+            lambda: connector.status.connect_failures >= 3, what="failed attempts while away"
+        )
+        lost = reporter.of("ConnectionLost")
+        assert len(lost) == 1 and lost[0].severity == "error"
+        assert len(reporter.of("ConnectionFailed")) == 1  # one new reason: connection refused
+        assert collector.latest(Quality.STALE).keys() == {"line.temperature"}
+        assert absent_delays_are_short(connector.reconnect_policy)
+
+        await server.start()
+        await eventually(lambda: connector.status.connected, within=15, what="the reconnect")
+        restored = reporter.of("ConnectionRestored")
+        assert len(restored) == 1
+        assert restored[0].details["first_connection"] is False
+        assert int(str(restored[0].details["failed_attempts"])) >= 3
+        assert float(str(restored[0].details["outage_s"])) > 0
+        await server.write(23.0)
+        await fresh_value(collector, "line.temperature", 23.0)
+        assert connector.status.reconnects == 1
+
+
+# -- MQTT ------------------------------------------------------------------------------------------
+
+
+async def test_mqtt_absent_broker_is_retried_at_the_short_interval(
+    tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="circman5.connectors")
+    broker = Mosquitto(Path(tmp_path_factory.mktemp("mosquitto-late")))
+    reporter = RecordingReporter()
+    connector = MqttConnector(mqtt_settings(broker.port), reporter)
+    try:
+        async with collecting(connector, connect_timeout=0) as collector:
+            await eventually(
+                lambda: connector.status.connect_failures >= 4, what="repeated failed attempts"
+            )
+            failed = reporter.of("ConnectionFailed")
+            assert len(failed) == 1, failed
+            assert "ConnectionRefusedError" in str(failed[0].details["reason"])
+            assert len(warnings_of(caplog, connector)) == 1
+            assert "ConnectionRefusedError" in (connector.status.last_error or "")
+            assert absent_delays_are_short(connector.reconnect_policy)
+
+            await asyncio.to_thread(broker.start)
+            await eventually(lambda: connector.status.connected, within=15, what="the connection")
+            restored = reporter.of("ConnectionRestored")
+            assert len(restored) == 1 and restored[0].details["first_connection"] is True
+            assert restored[0].details["failed_attempts"] == connector.status.connect_failures
+            # connected means subscribed: a message published now is delivered
+            await apublish(broker.port, [("plant/temp", b"24.5", 1)])
+            await fresh_value(collector, "line.temperature", 24.5)
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+async def test_mqtt_broker_restart_restores_with_the_outage_length(mosquitto: Mosquitto) -> None:
+    reporter = RecordingReporter()
+    connector = MqttConnector(mqtt_settings(mosquitto.port), reporter)
+    async with collecting(connector) as collector:
+        await apublish(mosquitto.port, [("plant/temp", b"21.0", 1)])
+        await fresh_value(collector, "line.temperature", 21.0)
+        await asyncio.to_thread(mosquitto.stop)
+        await eventually(lambda: not connector.status.connected, what="the loss")
+        await eventually(
+            lambda: connector.status.connect_failures >= 3, what="failed attempts while away"
+        )
+        assert len(reporter.of("ConnectionLost")) == 1
+        assert len(reporter.of("ConnectionFailed")) == 1
+        assert absent_delays_are_short(connector.reconnect_policy)
+        await asyncio.to_thread(mosquitto.start)
+        await eventually(lambda: connector.status.connected, within=15, what="the reconnect")
+        restored = reporter.of("ConnectionRestored")
+        assert len(restored) == 1
+        assert restored[0].details["first_connection"] is False
+        assert int(str(restored[0].details["failed_attempts"])) >= 3
+        assert float(str(restored[0].details["outage_s"])) > 0
+        await apublish(mosquitto.port, [("plant/temp", b"22.0", 1)])
+        await fresh_value(collector, "line.temperature", 22.0)
+        assert connector.status.reconnects == 1
+
+
+async def test_mqtt_refusal_by_a_live_broker_backs_off_and_is_told_once(
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="circman5.connectors")
+    passwords = tmp_path / "passwords"
+    passwd = find_binary("mosquitto_passwd", "mosquitto", ("/usr/bin",))
+    await asyncio.to_thread(
+        subprocess.run, [passwd, "-b", "-c", str(passwords), "edge", "s3cret"], check=True
+    )
+    passwords.chmod(0o600)
+    broker = Mosquitto(
+        Path(tmp_path_factory.mktemp("mosquitto-auth")),
+        extra_config=f"password_file {passwords}\nallow_anonymous false\n",
+    )
+    reporter = RecordingReporter()
+    wrong = mqtt_settings(
+        broker.port,
+        username="edge",
+        password="wrong",
+        reconnect_initial_s=0.05,
+        reconnect_max_s=0.4,
+    )
+    connector = MqttConnector(wrong, reporter)
+    with broker:
+        async with connector:
+            await eventually(
+                lambda: connector.status.connect_failures >= 5, what="repeated refusals"
+            )
+            assert not connector.status.connected
+            failed = reporter.of("ConnectionFailed")
+            assert len(failed) == 1, failed
+            assert "not authorized" in str(failed[0].details["reason"]).lower()
+            assert "not authorized" in (connector.status.last_error or "").lower()
+            assert len(warnings_of(caplog, connector)) == 1
+            # a live broker that refuses is backed off: the delays grow (up to the cap)
+            refused = [delay for absent, delay in connector.reconnect_policy.delays if not absent]
+            assert len(refused) >= 4
+            assert refused[3] > refused[0] * 2
+
+
+# -- Modbus ----------------------------------------------------------------------------------------
+
+
+async def test_modbus_device_restart_restores_with_the_outage_length(
+    sim_bench_shared: SimulatorBench,
+) -> None:
+    assert sim_bench_shared.modbus is not None
+    config = ModbusConnectorSettings.model_validate(
+        {
+            "type": "modbus",
+            "name": "meters",
+            "host": "127.0.0.1",
+            "port": sim_bench_shared.modbus.tcp_port,
+            "poll_interval_s": 0.1,
+            "reconnect_absent_s": ABSENT_INTERVAL,
+            "tags": [
+                {
+                    "address": "ir:4",
+                    "path": "energy_meter.voltage",
+                    "data_type": "float32",
+                    "unit_id": 1,
+                }
+            ],
+        }
+    )
+    reporter = RecordingReporter()
+    connector = ModbusConnector(config, reporter)
+    bench = sim_bench_shared
+    async with collecting(connector) as collector:
+        await eventually(lambda: "energy_meter.voltage" in collector.latest(), what="a value")
+        await bench.stop_server("modbus")
+        await eventually(lambda: not connector.status.connected, what="the loss")
+        await eventually(
+            lambda: connector.status.connect_failures >= 3, what="failed attempts while away"
+        )
+        assert len(reporter.of("ConnectionLost")) == 1
+        assert absent_delays_are_short(connector.reconnect_policy)
+        mark = len(collector.samples)
+        await bench.start_server("modbus")
+        await eventually(lambda: connector.status.connected, within=15, what="the reconnect")
+        restored = reporter.of("ConnectionRestored")
+        assert len(restored) == 1
+        assert int(str(restored[0].details["failed_attempts"])) >= 3
+        assert float(str(restored[0].details["outage_s"])) > 0
+        await eventually(
+            lambda: any(
+                s.quality is Quality.GOOD and s.path == "energy_meter.voltage"
+                for s in collector.samples[mark:]
+            ),
+            what="fresh values",
+        )
