@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,11 @@ from circman5.connectors.opcua.certificates import (
     store_certificate,
 )
 from circman5.connectors.opcua.client import OpcUaConnector
+from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
+from circman5.manufacturing.digital_twin.event_notification.event_types import ErrorEvent
+from circman5.service.app import EdgeService
+from circman5.settings import load_settings
+from simulators.external import free_port
 from tests.fixtures.node_opcua import PASSWORD, TEMPERATURE, USER, NodeOpcUaServer
 from tests.ingestion.conftest import RecordingReporter, collecting, eventually
 
@@ -285,3 +292,103 @@ async def test_application_uri_mismatch(
     await assert_refused(
         connector, reporter, caplog, "application URI mismatch", "urn:somebody:else", CLIENT_URI
     )
+
+
+def _http(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError:  # not listening yet
+        return 0, ""
+
+
+async def test_service_tells_the_refusal_everywhere_and_recovers_without_restart(
+    node_opcua: NodeOpcUaServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The running service: log line, error event and /ready name the untrusted certificate;
+    once the server's administrator trusts it, values reach the twin without a restart."""
+    caplog.set_level(logging.INFO)
+    client = create_certificate(tmp_path / "pki", application_uri=CLIENT_URI, name="service")
+    pinned = await pin_server(node_opcua, tmp_path / "server.der")
+    health_port = free_port()
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f"""
+[health]
+port = {health_port}
+
+[api]
+enabled = false
+
+[[connectors]]
+type = "opcua"
+name = "line"
+url = "{node_opcua.url}"
+publishing_interval_ms = 50
+reconnect_initial_s = 0.2
+reconnect_max_s = 1.0
+username = "{USER}"
+password = "{PASSWORD}"
+
+[connectors.security]
+policy = "Basic256Sha256"
+mode = "SignAndEncrypt"
+certificate = "{client.cert_der}"
+private_key = "{client.key_pem}"
+application_uri = "{CLIENT_URI}"
+server_certificate = "{pinned}"
+
+[[connectors.tags]]
+address = "{TEMPERATURE}"
+path = "{PATH}"
+"""
+    )
+    events: list[ErrorEvent] = []
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, ErrorEvent):
+            events.append(event)
+
+    service = EdgeService(load_settings(config))
+    event_manager.subscribe(on_event)
+    runner = asyncio.create_task(service.run())
+    ready_url = f"http://127.0.0.1:{health_port}/ready"
+    try:
+
+        async def refused_in_ready() -> bool:
+            status, body = await asyncio.to_thread(_http, ready_url)
+            return status == 503 and "untrusted client certificate" in body
+
+        await eventually(refused_in_ready, within=30, what="/ready naming the refusal")
+        refusals = [
+            e for e in events if "untrusted client certificate" in str(e.details["error_message"])
+        ]
+        assert refusals and refusals[0].details["error_type"] == "ConnectionFailed"
+        assert [
+            r
+            for r in caplog.records
+            if r.levelno == logging.WARNING and "untrusted client certificate" in r.getMessage()
+        ]
+        _, metrics = await asyncio.to_thread(_http, ready_url.replace("ready", "metrics"))
+        assert 'circman5_opcua_certificate_days_left{certificate="client",connector="line"}' in (
+            metrics
+        )
+        await eventually(lambda: bool(node_opcua.rejected()), what="our certificate rejected")
+        node_opcua.trust_rejected()
+
+        async def ready() -> bool:
+            return (await asyncio.to_thread(_http, ready_url))[0] == 200
+
+        await eventually(ready, within=30, what="/ready after the server trusts us")
+        running = service.running
+        assert running is not None
+        await eventually(
+            lambda: running.connectors[0].status.samples_in >= 2, what="values from the server"
+        )
+        assert tracebacks(caplog) == []
+    finally:
+        event_manager.unsubscribe(on_event)
+        service.stop()
+        await runner
