@@ -392,3 +392,51 @@ path = "{PATH}"
         event_manager.unsubscribe(on_event)
         service.stop()
         await runner
+
+
+async def test_trust_and_test_commands_with_the_connector_settings(
+    node_opcua: NodeOpcUaServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = create_certificate(tmp_path / "pki", application_uri=CLIENT_URI, name="probe")
+    pinned = tmp_path / "pinned" / "line.der"
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f"""
+data_dir = "{tmp_path / "data"}"
+
+[[connectors]]
+type = "opcua"
+name = "line"
+url = "{node_opcua.url}"
+username = "{USER}"
+password = "{PASSWORD}"
+
+[connectors.security]
+policy = "Basic256Sha256"
+mode = "SignAndEncrypt"
+certificate = "{client.cert_der}"
+private_key = "{client.key_pem}"
+application_uri = "{CLIENT_URI}"
+server_certificate = "{pinned}"
+
+[[connectors.tags]]
+address = "{TEMPERATURE}"
+path = "{PATH}"
+"""
+    )
+    base = ["opcua", "trust", "--config", str(config), "--connector", "line"]
+    # not on a terminal and no --yes: shown, not stored
+    assert await asyncio.to_thread(main, base) == 1
+    assert not pinned.exists()
+    assert "SHA-1 thumbprint" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, [*base, "--yes"]) == 0
+    found = await fetch_server_certificates(node_opcua.url)
+    assert load_certificate(pinned) == found[0].certificate
+    assert "Basic256Sha256 SignAndEncrypt" in capsys.readouterr().out
+
+    probe = ["opcua", "test", "--config", str(config), "--connector", "line"]
+    assert await asyncio.to_thread(main, probe) == 1
+    assert "untrusted client certificate" in capsys.readouterr().out
+    node_opcua.trust(client.cert_der)
+    assert await asyncio.to_thread(main, probe) == 0
+    assert "connected (Basic256Sha256 SignAndEncrypt, 1 tag(s))" in capsys.readouterr().out
