@@ -20,7 +20,11 @@ subscription) is handled like any other. The delay (:class:`~circman5.connectors
 ReconnectPolicy`): ``reconnect_absent_s`` (with jitter) while no server answers (connection
 refused, no route), so a returning server is found within about that; an exponential backoff
 (``reconnect_initial_s`` doubling to ``reconnect_max_s``) when a live server refuses or times out
-(too many sessions, a rejected login), so an overloaded server is not hammered.
+(too many sessions, a rejected login), so an overloaded server is not hammered. A security
+refusal that waits for an administrator (our certificate not yet trusted, another server
+certificate than the pinned one, a security mode not offered) is retried at least every
+``ADMIN_FIX_RETRY_S`` (1.5 s), so values flow within seconds of the fix. Refusals are explained in
+words (:mod:`circman5.connectors.opcua.refusals`), never logged as tracebacks.
 
 Notifications bypass asyncua's per-item event objects: the subscription hands each publish
 response's notification list to the connector, which turns it into one batch of samples with the
@@ -69,7 +73,9 @@ from circman5.connectors.opcua.certificates import sha1_thumbprint
 from circman5.connectors.opcua.expiry import CertificateExpiry
 from circman5.connectors.opcua.nodeid import NodeAddress, parse_node_address
 from circman5.connectors.opcua.refusals import (
+    ADMIN_FIX_RETRY_S,
     SERVER_UNTRUSTED,
+    USER_REJECTED,
     OpcUaRefused,
     check_local,
     diagnose,
@@ -385,12 +391,17 @@ class OpcUaConnector(BaseConnector):
         while True:
             error: str
             absent = False
+            cap = math.inf
             try:
                 await self._session(policy)
                 error = "session ended"
             except OpcUaRefused as err:
                 error = err.reason
                 self._status.extra["refusal"] = err.kind
+                if err.kind != USER_REJECTED:
+                    # waits for an administrator (trust, certificate, mode): retry often enough
+                    # that the session is up within seconds of the fix
+                    cap = ADMIN_FIX_RETRY_S
             except _CONNECTION_ERRORS as err:
                 logger.debug("opcua %s: session failed", self._name, exc_info=err)
                 error = _describe(err)
@@ -399,7 +410,7 @@ class OpcUaConnector(BaseConnector):
                 await self._teardown()
             self._set_connected(False, error)
             self._mark_stale()
-            await asyncio.sleep(policy.next_delay(absent))
+            await asyncio.sleep(min(policy.next_delay(absent), cap))
 
     async def _session(self, policy: ReconnectPolicy) -> None:
         s = self.settings

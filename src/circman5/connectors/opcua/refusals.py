@@ -55,6 +55,11 @@ NOT_OFFERED = "security_not_offered"
 CERTIFICATE_FILE = "certificate_file"
 CERTIFICATE_INVALID = "certificate_invalid"
 
+#: Longest delay between attempts while a refusal waits for an administrator (trusting our
+#: certificate, a new server certificate, the security mode): the session is up within about
+#: this long after the fix. A rejected login backs off normally (servers may lock accounts).
+ADMIN_FIX_RETRY_S = 1.5
+
 _USER_CODES = {
     StatusCodes.BadUserAccessDenied,
     StatusCodes.BadIdentityTokenRejected,
@@ -297,7 +302,8 @@ async def diagnose(
             + ", ".join(dict.fromkeys(str(o) for o in offers)),
         )
     if code in _UNTRUSTED_CODES or _channel_refused(err):
-        return _untrusted(security, name)
+        # the same words whichever way asyncua reported it, so repeats are recognized as such
+        return _untrusted(security, name if code in _UNTRUSTED_CODES else "closed at once")
     return None
 
 
