@@ -308,14 +308,12 @@ async def diagnose(
 
 
 def _channel_refused(err: BaseException) -> bool:
-    """The server closed the secure channel at once (the usual answer to an unknown client
-    certificate; asyncua shows it as an AssertionError, a parse error or a lost connection)."""
-    if isinstance(err, AssertionError | EOFError | ConnectionError):
+    """The server answered OpenSecureChannel with a fault at once (the usual answer to an unknown
+    client certificate: asyncua shows it as an AssertionError or a parse error). A plain lost
+    connection is not taken as a refusal: a restarting server looks the same."""
+    if isinstance(err, AssertionError) or type(err).__name__ == "NotEnoughData":
         return True
-    code = _status_code(err)
-    return code in (StatusCodes.BadTcpInternalError, StatusCodes.BadSecureChannelClosed) or (
-        type(err).__name__ == "NotEnoughData"
-    )
+    return _status_code(err) == StatusCodes.BadTcpInternalError
 
 
 def _our_certificate(security: OpcUaSecurity) -> x509.Certificate | None:
