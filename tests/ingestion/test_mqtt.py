@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import threading
+import time
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +38,33 @@ def publish(
     retain: bool = False,
     **tls: Any,
 ) -> None:
-    """Publish with a plain paho client and wait until every message is out."""
+    """Publish with a plain paho client and wait until every message is out.
+
+    The messages are published only after the broker's CONNACK: a client that publishes right
+    after sending CONNECT and then disconnects closes its socket with the CONNACK (over TLS 1.3
+    also the session tickets) unread, the kernel answers with a reset, and the broker can lose
+    the PUBLISH it had not read yet (about one in four QoS 0 probes over TLS, more under load:
+    the cause of the flaky TLS test). QoS 1/2 messages are waited for until acknowledged.
+    """
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", protocol=paho.MQTTv311)
+    connected = threading.Event()
+    client.on_connect = lambda *args: connected.set()
     if tls:
         client.tls_set(**tls.pop("tls_args"))
         client.username_pw_set(*tls.pop("login"))
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
+        if not connected.wait(30):
+            raise TimeoutError(f"no CONNACK from the broker on port {port}")
         infos = [
             client.publish(topic, payload, qos=qos, retain=retain)
             for topic, payload, qos in messages
         ]
         for info in infos:
-            info.wait_for_publish(10)
+            info.wait_for_publish(30)
+            if not info.is_published():
+                raise TimeoutError(f"message {info.mid} not acknowledged by the broker")
     finally:
         client.disconnect()
         client.loop_stop()
@@ -90,7 +106,7 @@ async def wait_subscribed(port: int, collector: Collector) -> None:
     """Publish a probe until it comes back: the subscription is in place."""
 
     async def probe_seen() -> bool:
-        await apublish(port, [("probe", b"1", 0)])
+        await apublish(port, [("probe", b"1", 1)])
         await asyncio.sleep(0.05)
         return "test.probe" in collector.latest()
 
@@ -98,6 +114,8 @@ async def wait_subscribed(port: int, collector: Collector) -> None:
 
 
 async def test_payloads_map_to_twin_paths(mosquitto: Mosquitto) -> None:
+    # a source time a minute ago (inside the timestamp window), whole seconds
+    stamp = datetime.fromtimestamp(int(time.time()) - 60, tz=UTC)
     async with running(settings(mosquitto.port, TAGS)) as collector:
         await wait_subscribed(mosquitto.port, collector)
         await apublish(
@@ -109,7 +127,7 @@ async def test_payloads_map_to_twin_paths(mosquitto: Mosquitto) -> None:
                 ("plant/status", b"running", 0),
                 ("plant/running", b"true", 0),
                 ("plant/count", b"1234", 0),
-                ("plant/env", b'{"data": {"t": 215}, "ts": "2026-01-02T03:04:05+00:00"}', 1),
+                ("plant/env", orjson.dumps({"data": {"t": 215}, "ts": stamp.isoformat()}), 1),
             ],
         )
         await eventually(lambda: len(collector.latest()) >= 8, what="every sample")
@@ -125,7 +143,7 @@ async def test_payloads_map_to_twin_paths(mosquitto: Mosquitto) -> None:
             "environment.temperature": pytest.approx(22.5),
         }
         env = collector.latest()["environment.temperature"]
-        assert env.timestamp_ns == 1767323045 * 10**9
+        assert env.timestamp_ns == int(stamp.timestamp()) * 10**9
         assert env.address == "plant/env" and env.source == "mes"
         assert collector.connector.status.samples_in >= 8
         assert collector.connector.status.malformed == 0
@@ -147,8 +165,9 @@ async def test_malformed_payloads_are_counted_reported_and_skipped(mosquitto: Mo
             ("plant/count", b"12.5", 1),
             ("plant/running", b"maybe", 1),
             ("plant/env", b'{"data": {"t": 215}, "ts": "yesterday"}', 1),
-            ("mes/line1/bad-name/consumption", b'{"consumption": 1.0}', 1),  # not a path part
         ]
+        refused = ("mes/line1/bad-name/consumption", b'{"consumption": 1.0}', 1)  # not a path part
+        bad.append(refused)
         good = [("plant/temp", f"{20 + i / 10}".encode(), 1) for i in range(50)]
         flood: list[tuple[str, bytes | str, int]] = []
         for i in range(len(bad) * 10):  # bad and good interleaved
@@ -157,7 +176,10 @@ async def test_malformed_payloads_are_counted_reported_and_skipped(mosquitto: Mo
                 flood.append(good[i])
         await apublish(mosquitto.port, flood)
         status = collector.connector.status
-        await eventually(lambda: status.malformed >= len(bad) * 10, what="all malformed counted")
+        await eventually(
+            lambda: status.malformed + status.topics_refused >= len(bad) * 10,
+            what="all malformed counted",
+        )
         await eventually(
             lambda: (
                 len([s for s in collector.samples if s.path == "production_line.temperature"]) == 50
@@ -166,7 +188,9 @@ async def test_malformed_payloads_are_counted_reported_and_skipped(mosquitto: Mo
         )
         temps = [s.value for s in collector.samples if s.path == "production_line.temperature"]
         assert temps == [pytest.approx(20 + i / 10) for i in range(50)]
-        assert status.malformed == len(bad) * 10
+        assert status.malformed == (len(bad) - 1) * 10
+        assert status.topics_refused == 10  # counted apart, reported as TopicRefused
+        assert reporter.of("TopicRefused")
         # reported, but aggregated: far fewer reports than bad messages
         malformed_reports = reporter.of("MalformedInput")
         assert 1 <= len(malformed_reports) <= 3
@@ -357,7 +381,7 @@ async def test_tls_with_client_certificate_and_password(
             async def probe_seen() -> bool:
                 await apublish(
                     broker.port,
-                    [("probe", b"1", 0)],
+                    [("probe", b"1", 1)],
                     tls_args=dict(tls_args),
                     login=("edge", "s3cret"),
                 )

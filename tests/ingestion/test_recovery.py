@@ -15,13 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Server, ua
 
 from circman5.connectors.base import BaseConnector, ReconnectPolicy
 from circman5.connectors.config import (
@@ -36,55 +33,15 @@ from circman5.connectors.sample import Quality
 from simulators.bench import SimulatorBench
 from simulators.external import Mosquitto, find_binary, free_port
 from tests.ingestion.conftest import Collector, RecordingReporter, collecting, eventually
+from tests.ingestion.opcua_server import NS, small_opcua_server
 from tests.ingestion.test_mqtt import apublish
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-NS = "urn:circman5:test:recovery"
 ABSENT_INTERVAL = 0.2
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-class SmallOpcUaServer:
-    """An asyncua server with one variable ``Temperature``; stops and starts on one port."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.server: Server | None = None
-        self.variable: Any = None
-
-    async def start(self) -> None:
-        server = Server()
-        await server.init()
-        server.set_endpoint(f"opc.tcp://127.0.0.1:{self.port}/recovery")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        index = await server.register_namespace(NS)
-        line = await server.nodes.objects.add_object(index, "Line")
-        self.variable = await line.add_variable(
-            ua.NodeId("Temperature", index), "Temperature", 20.0
-        )
-        await server.start()
-        self.server = server
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
-
-    async def write(self, value: float) -> None:
-        await self.variable.write_value(value)
-
-
-@asynccontextmanager
-async def small_opcua_server(port: int) -> AsyncIterator[SmallOpcUaServer]:
-    server = SmallOpcUaServer(port)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def opcua_settings(port: int) -> OpcUaConnectorSettings:
@@ -363,3 +320,37 @@ async def test_modbus_device_restart_restores_with_the_outage_length(
             ),
             what="fresh values",
         )
+
+
+# -- what /ready and /metrics say ------------------------------------------------------------------
+
+
+async def test_ready_names_the_refusal_and_metrics_count_the_attempts() -> None:
+    from circman5.service.app import RunningService
+    from circman5.service.metrics import ServiceMetrics
+    from circman5.service.supervisor import Supervisor
+    from circman5.sinks.timeseries import SeriesOutput
+
+    port = free_port()
+    connector = OpcUaConnector(opcua_settings(port), RecordingReporter())
+    metrics = ServiceMetrics(connectors=lambda: [connector.status])
+    service = RunningService(
+        twin=None,  # type: ignore[arg-type]  # not_ready() reads connectors, outputs, supervisor
+        engine=None,  # type: ignore[arg-type]
+        connectors=[connector],
+        series=SeriesOutput(writer=None, outbox=None, store=None),  # type: ignore[arg-type]
+        metrics=metrics,
+        supervisor=Supervisor(report=lambda *a: None),
+        health=None,
+    )
+    async with connector:
+        await eventually(lambda: connector.status.connect_failures >= 3, what="failed attempts")
+        reasons = service.not_ready()
+        assert len(reasons) == 1
+        assert reasons[0].startswith("connector plc: not connected (")
+        assert "Connect call failed" in reasons[0]
+        text = metrics.render().decode()
+        failures = connector.status.connect_failures
+        assert f'circman5_connector_connect_failures_total{{connector="plc"}} {failures}' in text
+        assert 'circman5_connector_connect_attempts_total{connector="plc"}' in text
+        assert 'circman5_timestamps_replaced_total{connector="plc"} 0.0' in text

@@ -121,3 +121,52 @@ def test_node_addresses() -> None:
 def test_bad_node_addresses(text: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_node_address(text)
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "template", "topic", "reason"),
+    [
+        # a dot would split the level into several path levels (materials.x.y.inventory)
+        ("mes/line1/+/inventory", "materials.{1}.inventory", "mes/line1/x.y/inventory", "'.'"),
+        ("raw/#", "raw.{1}", "raw/hall2/x.y", "'.'"),
+        ("mes/+/value", "materials.{1}.value", "mes/line-1/value", "other than letters"),
+        ("mes/+/value", "materials.{1}.value", "mes/line 1/value", "other than letters"),
+        ("mes/+/value", "materials.{1}.value", "mes//value", "empty topic level"),
+        # digits only as a segment of its own: not a name
+        ("bench/seq/+", "bench.{1}", "bench/seq/0", "must start with a letter"),
+        ("raw/#", "raw.{1}", "raw/hall2/2", "must start with a letter"),
+        ("raw/#", "raw.{1}", "raw", "empty topic level"),
+    ],
+)
+def test_captured_levels_that_are_not_one_segment_are_refused(
+    topic_filter: str, template: str, topic: str, reason: str
+) -> None:
+    pattern = TopicPattern(topic_filter, template)
+    captures = pattern.match(topic)
+    assert captures is not None
+    with pytest.raises(ValueError, match=reason):
+        pattern.path_for(captures)
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "template", "topic", "path"),
+    [
+        ("bench/seq/+", "bench.seq_{1}", "bench/seq/0", "bench.seq_0"),
+        ("bench/+/+", "bench.{1}_{2}", "bench/seq/42", "bench.seq_42"),
+        ("raw/#", "raw.{1}", "raw/hall2/humidity", "raw.hall2.humidity"),
+        ("raw/#", "raw.x_{1}", "raw/2/y", "raw.x_2.y"),
+        (
+            "mes/+/value",
+            "materials.{1}.value",
+            "mes/Silicon_Wafer2/value",
+            "materials.Silicon_Wafer2.value",
+        ),
+    ],
+)
+def test_captured_levels_that_make_a_valid_path_are_accepted(
+    topic_filter: str, template: str, topic: str, path: str
+) -> None:
+    pattern = TopicPattern(topic_filter, template)
+    captures = pattern.match(topic)
+    assert captures is not None
+    assert pattern.path_for(captures) == path

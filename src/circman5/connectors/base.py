@@ -45,6 +45,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from circman5.connectors.sample import Quality, Sample, SampleValue
+from circman5.connectors.timestamps import DEFAULT_MAX_AGE_S, TimestampPolicy, TimestampWindow
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,11 @@ class ConnectorStatus:
     Counters only grow. ``stale_tags`` is the number of tags currently marked stale or bad by
     the connector itself. Times are Unix seconds. ``connect_attempts`` counts connection
     attempts (successful or not), ``connect_failures`` the failed ones; ``last_error`` is the
-    latest failure reason (shown by ``/ready`` while not connected).
+    latest failure reason (shown by ``/ready`` while not connected). ``timestamps_replaced`` /
+    ``timestamps_rejected``: source timestamps outside the window (see
+    :mod:`circman5.connectors.timestamps`). ``topics_refused``: messages whose wildcard captures
+    cannot make a twin path; ``paths_over_limit``: messages dropped because they would create a
+    twin path beyond the connector's wildcard path limit.
     """
 
     name: str
@@ -209,6 +214,10 @@ class ConnectorStatus:
     reconnects: int = 0
     connect_attempts: int = 0
     connect_failures: int = 0
+    timestamps_replaced: int = 0
+    timestamps_rejected: int = 0
+    topics_refused: int = 0
+    paths_over_limit: int = 0
     writes: int = 0
     write_errors: int = 0
     extra: dict[str, object] = field(default_factory=dict)
@@ -509,6 +518,9 @@ class BaseConnector(abc.ABC):
         self._failure_reason: str | None = None
         self._outage_started: float | None = None
         self._outage_failures = 0
+        # Source timestamps (see use_output_retention and _timestamp_outside).
+        self._window_max_age_s: float | None = None
+        self.timestamp_window = TimestampWindow()
 
     # -- contract -------------------------------------------------------------------------
     @property
@@ -576,6 +588,12 @@ class BaseConnector(abc.ABC):
 
     def paths(self) -> list[str]:
         return []
+
+    def use_output_retention(self, max_age_s: float | None) -> None:
+        """Tell the connector the output's retention: source timestamps older than this are
+        outside its window, unless the connector's own ``timestamp_max_age_s`` is set."""
+        if self._window_max_age_s is None and max_age_s is not None:
+            self.timestamp_window = TimestampWindow(max_age_s, self.timestamp_window.max_future_s)
 
     async def wait_connected(self) -> None:
         """Wait until the connector is connected (bound it with ``asyncio.timeout``)."""
@@ -764,6 +782,48 @@ class BaseConnector(abc.ABC):
             },
             "error",
         )
+
+    def _configure_timestamp_window(self, max_age_s: float | None, max_future_s: float) -> None:
+        """The connector's own window settings (``max_age_s`` None: the output's retention)."""
+        self._window_max_age_s = max_age_s
+        self.timestamp_window = TimestampWindow(
+            DEFAULT_MAX_AGE_S if max_age_s is None else max_age_s, max_future_s
+        )
+
+    def _timestamp_outside(
+        self,
+        address: str,
+        path: str,
+        timestamp_ns: int,
+        received_ns: int,
+        policy: TimestampPolicy,
+    ) -> int | None:
+        """Count and report (rate-limited) a source timestamp outside the window.
+
+        Returns the timestamp to use instead (the receive time) for ``"replace"``, or None: drop
+        the sample (``"reject"``).
+        """
+        reason = self.timestamp_window.describe(timestamp_ns, received_ns)
+        details: dict[str, object] = {
+            "address": address,
+            "path": path,
+            "timestamp_ns": timestamp_ns,
+            "reason": reason,
+            "action": "replaced by the receive time" if policy == "replace" else "rejected",
+        }
+        if policy == "replace":
+            self._status.timestamps_replaced += 1
+            result: int | None = received_ns
+        else:
+            self._status.timestamps_rejected += 1
+            result = None
+        self._problems.note(
+            "TimestampOutOfRange",
+            f"{address} -> {path}: {reason}; {details['action']}",
+            details,
+            "warning",
+        )
+        return result
 
     def _malformed(self, address: str, reason: str, payload: object = None) -> None:
         """Count and report (rate-limited) one piece of bad input; ingestion goes on."""

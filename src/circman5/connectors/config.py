@@ -53,6 +53,7 @@ from circman5.connectors.mqtt.topics import (
     validate_twin_path,
 )
 from circman5.connectors.opcua.nodeid import parse_node_address
+from circman5.connectors.timestamps import DEFAULT_MAX_FUTURE_S, TimestampPolicy
 from circman5.errors import ConfigError
 
 __all__ = [
@@ -129,6 +130,9 @@ class OpcUaTag(TagBase):
     deadband_type: Literal["absolute", "percent"] = "absolute"
     sampling_interval_ms: NonNegative | None = None
     queue_size: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    #: A source timestamp outside the connector's window: ``replace`` it by the receive time
+    #: (the value is kept) or ``reject`` the sample; both are counted and reported.
+    timestamp_outside_window: TimestampPolicy = "replace"
 
     @field_validator("path")
     @classmethod
@@ -166,6 +170,7 @@ class OpcUaDiscovery(BaseModel):
     queue_size: Annotated[int, Field(ge=0, le=100_000)] | None = None
     stale_timeout_s: NonNegative | None = None
     writable: bool = False
+    timestamp_outside_window: TimestampPolicy = "replace"
     max_depth: Annotated[int, Field(ge=1, le=32)] = 8
     max_nodes: Annotated[int, Field(ge=1, le=1_000_000)] = 100_000
 
@@ -261,6 +266,11 @@ class OpcUaConnectorSettings(BaseModel):
     #: Retry interval while the server is absent (connection refused, no route); ``None``:
     #: back off as for a server that refuses (see docs/tag_mapping.md, "Reconnecting").
     reconnect_absent_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] | None = 0.5
+    #: Source timestamps older than this (seconds before the receive time) are outside the
+    #: window (None: the embedded store's retention when it is the output, else 7 days).
+    timestamp_max_age_s: Positive | None = None
+    #: Source timestamps more than this ahead of the receive time are outside the window.
+    timestamp_max_future_s: NonNegative = DEFAULT_MAX_FUTURE_S
     max_buffered_samples: Annotated[int, Field(ge=1)] = 1_000_000
     security: OpcUaSecurity = Field(default_factory=OpcUaSecurity)
     username: str | None = None
@@ -300,6 +310,9 @@ class MqttTag(TagBase):
 
     field: str | None = None
     timestamp_field: str | None = None
+    #: A ``timestamp_field`` outside the connector's window: ``replace`` it by the receive time
+    #: (the value is kept) or ``reject`` the message; both are counted and reported.
+    timestamp_outside_window: TimestampPolicy = "replace"
     data_type: Literal["float", "int", "bool", "str"] = "float"
     qos: Qos | None = None
 
@@ -372,7 +385,15 @@ class MqttConnectorSettings(BaseModel):
     reconnect_absent_s: Annotated[float, Field(gt=0, le=60, allow_inf_nan=False)] | None = 0.5
     max_payload_bytes: Annotated[int, Field(ge=1, le=256 * 1024 * 1024)] = 65536
     drain_delay_ms: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 5.0
+    #: Source timestamps older than this (seconds before the receive time) are outside the
+    #: window (None: the embedded store's retention when it is the output, else 7 days).
+    timestamp_max_age_s: Positive | None = None
+    #: Source timestamps more than this ahead of the receive time are outside the window.
+    timestamp_max_future_s: NonNegative = DEFAULT_MAX_FUTURE_S
     max_buffered_samples: Annotated[int, Field(ge=1)] = 1_000_000
+    #: Most twin paths the wildcard tags may create; messages for further new paths are
+    #: counted and dropped (one ``WildcardPathLimit`` event), known paths keep flowing.
+    max_wildcard_paths: Annotated[int, Field(ge=1)] = 10_000
     tags: list[MqttTag] = Field(default_factory=list)
 
     @property

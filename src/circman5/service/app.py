@@ -173,7 +173,10 @@ class EdgeService:
                 if not twin.initialize():
                     raise RuntimeError("the digital twin did not initialize (see the log)")
                 connectors = create_connectors(list(settings.connectors), reporter)
+                # source timestamps older than the embedded store keeps are outside the window
+                retention = series.store.settings.max_age_s if series.store else None
                 for connector in connectors:
+                    connector.use_output_retention(retention)
                     await stack.enter_async_context(connector)
                 sync_config = constants.get_digital_twin_model().SYNCHRONIZATION_CONFIG
                 engine = SynchronizationEngine.from_config(

@@ -60,6 +60,26 @@ class _ComponentCollector(Collector):
                 "failed connection attempts",
                 labels=["connector"],
             ),
+            "timestamps_replaced": CounterMetricFamily(
+                f"{PREFIX}_timestamps_replaced",
+                "source timestamps outside the window, replaced by the receive time",
+                labels=["connector"],
+            ),
+            "timestamps_rejected": CounterMetricFamily(
+                f"{PREFIX}_timestamps_rejected",
+                "samples rejected for a source timestamp outside the window",
+                labels=["connector"],
+            ),
+            "topics_refused": CounterMetricFamily(
+                f"{PREFIX}_topics_refused",
+                "messages whose topic cannot make a twin path (wildcard captures)",
+                labels=["connector"],
+            ),
+            "paths_over_limit": CounterMetricFamily(
+                f"{PREFIX}_wildcard_paths_over_limit",
+                "messages dropped: a new twin path beyond the wildcard path limit",
+                labels=["connector"],
+            ),
             "stale_tags": GaugeMetricFamily(
                 f"{PREFIX}_stale_tags", "tags currently stale or bad", labels=["connector"]
             ),

@@ -193,9 +193,18 @@ class _Route:
         return value
 
 
-_CacheEntry = tuple[str | None, str, str, list[tuple[_Route, str]], str | None]
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why a topic's messages are dropped: ``TopicRefused`` (its captures cannot make a twin
+    path), ``MalformedInput`` (not UTF-8), or ``""`` (the wildcard path limit is reached)."""
+
+    error_type: str
+    reason: str
+
+
+_CacheEntry = tuple[str | None, str, str, list[tuple[_Route, str]], _Refusal | None]
 """Per raw topic: fast-path JSON key, its twin path, the decoded topic, every matching route,
-and why a matching topic cannot be used (its captures are not twin path parts)."""
+and why a matching topic cannot be used."""
 
 
 class MqttConnector(BaseConnector):
@@ -208,6 +217,9 @@ class MqttConnector(BaseConnector):
             settings.name, reporter, max_buffered_samples=settings.max_buffered_samples
         )
         self.settings = settings
+        self._configure_timestamp_window(
+            settings.timestamp_max_age_s, settings.timestamp_max_future_s
+        )
         self._routes = [self._compile(tag) for tag in settings.tags]
         filters: dict[str, int] = {}
         for tag in settings.tags:
@@ -227,6 +239,8 @@ class MqttConnector(BaseConnector):
         self._ever_connected = False
         self._closing = False
         self._cache: dict[bytes, _CacheEntry] = {}
+        self._wildcard_paths: set[str] = set()
+        self._limit_reported = False
         # (raw topic, payload, paho's receive time): plain tuples, so the messages themselves
         # are freed at once in paho's thread (fewer objects for the garbage collector).
         self._inbox: deque[tuple[bytes, bytes | bytearray, float]] = deque()
@@ -515,8 +529,8 @@ class MqttConnector(BaseConnector):
                 entry = self._resolve(raw_topic)
             fast_key, path, topic, routes, problem = entry
             if not routes:
-                if problem:
-                    self._malformed(topic, problem)
+                if problem is not None:
+                    self._refuse(topic, problem)
                 continue
             if len(payload) > limit:
                 self._malformed(topic, f"payload of {len(payload)} bytes exceeds {limit}")
@@ -552,6 +566,7 @@ class MqttConnector(BaseConnector):
         """The general decoder: any field, type, timestamp, scaling and deadband."""
         document: object = None
         parsed = False
+        window = self.timestamp_window
         for route, path in routes:
             try:
                 if (route.field is not None or route.ts_field is not None) and not parsed:
@@ -570,6 +585,17 @@ class MqttConnector(BaseConnector):
                             f"timestamp field '{'.'.join(route.ts_field)}' missing"
                         ) from None
                     timestamp_ns = _epoch_ns(stamp)
+                    if not window.contains(timestamp_ns, received_ns):
+                        replaced = self._timestamp_outside(
+                            topic,
+                            path,
+                            timestamp_ns,
+                            received_ns,
+                            route.tag.timestamp_outside_window,
+                        )
+                        if replaced is None:
+                            continue
+                        timestamp_ns = replaced
             except _Malformed as err:
                 self._malformed(topic, str(err), payload)
                 continue
@@ -583,8 +609,9 @@ class MqttConnector(BaseConnector):
             topic = raw_topic.decode("utf-8")
         except UnicodeDecodeError:
             # not cached: rare, and keeps the cache clean
-            return (None, "", repr(raw_topic[:80]), routes, "topic is not valid UTF-8")
-        problem: str | None = None
+            not_utf8 = _Refusal("MalformedInput", "topic is not valid UTF-8")
+            return (None, "", repr(raw_topic[:80]), routes, not_utf8)
+        refusal: _Refusal | None = None
         for route in self._routes:
             captures = route.pattern.match(topic)
             if captures is None:
@@ -592,16 +619,55 @@ class MqttConnector(BaseConnector):
             try:
                 path = route.pattern.path_for(captures)
             except ValueError as err:
-                problem = str(err)
+                refusal = _Refusal("TopicRefused", str(err))
                 continue
+            if captures and path not in self._path_tags:
+                if len(self._wildcard_paths) >= self.settings.max_wildcard_paths:
+                    refusal = self._path_limit_reached(topic, path)
+                    continue
+                self._wildcard_paths.add(path)
             routes.append((route, path))
             self._path_tags.setdefault(path, route.tag)
         if len(self._cache) >= _TOPIC_CACHE_LIMIT:
             self._cache.clear()
         fast_key = routes[0][0].fast_key if len(routes) == 1 else None
-        entry = (fast_key, routes[0][1] if routes else "", topic, routes, problem)
+        entry = (fast_key, routes[0][1] if routes else "", topic, routes, refusal)
         self._cache[raw_topic] = entry
         return entry
+
+    def _path_limit_reached(self, topic: str, path: str) -> _Refusal:
+        limit = self.settings.max_wildcard_paths
+        if not self._limit_reported:
+            self._limit_reported = True
+            message = (
+                f"mqtt connector {self._name}: {limit} twin paths created from wildcard topics "
+                f"(max_wildcard_paths); messages for new paths are dropped (first: {topic} -> "
+                f"{path}), known paths keep flowing"
+            )
+            self._log.warning("%s", message)
+            self._problems.note(
+                "WildcardPathLimit",
+                message,
+                {"limit": limit, "topic": topic, "path": path},
+                "error",
+            )
+        return _Refusal("", "")
+
+    def _refuse(self, topic: str, refusal: _Refusal) -> None:
+        """Count one message that has no usable path (and report it, rate-limited)."""
+        status = self._status
+        if refusal.error_type == "TopicRefused":
+            status.topics_refused += 1
+            self._problems.note(
+                "TopicRefused",
+                f"topic {topic} refused: {refusal.reason}",
+                {"address": topic, "reason": refusal.reason},
+                "warning",
+            )
+        elif refusal.error_type:
+            self._malformed(topic, refusal.reason)
+        else:
+            status.paths_over_limit += 1
 
     # -- writes ---------------------------------------------------------------------------
     async def write(self, target: str, value: SampleValue) -> None:

@@ -9,8 +9,12 @@ level; ``#`` matches the rest of the topic, its levels joined with ``.``::
     plant/#                      raw.{1}
         plant/hall2/humidity                 ->  raw.hall2.humidity
 
-A matched segment must be a valid path part (letters, digits, ``_``, not starting with a digit);
-a topic whose captures are not is counted as malformed and dropped.
+A captured level must be one path segment's worth of characters (letters, digits, ``_``): a level
+with a dot (``x.y``) would become extra path levels and collide with other paths, so it is
+refused, as is any other character. The resulting path must be valid: a level of digits only is
+accepted inside a named segment (``bench/seq/+`` -> ``bench.seq_{1}`` with ``0`` gives
+``bench.seq_0``) and refused as a segment of its own (``materials.{1}.inventory`` with ``0``).
+A refused topic is counted and reported by the connector, and its messages are dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 
 _PLACEHOLDER = re.compile(r"\{(\d+)\}")
 _PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LEVEL = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def validate_topic_filter(topic: str) -> None:
@@ -93,7 +98,11 @@ class TopicPattern:
         return sum(1 for level in self.levels if level in ("+", "#"))
 
     def match(self, topic: str) -> tuple[str, ...] | None:
-        """The wildcard captures if ``topic`` matches the filter, else None."""
+        """The wildcard captures if ``topic`` matches the filter, else None.
+
+        A ``+`` capture is one topic level; the ``#`` capture is the rest of the topic, its
+        levels still separated by ``/`` (:meth:`path_for` joins them with ``.``).
+        """
         pattern = self.levels
         if topic.startswith("$") and pattern[0] in ("+", "#"):
             return None  # wildcards never match $SYS-like topics (MQTT 4.7.2)
@@ -102,7 +111,7 @@ class TopicPattern:
         for index, want in enumerate(pattern):
             if want == "#":
                 # '#' also matches the parent level itself ('a/#' matches 'a').
-                captures.append(".".join(levels[index:]))
+                captures.append("/".join(levels[index:]))
                 return tuple(captures)
             if index >= len(levels):
                 return None
@@ -116,18 +125,49 @@ class TopicPattern:
         return tuple(captures)
 
     def path_for(self, captures: tuple[str, ...]) -> str:
-        """The twin path for ``captures``; ``ValueError`` if a capture is not a path part."""
+        """The twin path for ``captures``; ``ValueError`` with the reason when it cannot be one.
+
+        Each captured topic level must be one path segment's worth of characters (letters,
+        digits, ``_``): a level with a dot would become several path levels and is refused.
+        The path it makes must be valid: a level of digits only is fine inside a named segment
+        (``seq_{1}`` with ``0`` is ``seq_0``) but not as a segment of its own.
+        """
         if not captures or "{" not in self.template:
             return self.template
+        multi = len(captures) - 1 if self.levels[-1] == "#" else -1
 
         def repl(m: re.Match[str]) -> str:
-            value = captures[int(m.group(1)) - 1]
-            parts = value.split(".")
-            if not value or not all(_PART.match(p) for p in parts):
-                raise ValueError(f"topic level '{value}' cannot be part of a twin path")
-            return value
+            index = int(m.group(1)) - 1
+            value = captures[index]
+            levels = value.split("/") if index == multi else [value]
+            for level in levels:
+                _check_level(level)
+            return ".".join(levels)
 
-        return _PLACEHOLDER.sub(repl, self.template)
+        path = _PLACEHOLDER.sub(repl, self.template)
+        for segment in path.split("."):
+            if not _PART.match(segment):
+                raise ValueError(
+                    f"topic level(s) {'/'.join(captures)!r} would make '{segment}' a segment of "
+                    f"the twin path '{path}', and a segment must start with a letter or '_' "
+                    f"(give it a name in the path template, e.g. 'seq_{{1}}')"
+                )
+        return path
+
+
+def _check_level(level: str) -> None:
+    if not level:
+        raise ValueError("an empty topic level cannot be part of a twin path")
+    if "." in level:
+        raise ValueError(
+            f"topic level '{level}' contains '.', which would split it into several twin path "
+            "levels"
+        )
+    if not _LEVEL.match(level):
+        raise ValueError(
+            f"topic level '{level}' cannot be part of a twin path: it has characters other than "
+            "letters, digits and '_'"
+        )
 
 
 _MISSING = object()

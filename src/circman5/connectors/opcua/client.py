@@ -342,6 +342,9 @@ class OpcUaConnector(BaseConnector):
             settings.name, reporter, max_buffered_samples=settings.max_buffered_samples
         )
         self.settings = settings
+        self._configure_timestamp_window(
+            settings.timestamp_max_age_s, settings.timestamp_max_future_s
+        )
         self._configured = [self._compile(tag) for tag in settings.tags]
         self._tags: list[_Tag] = list(self._configured)
         self._by_handle: dict[int, _Tag] = {}
@@ -636,7 +639,8 @@ class OpcUaConnector(BaseConnector):
         append = batch.append
         name = self._name
         good = Quality.GOOD
-        now_ns = 0
+        now_ns = time.time_ns()
+        low, high = self.timestamp_window.bounds(now_ns)
         bad: list[tuple[_Tag, Quality]] = []
         for notification in notifications:
             items = getattr(notification, "MonitoredItems", None)
@@ -679,9 +683,18 @@ class OpcUaConnector(BaseConnector):
                 stamp = data.SourceTimestamp or data.ServerTimestamp
                 if stamp is not None:
                     timestamp_ns = int(stamp.timestamp() * 1e9)
+                    if not low <= timestamp_ns <= high:
+                        replaced = self._timestamp_outside(
+                            tag.address,
+                            tag.path,
+                            timestamp_ns,
+                            now_ns,
+                            tag.settings.timestamp_outside_window,
+                        )
+                        if replaced is None:
+                            continue
+                        timestamp_ns = replaced
                 else:
-                    if not now_ns:
-                        now_ns = time.time_ns()
                     timestamp_ns = now_ns
                 append(make_sample(name, tag.address, tag.path, value, timestamp_ns, quality))
         self._emit(batch)
@@ -821,6 +834,7 @@ class OpcUaConnector(BaseConnector):
             queue_size=rule.queue_size,
             stale_timeout_s=rule.stale_timeout_s,
             writable=rule.writable,
+            timestamp_outside_window=rule.timestamp_outside_window,
         )
         return self._compile(settings)
 
