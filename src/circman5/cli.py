@@ -116,6 +116,10 @@ def check_config(settings_file: Path | None) -> int:
         },
     }
     print(json.dumps(resolved, indent=2))
+    from circman5.connectors.opcua.cli import certificate_problems
+
+    for problem in certificate_problems(settings):
+        print(f"warning: {problem}", file=sys.stderr)
     print("configuration OK", file=sys.stderr)
     return 0
 

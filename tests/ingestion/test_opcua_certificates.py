@@ -221,3 +221,34 @@ def test_the_guide_loads_its_examples_and_names_every_refusal() -> None:
     assert len(commands) >= 4
     for command in commands:
         parser.parse_args(shlex.split(command))
+
+
+def test_check_config_warns_about_certificates_that_would_be_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ours = create_certificate(tmp_path / "pki", application_uri="urn:a:b")
+    config = tmp_path / "edge.toml"
+    config.write_text(
+        f"""
+[[connectors]]
+type = "opcua"
+name = "plc"
+url = "opc.tcp://127.0.0.1:4840"
+
+[connectors.security]
+policy = "Basic256Sha256"
+mode = "Sign"
+certificate = "{ours.cert_der}"
+private_key = "{ours.key_pem}"
+application_uri = "urn:not:the:certificate"
+accept_any_server_certificate = true
+
+[[connectors.tags]]
+address = "i=2258"
+path = "plc.clock"
+"""
+    )
+    assert main(["check-config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: opcua connector plc: application URI mismatch" in err
+    assert "configuration OK" in err

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from circman5.connectors.config import OpcUaConnectorSettings
     from circman5.settings import Settings
 
-__all__ = ["add_opcua_commands", "run_opcua_command"]
+__all__ = ["add_opcua_commands", "certificate_problems", "run_opcua_command"]
 
 DEFAULT_APPLICATION_URI = "urn:circman5:edge:client"
 
@@ -108,6 +108,23 @@ def run_opcua_command(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 2
+
+
+def certificate_problems(settings: Settings) -> list[str]:
+    """What the OPC UA connectors' certificates would make fail before any server is asked
+    (missing files, expired, application URI mismatch): for ``circman5 check-config``."""
+    from circman5.connectors.config import OpcUaConnectorSettings
+    from circman5.connectors.opcua.refusals import OpcUaRefused, check_local
+
+    problems: list[str] = []
+    for connector in settings.connectors:
+        if not isinstance(connector, OpcUaConnectorSettings):
+            continue
+        try:
+            check_local(connector)
+        except OpcUaRefused as err:
+            problems.append(f"opcua connector {connector.name}: {err.reason}")
+    return problems
 
 
 # -- settings --------------------------------------------------------------------------------------
