@@ -253,6 +253,10 @@ async def test_expired_client_certificate(
     reporter = RecordingReporter()
     connector = OpcUaConnector(settings(node_opcua, expired, pinned), reporter)
     await assert_refused(connector, reporter, caplog, "client certificate", "expired on")
+    (expiring,) = reporter.of("CertificateExpiring")
+    assert "has expired" in expiring.message
+    days = connector.status.extra["certificate_days_left"]
+    assert isinstance(days, dict) and days["client"] < 0
 
 
 @pytest.mark.parametrize("pinned_server", [True, False], ids=["pinned", "any-server"])
@@ -272,6 +276,30 @@ async def test_security_mode_not_offered(
         reporter,
         caplog,
         "Basic256Sha256 Sign is not offered",
+        "it offers: Basic256Sha256 SignAndEncrypt",
+    )
+
+
+async def test_security_none_not_offered(
+    node_opcua: NodeOpcUaServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    reporter = RecordingReporter()
+    plain = OpcUaConnectorSettings.model_validate(
+        {
+            "type": "opcua",
+            "name": "line",
+            "url": node_opcua.url,
+            "reconnect_initial_s": 0.2,
+            "reconnect_max_s": 1.0,
+            "tags": [{"address": TEMPERATURE, "path": PATH}],
+        }
+    )
+    await assert_refused(
+        OpcUaConnector(plain, reporter),
+        reporter,
+        caplog,
+        "security None is not offered by the server",
         "it offers: Basic256Sha256 SignAndEncrypt",
     )
 

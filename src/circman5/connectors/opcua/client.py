@@ -453,8 +453,8 @@ class OpcUaConnector(BaseConnector):
 
     def _check_certificates(self) -> None:
         """Refuse early what the server would refuse; note certificates about to expire."""
-        check_local(self.settings)
         self._expiry.check(self.settings.security)
+        check_local(self.settings)
 
     async def _make_client(self) -> Client:
         s = self.settings
