@@ -49,7 +49,7 @@ test: system-deps venv node-deps
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-bench: system-deps venv
+bench: system-deps venv node-deps
 	$(BIN)/python -m benchmarks
 
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
