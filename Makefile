@@ -5,10 +5,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb chromium chromium-driver
+SYSTEM_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb chromium chromium-driver \
+	nodejs npm
+# The node-opcua server of the OPC UA security tests (an OPC UA stack that is not ours).
+NODE_OPCUA := tests/opcua_node
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench lint typecheck system-deps venv lock clean
+.PHONY: demo test bench lint typecheck system-deps node-deps venv lock clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +22,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 venv: $(VENV)/.installed
 
 system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+
+node-deps: $(NODE_OPCUA)/node_modules/.package-lock.json
+
+$(NODE_OPCUA)/node_modules/.package-lock.json: $(NODE_OPCUA)/package-lock.json
+	npm ci --prefix $(NODE_OPCUA) --no-audit --no-fund
 
 demo: venv
 	-@$(MAKE) --no-print-directory system-deps
@@ -37,13 +45,13 @@ typecheck: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-test: system-deps venv
+test: system-deps venv node-deps
 	$(BIN)/ruff check src simulators tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
 
-bench: system-deps venv
+bench: system-deps venv node-deps
 	$(BIN)/python -m benchmarks
 
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
@@ -51,4 +59,4 @@ lock: venv
 	$(BIN)/pip freeze --exclude-editable > constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_OPCUA)/node_modules

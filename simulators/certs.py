@@ -119,3 +119,65 @@ def ensure_certificate(
     files.cert_der.write_bytes(cert.public_bytes(serialization.Encoding.DER))
     files.cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return files
+
+
+class ClientTrustList:
+    """Which client certificates an OPC UA server accepts: those in ``trusted`` (DER or PEM).
+
+    An unknown certificate is refused (``BadCertificateUntrusted``) and copied to ``rejected``
+    as ``<CN> [<SHA-1>].der``, where an administrator finds it and moves it to ``trusted`` (as in
+    node-opcua, open62541 or the UA .NET stack). ``trust_all`` accepts any certificate.
+    """
+
+    def __init__(self, trusted: Path, rejected: Path, trust_all: bool = False) -> None:
+        self.trusted = Path(trusted)
+        self.rejected = Path(rejected)
+        self.trust_all = trust_all
+
+    def is_trusted(self, certificate: x509.Certificate) -> bool:
+        if self.trust_all:
+            return True
+        if not self.trusted.is_dir():
+            return False
+        for path in self.trusted.iterdir():
+            if path.is_file() and certificate in _certificates_in(path):
+                return True
+        return False
+
+    def reject(self, certificate: x509.Certificate) -> Path:
+        self.rejected.mkdir(parents=True, exist_ok=True)
+        names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        name = str(names[0].value) if names else "client"
+        thumbprint = certificate.fingerprint(hashes.SHA1()).hex().upper()
+        path = self.rejected / f"{name} [{thumbprint}].der"
+        path.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+        return path
+
+    def trust(self, certificate_file: Path) -> Path:
+        """Copy a certificate file into ``trusted``."""
+        self.trusted.mkdir(parents=True, exist_ok=True)
+        target = self.trusted / Path(certificate_file).name
+        target.write_bytes(Path(certificate_file).read_bytes())
+        return target
+
+    def trust_rejected(self) -> list[Path]:
+        """Move every rejected certificate to ``trusted`` (what the administrator does)."""
+        moved: list[Path] = []
+        if not self.rejected.is_dir():
+            return moved
+        self.trusted.mkdir(parents=True, exist_ok=True)
+        for path in sorted(self.rejected.iterdir()):
+            target = self.trusted / path.name
+            path.replace(target)
+            moved.append(target)
+        return moved
+
+
+def _certificates_in(path: Path) -> list[x509.Certificate]:
+    data = path.read_bytes()
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            return x509.load_pem_x509_certificates(data)
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        return []

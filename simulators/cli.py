@@ -83,6 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--anonymous-read-only", action="store_true", help="anonymous may not write or call"
     )
+    g.add_argument(
+        "--opcua-trust",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="CERT",
+        help="trust this client certificate (DER/PEM; repeatable); others land in "
+        "<workdir>/opcua/pki/rejected until moved to pki/trusted",
+    )
+    g.add_argument(
+        "--opcua-trust-all", action="store_true", help="accept any client certificate (lab)"
+    )
     g.add_argument("--opcua-rate", type=float, default=10.0, help="value updates per second")
 
     g = p.add_argument_group("plant")
@@ -170,6 +182,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             allow_anonymous=not args.no_anonymous,
             anonymous_write=not args.anonymous_read_only,
             rate_hz=args.opcua_rate,
+            trust_all=args.opcua_trust_all,
+            trusted_clients=tuple(args.opcua_trust),
             synthetic_tags=args.opcua_synthetic,
             synthetic_rate_hz=args.opcua_synthetic_rate,
         )

@@ -53,6 +53,12 @@ class OpcUaConfig:
     rate_hz: float = 10.0
     synthetic_tags: int = 0
     synthetic_rate_hz: float = 1.0
+    trust_all: bool = False
+    """Accept any client certificate (lab only). Otherwise a client certificate must be in
+    ``<workdir>/pki/trusted`` (or ``trusted_clients``); unknown ones are refused with
+    BadCertificateUntrusted and copied to ``<workdir>/pki/rejected``, as real servers do."""
+    trusted_clients: tuple[Path, ...] = ()
+    """Client certificates (DER or PEM files) trusted from the start."""
 
 
 @dataclass(frozen=True, slots=True)

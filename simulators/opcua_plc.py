@@ -29,7 +29,9 @@ Security: endpoints for ``None``, ``Basic256Sha256 Sign`` and ``Basic256Sha256
 SignAndEncrypt`` (configurable); the server certificate is generated at start-up into
 ``<workdir>/server_cert.der|.pem`` and ``server_key.pem`` (kept across restarts). Identity:
 anonymous (optional) and username/password users; a wrong password is refused with
-BadUserAccessDenied. Client certificates are accepted without a trust list.
+BadUserAccessDenied. Client certificates must be trusted: put them into
+``<workdir>/pki/trusted`` (or ``trusted_clients``); an unknown one is refused with
+BadCertificateUntrusted and lands in ``<workdir>/pki/rejected`` (``trust_all`` accepts any).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from typing import Any
 import numpy as np
 from asyncua import Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
+from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import (
     ADMIN_TYPES,
     USER_TYPES,
@@ -60,7 +63,7 @@ from asyncua.crypto.permission_rules import (
 )
 from asyncua.server.user_managers import UserManager
 
-from simulators.certs import CertificateFiles, ensure_certificate
+from simulators.certs import CertificateFiles, ClientTrustList, ensure_certificate
 from simulators.config import OpcUaConfig, security_policy_name
 from simulators.external import free_port
 from simulators.faults import Faults
@@ -273,6 +276,13 @@ class OpcUaPlc(Lifecycle):
         self._synthetic: list[ua.NodeId] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.certificate: CertificateFiles | None = None
+        self.client_trust = ClientTrustList(
+            self.workdir / "pki" / "trusted",
+            self.workdir / "pki" / "rejected",
+            trust_all=self.config.trust_all,
+        )
+        for certificate_file in self.config.trusted_clients:
+            self.client_trust.trust(certificate_file)
         self.writes_applied = 0
 
     @property
@@ -306,6 +316,8 @@ class OpcUaPlc(Lifecycle):
             "users": sorted(self.config.users),
             "allow_anonymous": self.config.allow_anonymous,
             "server_certificate": str(self.certificate.cert_der) if self.certificate else None,
+            "client_trust": "all" if self.config.trust_all else str(self.client_trust.trusted),
+            "rejected_clients": str(self.client_trust.rejected),
             "synthetic_tags": self.config.synthetic_tags,
         }
 
@@ -376,6 +388,7 @@ class OpcUaPlc(Lifecycle):
             [SECURITY_POLICIES[security_policy_name(s)] for s in cfg.security],
             permission_ruleset=_Rules(cfg.anonymous_write),
         )
+        server.set_certificate_validator(self._validate_client)
         tokens: list[type] = [ua.UserNameIdentityToken]
         if cfg.allow_anonymous:
             tokens.insert(0, ua.AnonymousIdentityToken)
@@ -386,6 +399,15 @@ class OpcUaPlc(Lifecycle):
         server.subscribe_server_callback(CallbackType.PreWrite, self._pre_write)
         server.subscribe_server_callback(CallbackType.PostWrite, self._post_write)
         return server
+
+    async def _validate_client(self, certificate: Any, _application: Any) -> None:
+        """Refuse client certificates that are not trusted (they land in the rejected folder)."""
+        trust = self.client_trust
+        if await asyncio.to_thread(trust.is_trusted, certificate):
+            return
+        path = await asyncio.to_thread(trust.reject, certificate)
+        log.warning("OPC UA client certificate not trusted; stored as %s", path)
+        raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
 
     def _nid(self, identifier: str) -> ua.NodeId:
         return ua.NodeId(identifier, self.namespace_index)

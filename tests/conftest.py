@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.simulators"]
+pytest_plugins = [
+    "tests.fixtures.servers",
+    "tests.fixtures.simulators",
+    "tests.fixtures.node_opcua",
+]
 
 
 def reset_singletons() -> None:

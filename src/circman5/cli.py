@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     from circman5.service.calibration_cli import add_calibrate_command
 
     add_calibrate_command(commands)
+
+    from circman5.service.opcua_cli import add_opcua_commands
+
+    add_opcua_commands(commands)
     return parser
 
 
@@ -119,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from circman5.service.calibration_cli import run_calibrate_command
 
             return run_calibrate_command(args)
+        if args.command == "opcua":
+            from circman5.service.opcua_cli import run_opcua_command
+
+            return run_opcua_command(args)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
@@ -175,6 +183,10 @@ def check_config(settings_file: Path | None) -> int:
         },
     }
     print(json.dumps(resolved, indent=2))
+    from circman5.service.opcua_cli import certificate_problems
+
+    for problem in certificate_problems(settings):
+        print(f"warning: {problem}", file=sys.stderr)
     print("configuration OK", file=sys.stderr)
     return 0
 

@@ -57,6 +57,7 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET", re.IGNORECASE)
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 EXPORTED_METRICS = {
+    "circman5_opcua_certificate_days_left",
     "circman5_outbox_depth_batches",
     "circman5_outbox_oldest_age_seconds",
     "circman5_samples_in_total",

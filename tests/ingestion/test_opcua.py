@@ -227,6 +227,7 @@ async def test_secure_session_with_pinned_certificate_and_login(
     sim_bench_shared: SimulatorBench, opcua_client_cert: CertificateFiles, tmp_path: Path
 ) -> None:
     assert sim_bench_shared.opcua is not None
+    sim_bench_shared.opcua.client_trust.trust(opcua_client_cert.cert_der)
     server_cert = Path(sim_bench_shared.endpoints()["opcua"]["server_certificate"])
     security = {
         "policy": "Basic256Sha256",
@@ -258,7 +259,8 @@ async def test_secure_session_with_pinned_certificate_and_login(
     connector = OpcUaConnector(plc_settings(sim_bench_shared, tags=tags, security=untrusted))
     async with collecting(connector, connect_timeout=0):
         await eventually(lambda: connector.status.last_error is not None, what="a refusal")
-        assert "BadCertificateUntrusted" in (connector.status.last_error or "")
+        assert "server certificate untrusted" in (connector.status.last_error or "")
+        assert str(tmp_path / "empty") in (connector.status.last_error or "")
         assert not connector.status.connected
 
     wrong_login = plc_settings(
@@ -267,4 +269,5 @@ async def test_secure_session_with_pinned_certificate_and_login(
     connector = OpcUaConnector(wrong_login)
     async with collecting(connector, connect_timeout=0):
         await eventually(lambda: connector.status.last_error is not None, what="a refusal")
+        assert "user 'operator' rejected" in (connector.status.last_error or "")
         assert not connector.status.connected

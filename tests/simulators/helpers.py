@@ -123,9 +123,13 @@ async def secure_client(
     mode: ua.MessageSecurityMode,
     user: str | None,
     password: str | None,
+    trusted: bool = True,
 ) -> Client:
-    """An asyncua client for a Basic256Sha256 session with ``cert`` (not connected yet)."""
+    """An asyncua client for a Basic256Sha256 session with ``cert`` (not connected yet); the
+    PLC trusts ``cert`` unless ``trusted`` is False."""
     assert bench.opcua is not None and bench.opcua.certificate is not None
+    if trusted:
+        bench.opcua.client_trust.trust(cert.cert_der)
     client = Client(bench.opcua.url, timeout=5)
     client.application_uri = CLIENT_APPLICATION_URI
     await client.set_security(

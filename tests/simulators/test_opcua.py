@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,13 +14,14 @@ from asyncua.ua.uaerrors import UaStatusCodeError
 from pymodbus.client import AsyncModbusTcpClient
 
 from simulators.bench import SimulatorBench
-from simulators.certs import CertificateFiles
+from simulators.certs import CertificateFiles, ensure_certificate
 from simulators.modbus_devices import UNIT_LINE
 from simulators.opcua_plc import (
     NAMESPACE_URI,
     NODES,
 )
 from simulators.tags import TAGS, unece_unit_id
+from tests.fixtures.simulators import CLIENT_APPLICATION_URI
 from tests.simulators.helpers import eventually, secure_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -199,6 +201,29 @@ async def test_secure_session_with_user_and_wrong_password(
         with pytest.raises(ua.uaerrors.BadUserAccessDenied):
             async with client:
                 pass
+
+
+async def test_unknown_client_certificates_are_rejected_until_trusted(
+    sim_bench_shared: SimulatorBench, tmp_path: Path
+) -> None:
+    assert sim_bench_shared.opcua is not None
+    plc = sim_bench_shared.opcua
+    stranger = ensure_certificate(tmp_path, name="stranger", application_uri=CLIENT_APPLICATION_URI)
+    mode = ua.MessageSecurityMode.SignAndEncrypt
+    client = await secure_client(
+        sim_bench_shared, stranger, mode, "operator", "circman5", trusted=False
+    )
+    with pytest.raises(ua.uaerrors.BadCertificateUntrusted):
+        async with client:
+            pass
+    rejected = sorted(plc.client_trust.rejected.iterdir())
+    assert [p.name for p in rejected if "stranger" in p.name]
+    assert plc.client_trust.trust_rejected()  # what the administrator does
+    client = await secure_client(
+        sim_bench_shared, stranger, mode, "operator", "circman5", trusted=False
+    )
+    async with client:
+        assert client.security_policy.Mode == mode
 
 
 class _Changes:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from asyncua import ua
 from asyncua.client.client import Client
 
-from simulators.certs import CertificateFiles
+from simulators.certs import CertificateFiles, ensure_certificate
 from simulators.opcua_plc import OpcUaConfig, synthetic_node_id, synthetic_values
-from tests.fixtures.simulators import BenchFactory
+from tests.fixtures.simulators import CLIENT_APPLICATION_URI, BenchFactory
 from tests.simulators.helpers import eventually, secure_client
 
 
@@ -81,3 +83,18 @@ async def test_no_anonymous_and_ten_thousand_synthetic_tags(
     async with secure:
         status = secure.get_node(f"ns={idx};s=Line1.Laminator.Status")
         assert await status.read_value() in ("running", "idle")
+
+
+async def test_trust_all_accepts_any_client_certificate(
+    sim_bench_factory: BenchFactory, tmp_path: Path
+) -> None:
+    bench = await sim_bench_factory(
+        modbus=None, opcua=OpcUaConfig(port=0, trust_all=True, security=("Basic256Sha256_Sign",))
+    )
+    stranger = ensure_certificate(tmp_path, name="stranger", application_uri=CLIENT_APPLICATION_URI)
+    client = await secure_client(
+        bench, stranger, ua.MessageSecurityMode.Sign, "operator", "circman5", trusted=False
+    )
+    async with client:
+        assert client.security_policy.Mode == ua.MessageSecurityMode.Sign
+    assert bench.endpoints()["opcua"]["client_trust"] == "all"

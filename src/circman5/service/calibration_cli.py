@@ -23,7 +23,13 @@ def add_calibrate_command(commands: Any) -> None:
     parser = commands.add_parser(
         "calibrate", help="fit the simulation's process model to the line's recorded history"
     )
-    parser.add_argument("--config", dest="settings_file", type=Path, help="service settings (TOML)")
+    parser.add_argument(
+        "--config",
+        dest="settings_file",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="service settings file (edge.toml); same as the global --config",
+    )
     parser.add_argument(
         "--source",
         choices=("embedded", "influxdb"),

@@ -87,10 +87,20 @@ class _ComponentCollector(Collector):
                 f"{PREFIX}_connector_connected", "1 when connected", labels=["connector"]
             ),
         }
+        days_left = GaugeMetricFamily(
+            f"{PREFIX}_opcua_certificate_days_left",
+            "days until our client certificate or the pinned server certificate expires",
+            labels=["connector", "certificate"],
+        )
         for status in statuses:
             for key, family in families.items():
                 family.add_metric([status.name], float(getattr(status, key)))
+            certificates = status.extra.get("certificate_days_left")
+            if isinstance(certificates, dict):
+                for role, days in certificates.items():
+                    days_left.add_metric([status.name, str(role)], float(days))
         yield from families.values()
+        yield days_left
 
     @staticmethod
     def _sync(stats: SyncStats) -> Iterator[Any]:

@@ -20,7 +20,11 @@ subscription) is handled like any other. The delay (:class:`~circman5.connectors
 ReconnectPolicy`): ``reconnect_absent_s`` (with jitter) while no server answers (connection
 refused, no route), so a returning server is found within about that; an exponential backoff
 (``reconnect_initial_s`` doubling to ``reconnect_max_s``) when a live server refuses or times out
-(too many sessions, a rejected login), so an overloaded server is not hammered.
+(too many sessions, a rejected login), so an overloaded server is not hammered. A security
+refusal that waits for an administrator (our certificate not yet trusted, another server
+certificate than the pinned one, a security mode not offered) is retried at least every
+``ADMIN_FIX_RETRY_S`` (1.5 s), so values flow within seconds of the fix. Refusals are explained in
+words (:mod:`circman5.connectors.opcua.refusals`), never logged as tracebacks.
 
 Notifications bypass asyncua's per-item event objects: the subscription hands each publish
 response's notification list to the connector, which turns it into one batch of samples with the
@@ -64,7 +68,18 @@ from circman5.connectors.config import (
     stale_timeout,
 )
 from circman5.connectors.mqtt.topics import is_path_part
+from circman5.connectors.opcua.certificates import sha1_thumbprint
+from circman5.connectors.opcua.expiry import CertificateExpiry
 from circman5.connectors.opcua.nodeid import NodeAddress, parse_node_address
+from circman5.connectors.opcua.refusals import (
+    ADMIN_FIX_RETRY_S,
+    SERVER_UNTRUSTED,
+    USER_REJECTED,
+    OpcUaRefused,
+    check_local,
+    diagnose,
+    quiet_asyncua_logs,
+)
 from circman5.errors import DeviceUnavailable, TagWriteError
 from circman5.reporting import ProblemReporter
 from circman5.samples import Quality, Sample, SampleValue, make_sample
@@ -119,6 +134,9 @@ _FILTER_UNSUPPORTED = {
     StatusCodes.BadMonitoredItemFilterInvalid,
     StatusCodes.BadDeadbandFilterInvalid,
 }
+
+
+_EXPIRY_CHECK_S = 3600.0  # how often a long session checks the certificates' expiry
 
 
 class SessionLost(Exception):
@@ -293,8 +311,6 @@ class _TrustList:
         return certificates
 
     async def __call__(self, certificate: x509.Certificate, _description: Any) -> None:
-        from asyncua.common.utils import ServiceError
-
         trusted = await asyncio.to_thread(self._load)
         for candidate in trusted:
             if candidate == certificate:
@@ -305,12 +321,13 @@ class _TrustList:
             with contextlib.suppress(Exception):
                 certificate.verify_directly_issued_by(candidate)
                 return
-        logger.error(
-            "OPC UA server certificate %s is not in the trust list %s",
-            certificate.subject.rfc4514_string(),
-            self.directory,
+        raise OpcUaRefused(
+            SERVER_UNTRUSTED,
+            f"server certificate untrusted (BadCertificateUntrusted): "
+            f"{certificate.subject.rfc4514_string()} (SHA-1 {sha1_thumbprint(certificate)}) is "
+            f"neither in the trust list {self.directory} nor issued by a CA there; check it "
+            "and store it with 'circman5 opcua trust'",
         )
-        raise ServiceError(StatusCodes.BadCertificateUntrusted)
 
 
 class OpcUaConnector(BaseConnector):
@@ -340,6 +357,7 @@ class OpcUaConnector(BaseConnector):
         self._variant_types: dict[str, ua.VariantType] = {}
         self._ever_connected = False
         self._warned_accept_any = False
+        self._expiry = CertificateExpiry(self._name, self._reporter, self._status.extra)
         self.sessions = 0
         self.reconnect_policy = ReconnectPolicy(
             settings.reconnect_initial_s, settings.reconnect_max_s, settings.reconnect_absent_s
@@ -372,27 +390,50 @@ class OpcUaConnector(BaseConnector):
     # -- the connection loop --------------------------------------------------------------
     async def _run(self) -> None:
         policy = self.reconnect_policy
+        quiet_asyncua_logs()
         while True:
             error: str
             absent = False
+            cap = math.inf
             try:
                 await self._session(policy)
                 error = "session ended"
+            except OpcUaRefused as err:
+                error = err.reason
+                self._status.extra["refusal"] = err.kind
+                if err.kind != USER_REJECTED:
+                    # waits for an administrator (trust, certificate, mode): retry often enough
+                    # that the session is up within seconds of the fix
+                    cap = ADMIN_FIX_RETRY_S
             except _CONNECTION_ERRORS as err:
+                logger.debug("opcua %s: session failed", self._name, exc_info=err)
                 error = _describe(err)
                 absent = server_absent(err)
             finally:
                 await self._teardown()
             self._set_connected(False, error)
             self._mark_stale()
-            await asyncio.sleep(policy.next_delay(absent))
+            await asyncio.sleep(min(policy.next_delay(absent), cap))
 
     async def _session(self, policy: ReconnectPolicy) -> None:
         s = self.settings
-        client = await self._make_client()
-        self._client = client
-        self._lost.clear()
-        await client.connect()
+        self._status.extra.pop("refusal", None)
+        try:
+            await asyncio.to_thread(self._check_certificates)
+            client = await self._make_client()
+            self._client = client
+            self._lost.clear()
+            await client.connect()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # asyncua shows refusals as status codes, AssertionError, ...
+            logger.debug("opcua %s: connection attempt failed", self._name, exc_info=err)
+            refused = await diagnose(err, s, _describe(err))
+            if refused is not None:
+                raise refused from err
+            if isinstance(err, _CONNECTION_ERRORS):
+                raise
+            raise SessionLost(_describe(err)) from err
         self.sessions += 1
         namespaces = await client.get_namespace_array()
         indexes = {uri: index for index, uri in enumerate(namespaces)}
@@ -409,6 +450,11 @@ class OpcUaConnector(BaseConnector):
         self._set_connected(True, None)
         policy.reset()
         await self._watch(client)
+
+    def _check_certificates(self) -> None:
+        """Refuse early what the server would refuse; note certificates about to expire."""
+        self._expiry.check(self.settings.security)
+        check_local(self.settings)
 
     async def _make_client(self) -> Client:
         s = self.settings
@@ -660,7 +706,11 @@ class OpcUaConnector(BaseConnector):
         s = self.settings
         node = client.get_node(CURRENT_TIME)
         keepalive_s = s.publishing_interval_ms / 1000.0 * s.keepalive_count
+        expiry_checked = time.monotonic()
         while True:
+            if time.monotonic() - expiry_checked > _EXPIRY_CHECK_S:
+                expiry_checked = time.monotonic()
+                await asyncio.to_thread(self._expiry.check, s.security)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(s.watchdog_interval_s):
                     await self._lost.wait()
