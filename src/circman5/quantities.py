@@ -7,10 +7,35 @@ value stays untouched in the event's details.
 from __future__ import annotations
 
 import math
+from numbers import Real
 
-__all__ = ["decimals_for", "format_quantity"]
+from circman5.errors import InvalidInputError
+
+__all__ = ["decimals_for", "finite_number", "format_quantity", "require_finite"]
 
 MAX_DECIMALS = 4
+
+
+def finite_number(value: object) -> float | None:
+    """``value`` as a float when it is a finite real number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def require_finite(name: str, value: object, what: str = "") -> float:
+    """``value`` as a finite float, or :class:`InvalidInputError` saying which and why.
+
+    ``require_finite("cycle_time", "x", "parameter ")``: ``parameter 'cycle_time' must be a
+    number, got 'x'``.
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise InvalidInputError(f"{what}'{name}' must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInputError(f"{what}'{name}' must be finite, got {value!r}")
+    return number
 
 
 def decimals_for(reference: float | None) -> int:

@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import math
 import operator
 import random
 import socket
@@ -790,10 +789,6 @@ class BaseConnector(abc.ABC):
         self._problems.note(
             "MalformedInput", f"malformed input on {address}: {reason}", details, "warning"
         )
-
-    @staticmethod
-    def _finite(value: float) -> bool:
-        return math.isfinite(value)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

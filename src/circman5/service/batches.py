@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from circman5.quantities import finite_number
 from circman5.settings import BatchTrackingSettings
 
 logger = logging.getLogger(__name__)
@@ -40,12 +41,6 @@ def _branch(update: Mapping[str, Any], dotted: str) -> Mapping[str, Any] | None:
             return None
         node = node[part]
     return node if isinstance(node, Mapping) else None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 class BatchTracker:
@@ -72,8 +67,8 @@ class BatchTracker:
             batch_id = completed.get("batch_id")
             if isinstance(batch_id, str) and batch_id and batch_id not in self._done:
                 batch = self._open.setdefault(batch_id, _Batch(batch_id, self._clock()))
-                batch.modules_produced = _number(completed.get("modules_produced"))
-                batch.energy_kwh = _number(completed.get("energy_kwh"))
+                batch.modules_produced = finite_number(completed.get("modules_produced"))
+                batch.energy_kwh = finite_number(completed.get("energy_kwh"))
                 batch.materials.update(self._early.pop(batch_id, {}))
         materials = _branch(update, self.settings.materials_section)
         if materials is None:
@@ -84,7 +79,9 @@ class BatchTracker:
             batch_id = values.get("batch_id")
             if not isinstance(batch_id, str) or batch_id in self._done:
                 continue
-            record = {k: v for k in MATERIAL_FIELDS if (v := _number(values.get(k))) is not None}
+            record = {
+                k: v for k in MATERIAL_FIELDS if (v := finite_number(values.get(k))) is not None
+            }
             if not record:
                 continue
             if batch_id in self._open:

@@ -68,3 +68,17 @@ def test_a_rule_with_its_own_unit_and_decimals_wins_over_the_tag_map() -> None:
     twin.thresholds["line.flow"] = low
     twin.set_units({"line.flow": "l/min"})
     assert twin.thresholds["line.flow"].format(9.87654) == "9.88 l/min"
+
+
+def test_one_numeric_check_for_every_part() -> None:
+    from circman5.errors import InvalidInputError
+    from circman5.quantities import finite_number, require_finite
+
+    assert finite_number(3) == 3.0 and finite_number(2.5) == 2.5
+    assert finite_number(True) is None and finite_number("1") is None
+    assert finite_number(float("inf")) is None and finite_number(float("nan")) is None
+    assert require_finite("rate", 4) == 4.0
+    with pytest.raises(InvalidInputError, match="parameter 'rate' must be a number, got 'x'"):
+        require_finite("rate", "x", "parameter ")
+    with pytest.raises(InvalidInputError, match="'rate' must be finite"):
+        require_finite("rate", float("nan"))

@@ -26,12 +26,10 @@ from __future__ import annotations
 import datetime
 import itertools
 import logging
-import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +41,7 @@ from pydantic import ValidationError
 from circman5 import paths
 from circman5.adapters.config.optimization import OptimizationConfig
 from circman5.errors import InvalidInputError
+from circman5.quantities import require_finite
 
 if TYPE_CHECKING:
     from circman5.adapters.services.constants_service import ConstantsService
@@ -123,15 +122,6 @@ def load_optimization_config(
         return OptimizationConfig.model_validate(data)
     except ValidationError as err:
         raise InvalidInputError(f"invalid optimization settings: {err}") from err
-
-
-def _finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise InvalidInputError(f"parameter '{name}' must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidInputError(f"parameter '{name}' must be finite, got {value!r}")
-    return number
 
 
 @dataclass(frozen=True)
@@ -642,7 +632,7 @@ def _feature_vector(fitted: _Fitted, parameters: Mapping[str, Any]) -> tuple[Flo
     defaulted: list[str] = []
     for i, name in enumerate(fitted.features):
         if name in parameters:
-            row[i] = _finite(name, parameters[name])
+            row[i] = require_finite(name, parameters[name], "parameter ")
         else:
             defaulted.append(name)
     return row, defaulted

@@ -54,6 +54,7 @@ from circman5.manufacturing.optimization.model import (
     load_optimization_config,
 )
 from circman5.manufacturing.optimization.surrogate import PolynomialSurrogate, sobol_design
+from circman5.quantities import require_finite
 
 if TYPE_CHECKING:
     from circman5.adapters.services.constants_service import ConstantsService
@@ -135,22 +136,13 @@ class _Problem:
     notes: list[str]
 
 
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise InvalidInputError(f"'{name}' must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidInputError(f"'{name}' must be finite, got {value!r}")
-    return number
-
-
 def _parse_constraint(name: str, value: Any) -> tuple[float, float, bool]:
     """``(min, max, fixed)`` of a constraint: a number or a ``[min, max]`` pair."""
     if isinstance(value, Real) and not isinstance(value, bool):
-        number = _number(name, value)
+        number = require_finite(name, value)
         return number, number, True
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        low, high = _number(f"{name} min", value[0]), _number(f"{name} max", value[1])
+        low, high = require_finite(f"{name} min", value[0]), require_finite(f"{name} max", value[1])
         if low > high:
             raise InvalidInputError(f"constraint '{name}': min {low:g} > max {high:g}")
         return low, high, False
@@ -289,7 +281,7 @@ class ProcessOptimizer:
             method = "design-point"
         chosen, chosen_prediction = rows[best], predictions[best]
         parameters: dict[str, float] = {
-            k: _number(k, v) for k, v in current_params.items() if k not in problem.features
+            k: require_finite(k, v) for k, v in current_params.items() if k not in problem.features
         }
         parameters.update({f: float(v) for f, v in zip(problem.features, chosen, strict=True)})
         parameters.update(
@@ -349,7 +341,7 @@ class ProcessOptimizer:
             raise InvalidInputError("constraints must be a mapping of name -> number or [min, max]")
         model = self.model
         features, targets = model.features, model.targets
-        params = {str(k): _number(str(k), v) for k, v in current_params.items()}
+        params = {str(k): require_finite(str(k), v) for k, v in current_params.items()}
         ranges, defaults = model.feature_ranges(), model.feature_defaults()
         known = set(features) | set(targets) | set(params)
         merged: dict[str, tuple[float, float, bool]] = {}
@@ -422,7 +414,7 @@ class ProcessOptimizer:
                 )
             limit_low[j], limit_high[j] = bound[0], bound[1]
         if min_quality is not None:
-            quality = _number("min_quality", min_quality)
+            quality = require_finite("min_quality", min_quality)
             if not 0.0 <= quality <= 1.0:
                 raise InvalidInputError(f"min_quality must be within 0..1, got {quality:g}")
             j = self._target_index(targets, "defect_rate", "min_quality")
@@ -433,7 +425,7 @@ class ProcessOptimizer:
                 )
             limit_high[j] = min(limit_high[j], 1.0 - quality)
         if max_energy is not None:
-            energy = _number("max_energy", max_energy)
+            energy = require_finite("max_energy", max_energy)
             j = self._target_index(targets, "energy_used", "max_energy")
             if energy < limit_low[j]:
                 raise InvalidInputError(

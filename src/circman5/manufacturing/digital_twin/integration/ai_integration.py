@@ -33,12 +33,10 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import math
 import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,6 +52,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
 )
 from circman5.manufacturing.optimization.model import ManufacturingModel
 from circman5.manufacturing.optimization.optimizer import OptimizationResult, ProcessOptimizer
+from circman5.quantities import finite_number
 from circman5.state_paths import unflatten, value_at
 
 if TYPE_CHECKING:
@@ -90,15 +89,6 @@ class TwinLike(Protocol):
     def simulate(
         self, steps: int | None = None, parameters: Mapping[str, Any] | None = None
     ) -> list[dict[str, Any]]: ...
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(float(value))
-
-
-def _as_float(value: Any) -> float | None:
-    """``value`` as a float when it is a finite real number (not a bool), else None."""
-    return float(value) if _is_number(value) else None
 
 
 def _now() -> str:
@@ -164,12 +154,12 @@ class AIIntegration:
         params: dict[str, float] = {}
         for twin_name, model_name in self.parameter_mapping.items():
             raw = value_at(state, twin_name) if "." in twin_name else line.get(twin_name)
-            value = _as_float(raw)
+            value = finite_number(raw)
             if value is not None:
                 params[model_name] = value
         for name in (*self.model.features, *self.model.targets):
             if name not in params and name not in self.parameter_mapping:
-                value = _as_float(line.get(name))
+                value = finite_number(line.get(name))
                 if value is not None:
                     params[name] = value
         return params
@@ -257,7 +247,7 @@ class AIIntegration:
             name = params[field]
             bound = constraints.get(name)
             if bound is not None:
-                low, high = (bound, bound) if _is_number(bound) else bound
+                low, high = (bound, bound) if finite_number(bound) is not None else bound
                 if not low <= value <= high:
                     return f"{name} = {value:g} is outside its constraint [{low:g}, {high:g}]"
             path = f"production_line.{field}"
@@ -303,7 +293,7 @@ class AIIntegration:
             for state in steps:
                 line = state.get("production_line", {})
                 value = value_at(state, twin_name) if "." in twin_name else line.get(twin_name)
-                if _is_number(value):
+                if finite_number(value) is not None:
                     values.append(float(value))
             if values:
                 total += weight * sum(values) / len(values)
@@ -315,7 +305,7 @@ class AIIntegration:
         for path, rule in self._thresholds().items():
             for state in states[1:]:
                 value = value_at(state, path)
-                if _is_number(value) and rule.breach(float(value)) is not None:
+                if finite_number(value) is not None and rule.breach(float(value)) is not None:
                     found.append(f"{path} = {float(value):g}")
                     break
         return found
@@ -347,7 +337,7 @@ class AIIntegration:
             if name not in optimized_params:
                 continue
             value = optimized_params[name]
-            if not _is_number(value):
+            if finite_number(value) is None:
                 raise InvalidInputError(f"'{name}' must be a finite number, got {value!r}")
             setpoints[field] = float(value)
             params[field] = name

@@ -45,10 +45,8 @@ import datetime
 import gc
 import inspect
 import logging
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from numbers import Real
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -57,6 +55,7 @@ from pydantic import ValidationError
 
 from circman5.adapters.config.simulation_parameters import SimulationParameters
 from circman5.errors import InvalidInputError
+from circman5.quantities import require_finite
 
 logger = logging.getLogger(__name__)
 
@@ -337,16 +336,6 @@ class _Coefficients:
         return len(GAIN_NAMES) + len(self.consumption_rates)
 
 
-def _number(path: str, value: Any) -> float:
-    """A modelled state value as a finite float; anything else is invalid input."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise InvalidInputError(f"state value at '{path}' is not a number: {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise InvalidInputError(f"state value at '{path}' is not finite: {value!r}")
-    return number
-
-
 @dataclass(slots=True)
 class _Start:
     """The modelled values of one state as floats, and which of them the state has."""
@@ -389,7 +378,7 @@ def _read_start(state: Mapping[str, Any], c: _Coefficients) -> _Start:
         if section is None or key not in section:
             return default
         has.add(key if prefix == "production_line" else f"{prefix}.{key}")
-        return _number(f"{prefix}.{key}", section[key])
+        return require_finite(f"{prefix}.{key}", section[key], "state value at ")
 
     target = get(line, "production_line", "target_temperature", c.target_temperature)
     cycle = get(line, "production_line", "cycle_time", c.nominal_cycle_time)
@@ -410,10 +399,23 @@ def _read_start(state: Mapping[str, Any], c: _Coefficients) -> _Start:
             prefix = f"materials.{name}"
             names.append(name)
             rates.append(rate)
-            inventory.append(max(_number(f"{prefix}.inventory", entry["inventory"]), 0.0))
-            consumption.append(_number(f"{prefix}.consumption", entry.get("consumption", 0.0)))
-            waste.append(_number(f"{prefix}.waste", entry.get("waste", 0.0)))
-            recycled.append(_number(f"{prefix}.recycled", entry.get("recycled", 0.0)))
+            inventory.append(
+                max(
+                    require_finite(f"{prefix}.inventory", entry["inventory"], "state value at "),
+                    0.0,
+                )
+            )
+            consumption.append(
+                require_finite(
+                    f"{prefix}.consumption", entry.get("consumption", 0.0), "state value at "
+                )
+            )
+            waste.append(
+                require_finite(f"{prefix}.waste", entry.get("waste", 0.0), "state value at ")
+            )
+            recycled.append(
+                require_finite(f"{prefix}.recycled", entry.get("recycled", 0.0), "state value at ")
+            )
     dev = temperature - c.target_temperature
     start = _Start(
         line=dict(line) if line is not None else None,
@@ -494,8 +496,8 @@ class PVManufacturingModel:
         self, current_temp: float, target_temp: float, rng: np.random.Generator | None = None
     ) -> float:
         """``T + (T_target - T) * temperature_regulation + N(0, temperature_noise)``."""
-        current = _number("current_temp", current_temp)
-        target = _number("target_temp", target_temp)
+        current = require_finite("current_temp", current_temp, "state value at ")
+        target = require_finite("target_temp", target_temp, "state value at ")
         noise = float((rng or self._rng).standard_normal())
         c = self._coefficients
         return float(current + (target - current) * c.regulation + c.temperature_noise * noise)
@@ -505,7 +507,11 @@ class PVManufacturingModel:
         if status != "running":
             return 0.0
         c = self._coefficients
-        cycle = c.nominal_cycle_time if cycle_time is None else _number("cycle_time", cycle_time)
+        cycle = (
+            c.nominal_cycle_time
+            if cycle_time is None
+            else require_finite("cycle_time", cycle_time, "state value at ")
+        )
         if cycle <= 0:
             raise InvalidInputError(f"cycle_time must be > 0, got {cycle}")
         return float(c.nominal_production_rate * c.nominal_cycle_time / cycle)
@@ -513,13 +519,13 @@ class PVManufacturingModel:
     def efficiency_at(self, temperature: float) -> float:
         """Efficiency at a line temperature (best at the configured target temperature)."""
         c = self._coefficients
-        dev = _number("temperature", temperature) - c.target_temperature
+        dev = require_finite("temperature", temperature, "state value at ") - c.target_temperature
         return float(max(c.base_efficiency - c.efficiency_sensitivity * (dev * dev), 0.0))
 
     def defect_rate_at(self, temperature: float) -> float:
         """Defect rate at a line temperature (lowest at the configured target temperature)."""
         c = self._coefficients
-        dev = _number("temperature", temperature) - c.target_temperature
+        dev = require_finite("temperature", temperature, "state value at ") - c.target_temperature
         return float(min(c.base_defect_rate + c.defect_sensitivity * (dev * dev), 1.0))
 
     def energy_target(self, output: float, efficiency: float) -> float:

@@ -24,14 +24,12 @@ import contextlib
 import datetime
 import json
 import logging
-import math
 import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ import numpy as np
 
 from circman5.errors import Circman5Error, InvalidInputError
 from circman5.manufacturing.digital_twin.simulation.simulation_engine import SimulationEngine
+from circman5.quantities import finite_number
 
 logger = logging.getLogger(__name__)
 
@@ -194,13 +193,6 @@ def _flatten(kpis: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def trajectory_kpis(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The comparison KPIs of one trajectory (``states[0]`` is the starting state).
 
@@ -216,7 +208,7 @@ def trajectory_kpis(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     def line(state: Mapping[str, Any], key: str) -> float | None:
         section = state.get("production_line")
-        return _num(section.get(key)) if isinstance(section, Mapping) else None
+        return finite_number(section.get(key)) if isinstance(section, Mapping) else None
 
     def series(key: str) -> list[float] | None:
         values = [line(s, key) for s in simulated]
@@ -238,11 +230,13 @@ def trajectory_kpis(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for name, entry in materials(last).items():
             if not isinstance(entry, Mapping):
                 continue
-            end = _num(entry.get(key))
+            end = finite_number(entry.get(key))
             if end is None:
                 continue
             start_entry = materials(first).get(name)
-            start = _num(start_entry.get(key)) if isinstance(start_entry, Mapping) else None
+            start = (
+                finite_number(start_entry.get(key)) if isinstance(start_entry, Mapping) else None
+            )
             out[name] = end - (start or 0.0)
         return out
 
@@ -261,7 +255,8 @@ def trajectory_kpis(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "final_inventory": {
             name: v
             for name, entry in materials(last).items()
-            if isinstance(entry, Mapping) and (v := _num(entry.get("inventory"))) is not None
+            if isinstance(entry, Mapping)
+            and (v := finite_number(entry.get("inventory"))) is not None
         },
     }
 
