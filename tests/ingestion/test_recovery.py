@@ -13,6 +13,7 @@ the broker is mosquitto; Modbus is the simulated meters.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import subprocess
 from pathlib import Path
@@ -78,6 +79,17 @@ def absent_delays_are_short(policy: ReconnectPolicy) -> bool:
     return bool(absent) and all(delay <= ABSENT_INTERVAL * 1.21 for delay in absent)
 
 
+def told_once_per_reason(reporter: RecordingReporter, last: str) -> bool:
+    """Failed attempts were reported once per change of reason (the last one contains ``last``),
+    never twice in a row for the same reason, however many attempts failed."""
+    reasons = [str(r.details["reason"]) for r in reporter.of("ConnectionFailed")]
+    return (
+        bool(reasons)
+        and last in reasons[-1]
+        and all(a != b for a, b in itertools.pairwise(reasons))
+    )
+
+
 def warnings_of(caplog: pytest.LogCaptureFixture, connector: BaseConnector) -> list[str]:
     return [
         r.getMessage()
@@ -131,7 +143,7 @@ async def test_opcua_first_refusal_is_told_once_and_the_first_connection_restore
             assert float(str(restored[0].details["outage_s"])) > 0
             await server.write(21.5)
             await fresh_value(collector, "line.temperature", 21.5)
-        assert len(reporter.of("ConnectionFailed")) == 1
+            assert len(reporter.of("ConnectionFailed")) == 1
 
 
 async def test_opcua_server_restart_restores_with_the_outage_length() -> None:
@@ -151,7 +163,7 @@ async def test_opcua_server_restart_restores_with_the_outage_length() -> None:
         )
         lost = reporter.of("ConnectionLost")
         assert len(lost) == 1 and lost[0].severity == "error"
-        assert len(reporter.of("ConnectionFailed")) == 1  # one new reason: connection refused
+        assert told_once_per_reason(reporter, "Connect call failed")
         assert collector.latest(Quality.STALE).keys() == {"line.temperature"}
         assert absent_delays_are_short(connector.reconnect_policy)
 
@@ -213,7 +225,7 @@ async def test_mqtt_broker_restart_restores_with_the_outage_length(mosquitto: Mo
             lambda: connector.status.connect_failures >= 3, what="failed attempts while away"
         )
         assert len(reporter.of("ConnectionLost")) == 1
-        assert len(reporter.of("ConnectionFailed")) == 1
+        assert told_once_per_reason(reporter, "ConnectionRefusedError")
         assert absent_delays_are_short(connector.reconnect_policy)
         await asyncio.to_thread(mosquitto.start)
         await eventually(lambda: connector.status.connected, within=15, what="the reconnect")
@@ -354,3 +366,28 @@ async def test_ready_names_the_refusal_and_metrics_count_the_attempts() -> None:
         assert f'circman5_connector_connect_failures_total{{connector="plc"}} {failures}' in text
         assert 'circman5_connector_connect_attempts_total{connector="plc"}' in text
         assert 'circman5_timestamps_replaced_total{connector="plc"} 0.0' in text
+
+
+async def test_modbus_first_refusal_is_told_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="circman5.connectors")
+    config = ModbusConnectorSettings.model_validate(
+        {
+            "type": "modbus",
+            "name": "meters",
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "reconnect_absent_s": ABSENT_INTERVAL,
+            "tags": [{"address": "hr:0", "path": "energy_meter.raw"}],
+        }
+    )
+    reporter = RecordingReporter()
+    connector = ModbusConnector(config, reporter)
+    async with connector:
+        await eventually(lambda: connector.status.connect_failures >= 4, what="failed attempts")
+        failed = reporter.of("ConnectionFailed")
+        assert len(failed) == 1 and failed[0].severity == "error"
+        assert failed[0].details["ever_connected"] is False
+        assert len(warnings_of(caplog, connector)) == 1
+        assert "cannot connect" in (connector.status.last_error or "")
+        assert absent_delays_are_short(connector.reconnect_policy)
+        assert not reporter.of("ConnectionLost")
