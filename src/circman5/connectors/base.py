@@ -717,12 +717,12 @@ class BaseConnector(abc.ABC):
         self._outage_failures = 0
         self._outage_started = None
         self._failure_reason = None
+        first = not self._ever_up
+        self._ever_up = True
         if started is None:
             self._log.info("%s connector %s: connected", self.protocol, self._name)
             return
         outage_s = round(time.monotonic() - started, 3)
-        first = not self._ever_up
-        self._ever_up = True
         what = "connected" if first else "connection restored"
         self._log.info(
             "%s connector %s: %s after %.1f s (%d failed attempt(s))",
@@ -749,7 +749,6 @@ class BaseConnector(abc.ABC):
         status.connected = False
         status.connected_since = None
         self._connected_event.clear()
-        self._ever_up = True
         self._outage_started = time.monotonic()
         self._outage_failures = 0
         reason = error or "closed"
