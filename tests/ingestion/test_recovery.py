@@ -391,3 +391,42 @@ async def test_modbus_first_refusal_is_told_once(caplog: pytest.LogCaptureFixtur
         assert "cannot connect" in (connector.status.last_error or "")
         assert absent_delays_are_short(connector.reconnect_policy)
         assert not reporter.of("ConnectionLost")
+
+
+async def test_a_new_failure_reason_is_told_at_once(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Absent first (connection refused), then a broker that refuses the login: two reasons,
+    two events and two WARNING lines within seconds; the retries switch to backoff."""
+    caplog.set_level(logging.INFO, logger="circman5.connectors")
+    passwords = tmp_path / "passwords"
+    passwd = find_binary("mosquitto_passwd", "mosquitto", ("/usr/bin",))
+    await asyncio.to_thread(
+        subprocess.run, [passwd, "-b", "-c", str(passwords), "edge", "s3cret"], check=True
+    )
+    passwords.chmod(0o600)
+    broker = Mosquitto(
+        Path(tmp_path_factory.mktemp("mosquitto-auth-late")),
+        extra_config=f"password_file {passwords}\nallow_anonymous false\n",
+    )
+    reporter = RecordingReporter()
+    config = mqtt_settings(broker.port, reconnect_initial_s=0.05, reconnect_max_s=0.2)
+    connector = MqttConnector(config, reporter)
+    try:
+        async with connector:
+            await eventually(lambda: connector.status.connect_failures >= 2, what="refusals")
+            await asyncio.to_thread(broker.start)
+            await eventually(
+                lambda: len(reporter.of("ConnectionFailed")) == 2, what="the second reason"
+            )
+            first, second = (str(r.details["reason"]) for r in reporter.of("ConnectionFailed"))
+            assert "ConnectionRefusedError" in first
+            assert "not authorized" in second.lower()
+            assert len(warnings_of(caplog, connector)) == 2
+            await eventually(
+                lambda: any(not absent for absent, _ in connector.reconnect_policy.delays),
+                what="a backed-off retry",
+            )
+            assert not connector.status.connected
+    finally:
+        await asyncio.to_thread(broker.stop)

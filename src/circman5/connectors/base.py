@@ -106,6 +106,7 @@ class _Window:
     message: str
     details: dict[str, object]
     severity: str
+    error_type: str
 
 
 class RateLimitedReporter:
@@ -137,14 +138,18 @@ class RateLimitedReporter:
         message: str,
         details: dict[str, object] | None = None,
         severity: str = "warning",
+        key: str | None = None,
     ) -> None:
+        """Report (or count) one problem; ``key`` (default ``error_type``) groups the repeats,
+        e.g. one window per connection failure reason."""
         now = self._clock()
         details = {"source": self._source, **(details or {})}
-        window = self._windows.get(error_type)
+        group = key or error_type
+        window = self._windows.get(group)
         if window is None or now - window.start >= self._interval:
             if window is not None and window.suppressed:
-                self._summary(error_type, window)
-            self._windows[error_type] = _Window(now, 0, message, details, severity)
+                self._summary(window)
+            self._windows[group] = _Window(now, 0, message, details, severity, error_type)
             self._emit(severity, error_type, message, details)
             return
         window.suppressed += 1
@@ -155,17 +160,18 @@ class RateLimitedReporter:
     def flush(self) -> None:
         """Report the summaries of windows that have ended."""
         now = self._clock()
-        for error_type, window in list(self._windows.items()):
+        for group, window in list(self._windows.items()):
             if now - window.start < self._interval:
                 continue
             if window.suppressed:
-                self._summary(error_type, window)
+                self._summary(window)
                 window.start = now
                 window.suppressed = 0
             else:
-                del self._windows[error_type]
+                del self._windows[group]
 
-    def _summary(self, error_type: str, window: _Window) -> None:
+    def _summary(self, window: _Window) -> None:
+        error_type = window.error_type
         details = dict(window.details)
         details["suppressed"] = window.suppressed
         details["last_message"] = window.message
@@ -759,6 +765,7 @@ class BaseConnector(abc.ABC):
             f"{self.protocol} connector {self._name} lost its connection: {reason}",
             {"protocol": self.protocol, "reason": reason},
             "error",
+            key=f"ConnectionLost:{reason}",
         )
 
     def _report_attempt_failed(self, status: ConnectorStatus, error: str) -> None:
@@ -780,6 +787,7 @@ class BaseConnector(abc.ABC):
                 "ever_connected": self._ever_up,
             },
             "error",
+            key=f"ConnectionFailed:{error}",
         )
 
     def _configure_timestamp_window(self, max_age_s: float | None, max_future_s: float) -> None:
