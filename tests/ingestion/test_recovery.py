@@ -430,3 +430,11 @@ async def test_a_new_failure_reason_is_told_at_once(
             assert not connector.status.connected
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+async def test_mqtt_connector_closes_while_the_broker_is_absent() -> None:
+    connector = MqttConnector(mqtt_settings(free_port()))
+    async with connector:
+        await eventually(lambda: connector.status.connect_failures >= 2, what="failed attempts")
+    assert not connector.status.connected
+    assert connector._client is None  # released
