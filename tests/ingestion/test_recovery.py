@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from circman5.connectors.base import BaseConnector, ReconnectPolicy
 from circman5.connectors.config import (
@@ -438,3 +439,32 @@ async def test_mqtt_connector_closes_while_the_broker_is_absent() -> None:
         await eventually(lambda: connector.status.connect_failures >= 2, what="failed attempts")
     assert not connector.status.connected
     assert connector._client is None  # released
+
+
+async def test_opcua_login_refusal_backs_off_and_is_told_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="circman5.connectors")
+    port = free_port()
+    config = opcua_settings(port).model_copy(
+        update={
+            "username": "edge",
+            "password": SecretStr("wrong"),
+            "reconnect_initial_s": 0.05,
+            "reconnect_max_s": 0.4,
+        }
+    )
+    reporter = RecordingReporter()
+    connector = OpcUaConnector(config, reporter)
+    async with small_opcua_server(port, users={"edge": "s3cret"}), connector:
+        await eventually(lambda: connector.status.connect_failures >= 5, what="refusals")
+        assert not connector.status.connected
+        failed = reporter.of("ConnectionFailed")
+        assert len(failed) == 1, failed
+        reason = str(failed[0].details["reason"])
+        assert "BadUserAccessDenied" in reason or "BadIdentityTokenRejected" in reason
+        assert reason in (connector.status.last_error or "")
+        assert len(warnings_of(caplog, connector)) == 1
+        refused = [delay for absent, delay in connector.reconnect_policy.delays if not absent]
+        assert len(refused) >= 4
+        assert refused[3] > refused[0] * 2  # backed off, not retried at the short interval
