@@ -8,20 +8,44 @@ from datetime import datetime
 from typing import Any
 
 from asyncua import Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import UserManager
 
 NS = "urn:circman5:test:recovery"
 
 
-class SmallOpcUaServer:
-    """An asyncua server with one variable ``Temperature``; stops and starts on one port."""
+class _OnlyThese(UserManager):
+    """Accepts only the given user names and passwords (no anonymous sessions)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = users
+
+    def get_user(
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> User | None:
+        if username is not None and self.users.get(username) == password:
+            return User(role=UserRole.User, name=username)
+        return None
+
+
+class SmallOpcUaServer:
+    """An asyncua server with one variable ``Temperature``; stops and starts on one port.
+
+    ``users``: accept only these logins (user name -> password) instead of anonymous sessions.
+    """
+
+    def __init__(self, port: int, users: dict[str, str] | None = None) -> None:
         self.port = port
+        self.users = users
         self.server: Server | None = None
         self.variable: Any = None
 
     async def start(self) -> None:
-        server = Server()
+        server = Server(user_manager=_OnlyThese(self.users)) if self.users else Server()
         await server.init()
         server.set_endpoint(f"opc.tcp://127.0.0.1:{self.port}/recovery")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
@@ -49,8 +73,10 @@ class SmallOpcUaServer:
 
 
 @asynccontextmanager
-async def small_opcua_server(port: int) -> AsyncIterator[SmallOpcUaServer]:
-    server = SmallOpcUaServer(port)
+async def small_opcua_server(
+    port: int, users: dict[str, str] | None = None
+) -> AsyncIterator[SmallOpcUaServer]:
+    server = SmallOpcUaServer(port, users)
     await server.start()
     try:
         yield server

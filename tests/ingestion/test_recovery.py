@@ -13,12 +13,14 @@ the broker is mosquitto; Modbus is the simulated meters.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from circman5.connectors.base import BaseConnector, ReconnectPolicy
 from circman5.connectors.config import (
@@ -78,6 +80,17 @@ def absent_delays_are_short(policy: ReconnectPolicy) -> bool:
     return bool(absent) and all(delay <= ABSENT_INTERVAL * 1.21 for delay in absent)
 
 
+def told_once_per_reason(reporter: RecordingReporter, last: str) -> bool:
+    """Failed attempts were reported once per change of reason (the last one contains ``last``),
+    never twice in a row for the same reason, however many attempts failed."""
+    reasons = [str(r.details["reason"]) for r in reporter.of("ConnectionFailed")]
+    return (
+        bool(reasons)
+        and last in reasons[-1]
+        and all(a != b for a, b in itertools.pairwise(reasons))
+    )
+
+
 def warnings_of(caplog: pytest.LogCaptureFixture, connector: BaseConnector) -> list[str]:
     return [
         r.getMessage()
@@ -131,7 +144,7 @@ async def test_opcua_first_refusal_is_told_once_and_the_first_connection_restore
             assert float(str(restored[0].details["outage_s"])) > 0
             await server.write(21.5)
             await fresh_value(collector, "line.temperature", 21.5)
-        assert len(reporter.of("ConnectionFailed")) == 1
+            assert len(reporter.of("ConnectionFailed")) == 1
 
 
 async def test_opcua_server_restart_restores_with_the_outage_length() -> None:
@@ -151,7 +164,7 @@ async def test_opcua_server_restart_restores_with_the_outage_length() -> None:
         )
         lost = reporter.of("ConnectionLost")
         assert len(lost) == 1 and lost[0].severity == "error"
-        assert len(reporter.of("ConnectionFailed")) == 1  # one new reason: connection refused
+        assert told_once_per_reason(reporter, "Connect call failed")
         assert collector.latest(Quality.STALE).keys() == {"line.temperature"}
         assert absent_delays_are_short(connector.reconnect_policy)
 
@@ -213,7 +226,7 @@ async def test_mqtt_broker_restart_restores_with_the_outage_length(mosquitto: Mo
             lambda: connector.status.connect_failures >= 3, what="failed attempts while away"
         )
         assert len(reporter.of("ConnectionLost")) == 1
-        assert len(reporter.of("ConnectionFailed")) == 1
+        assert told_once_per_reason(reporter, "ConnectionRefusedError")
         assert absent_delays_are_short(connector.reconnect_policy)
         await asyncio.to_thread(mosquitto.start)
         await eventually(lambda: connector.status.connected, within=15, what="the reconnect")
@@ -354,3 +367,104 @@ async def test_ready_names_the_refusal_and_metrics_count_the_attempts() -> None:
         assert f'circman5_connector_connect_failures_total{{connector="plc"}} {failures}' in text
         assert 'circman5_connector_connect_attempts_total{connector="plc"}' in text
         assert 'circman5_timestamps_replaced_total{connector="plc"} 0.0' in text
+
+
+async def test_modbus_first_refusal_is_told_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="circman5.connectors")
+    config = ModbusConnectorSettings.model_validate(
+        {
+            "type": "modbus",
+            "name": "meters",
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "reconnect_absent_s": ABSENT_INTERVAL,
+            "tags": [{"address": "hr:0", "path": "energy_meter.raw"}],
+        }
+    )
+    reporter = RecordingReporter()
+    connector = ModbusConnector(config, reporter)
+    async with connector:
+        await eventually(lambda: connector.status.connect_failures >= 4, what="failed attempts")
+        failed = reporter.of("ConnectionFailed")
+        assert len(failed) == 1 and failed[0].severity == "error"
+        assert failed[0].details["ever_connected"] is False
+        assert len(warnings_of(caplog, connector)) == 1
+        assert "cannot connect" in (connector.status.last_error or "")
+        assert absent_delays_are_short(connector.reconnect_policy)
+        assert not reporter.of("ConnectionLost")
+
+
+async def test_a_new_failure_reason_is_told_at_once(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Absent first (connection refused), then a broker that refuses the login: two reasons,
+    two events and two WARNING lines within seconds; the retries switch to backoff."""
+    caplog.set_level(logging.INFO, logger="circman5.connectors")
+    passwords = tmp_path / "passwords"
+    passwd = find_binary("mosquitto_passwd", "mosquitto", ("/usr/bin",))
+    await asyncio.to_thread(
+        subprocess.run, [passwd, "-b", "-c", str(passwords), "edge", "s3cret"], check=True
+    )
+    passwords.chmod(0o600)
+    broker = Mosquitto(
+        Path(tmp_path_factory.mktemp("mosquitto-auth-late")),
+        extra_config=f"password_file {passwords}\nallow_anonymous false\n",
+    )
+    reporter = RecordingReporter()
+    config = mqtt_settings(broker.port, reconnect_initial_s=0.05, reconnect_max_s=0.2)
+    connector = MqttConnector(config, reporter)
+    try:
+        async with connector:
+            await eventually(lambda: connector.status.connect_failures >= 2, what="refusals")
+            await asyncio.to_thread(broker.start)
+            await eventually(
+                lambda: len(reporter.of("ConnectionFailed")) == 2, what="the second reason"
+            )
+            first, second = (str(r.details["reason"]) for r in reporter.of("ConnectionFailed"))
+            assert "ConnectionRefusedError" in first
+            assert "not authorized" in second.lower()
+            assert len(warnings_of(caplog, connector)) == 2
+            await eventually(
+                lambda: any(not absent for absent, _ in connector.reconnect_policy.delays),
+                what="a backed-off retry",
+            )
+            assert not connector.status.connected
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+async def test_mqtt_connector_closes_while_the_broker_is_absent() -> None:
+    connector = MqttConnector(mqtt_settings(free_port()))
+    async with connector:
+        await eventually(lambda: connector.status.connect_failures >= 2, what="failed attempts")
+    assert not connector.status.connected
+    assert connector._client is None  # released
+
+
+async def test_opcua_login_refusal_backs_off_and_is_told_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="circman5.connectors")
+    port = free_port()
+    config = opcua_settings(port).model_copy(
+        update={
+            "username": "edge",
+            "password": SecretStr("wrong"),
+            "reconnect_initial_s": 0.05,
+            "reconnect_max_s": 0.4,
+        }
+    )
+    reporter = RecordingReporter()
+    connector = OpcUaConnector(config, reporter)
+    async with small_opcua_server(port, users={"edge": "s3cret"}), connector:
+        await eventually(lambda: connector.status.connect_failures >= 5, what="refusals")
+        assert not connector.status.connected
+        failed = reporter.of("ConnectionFailed")
+        assert len(failed) == 1, failed
+        reason = str(failed[0].details["reason"])
+        assert "BadUserAccessDenied" in reason or "BadIdentityTokenRejected" in reason
+        assert reason in (connector.status.last_error or "")
+        assert len(warnings_of(caplog, connector)) == 1
+        refused = [delay for absent, delay in connector.reconnect_policy.delays if not absent]
+        assert len(refused) >= 4
+        assert refused[3] > refused[0] * 2  # backed off, not retried at the short interval

@@ -70,6 +70,7 @@ class _Window:
     message: str
     details: dict[str, object]
     severity: str
+    error_type: str
 
 
 class RateLimitedReporter:
@@ -101,14 +102,18 @@ class RateLimitedReporter:
         message: str,
         details: dict[str, object] | None = None,
         severity: str = "warning",
+        key: str | None = None,
     ) -> None:
+        """Report (or count) one problem; ``key`` (default ``error_type``) groups the repeats,
+        e.g. one window per connection failure reason."""
         now = self._clock()
         details = {"source": self._source, **(details or {})}
-        window = self._windows.get(error_type)
+        group = key or error_type
+        window = self._windows.get(group)
         if window is None or now - window.start >= self._interval:
             if window is not None and window.suppressed:
-                self._summary(error_type, window)
-            self._windows[error_type] = _Window(now, 0, message, details, severity)
+                self._summary(window)
+            self._windows[group] = _Window(now, 0, message, details, severity, error_type)
             self._emit(severity, error_type, message, details)
             return
         window.suppressed += 1
@@ -119,17 +124,18 @@ class RateLimitedReporter:
     def flush(self) -> None:
         """Report the summaries of windows that have ended."""
         now = self._clock()
-        for error_type, window in list(self._windows.items()):
+        for group, window in list(self._windows.items()):
             if now - window.start < self._interval:
                 continue
             if window.suppressed:
-                self._summary(error_type, window)
+                self._summary(window)
                 window.start = now
                 window.suppressed = 0
             else:
-                del self._windows[error_type]
+                del self._windows[group]
 
-    def _summary(self, error_type: str, window: _Window) -> None:
+    def _summary(self, window: _Window) -> None:
+        error_type = window.error_type
         details = dict(window.details)
         details["suppressed"] = window.suppressed
         details["last_message"] = window.message
@@ -671,12 +677,12 @@ class BaseConnector(abc.ABC):
         self._outage_failures = 0
         self._outage_started = None
         self._failure_reason = None
+        first = not self._ever_up
+        self._ever_up = True
         if started is None:
             self._log.info("%s connector %s: connected", self.protocol, self._name)
             return
         outage_s = round(time.monotonic() - started, 3)
-        first = not self._ever_up
-        self._ever_up = True
         what = "connected" if first else "connection restored"
         self._log.info(
             "%s connector %s: %s after %.1f s (%d failed attempt(s))",
@@ -703,7 +709,6 @@ class BaseConnector(abc.ABC):
         status.connected = False
         status.connected_since = None
         self._connected_event.clear()
-        self._ever_up = True
         self._outage_started = time.monotonic()
         self._outage_failures = 0
         reason = error or "closed"
@@ -714,6 +719,7 @@ class BaseConnector(abc.ABC):
             f"{self.protocol} connector {self._name} lost its connection: {reason}",
             {"protocol": self.protocol, "reason": reason},
             "error",
+            key=f"ConnectionLost:{reason}",
         )
 
     def _report_attempt_failed(self, status: ConnectorStatus, error: str) -> None:
@@ -735,6 +741,7 @@ class BaseConnector(abc.ABC):
                 "ever_connected": self._ever_up,
             },
             "error",
+            key=f"ConnectionFailed:{error}",
         )
 
     def _configure_timestamp_window(self, max_age_s: float | None, max_future_s: float) -> None:

@@ -360,13 +360,14 @@ class MqttConnector(BaseConnector):
             attempt = self._loop.run_in_executor(None, client.reconnect)
             self._attempt = attempt
             try:
+                # shielded: when the connector closes meanwhile, _close waits for the attempt
                 await asyncio.shield(attempt)
             except (OSError, ValueError) as err:
+                self._attempt = None
                 self._connection_changed(False, f"cannot connect: {_describe(err)}")
                 await asyncio.sleep(policy.next_delay(server_absent(err)))
                 continue
-            finally:
-                self._attempt = None
+            self._attempt = None
             client.loop_start()
             await self._session_over.wait()
             await asyncio.to_thread(client.loop_stop)
