@@ -15,7 +15,11 @@ connector raises into the consumer because a device misbehaves; problems are cou
 :class:`ProblemReporter` (the composition root turns them into twin error events).
 
 Samples come in **batches**: :meth:`Connector.batches` yields ``list[Sample]`` holding everything
-that arrived since the consumer last asked. One ``await`` per batch instead of one per sample is
+that arrived since the consumer last asked. A batch may carry acknowledgements
+(:class:`~circman5.connectors.sample.SampleBatch`: MQTT QoS 1/2 messages are acknowledged to the
+broker only once their samples are durable); a consumer of ``batches()`` fires them with
+``fire_acks(acks_of(batch))`` once it has stored or handled the batch (the synchronization engine
+leaves that to the service's durable sink); :meth:`Connector.samples` fires them itself. One ``await`` per batch instead of one per sample is
 what lets the MQTT path keep up with a bare paho subscriber (see ``docs/tag_mapping.md``,
 "Throughput"); :meth:`Connector.samples` yields single samples for callers that prefer that.
 
@@ -42,7 +46,14 @@ from dataclasses import asdict, dataclass, field
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from circman5.connectors.sample import Quality, Sample, SampleValue
+from circman5.connectors.sample import (
+    Quality,
+    Sample,
+    SampleValue,
+    acks_of,
+    fire_acks,
+    merge_batches,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -286,6 +297,7 @@ class SampleBuffer:
             old = self._batches.popleft()
             self._count -= len(old)
             self.dropped += len(old)
+            fire_acks(acks_of(old))  # lost and counted: do not hold the source back
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -309,9 +321,7 @@ class SampleBuffer:
         if len(self._batches) == 1:
             batch = self._batches.popleft()
         else:
-            batch = []
-            for part in self._batches:
-                batch.extend(part)
+            batch = merge_batches(self._batches)  # carries the parts' acknowledgements
             self._batches.clear()
         self._count = 0
         return batch
@@ -481,6 +491,7 @@ class BaseConnector(abc.ABC):
         async for batch in self.batches():
             for sample in batch:
                 yield sample
+            fire_acks(acks_of(batch))  # the caller has taken every sample of the batch
 
     @abc.abstractmethod
     async def write(self, target: str, value: SampleValue) -> None: ...

@@ -367,6 +367,10 @@ class MqttConnectorSettings(BaseModel):
     max_payload_bytes: Annotated[int, Field(ge=1, le=256 * 1024 * 1024)] = 65536
     drain_delay_ms: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] = 5.0
     max_buffered_samples: Annotated[int, Field(ge=1)] = 1_000_000
+    #: When QoS 1/2 messages are acknowledged to the broker: ``durable`` once every sample they
+    #: produced is committed to the outbox (or the embedded store), so a crash loses nothing the
+    #: broker counted as delivered; ``receipt`` as soon as paho received them (the old way).
+    acknowledge: Literal["durable", "receipt"] = "durable"
     tags: list[MqttTag] = Field(default_factory=list)
 
     @property

@@ -37,9 +37,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from circman5.connectors.base import BaseConnector, Deadband, ProblemReporter
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
+from circman5.connectors.mqtt.acks import InOrderAcks
 from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
-from circman5.connectors.sample import Quality, Sample, SampleValue, make_sample
+from circman5.connectors.sample import Quality, Sample, SampleBatch, SampleValue, make_sample
 from circman5.errors import DeviceUnavailable, TagWriteError
 
 logger = logging.getLogger(__name__)
@@ -212,9 +213,13 @@ class MqttConnector(BaseConnector):
         self._ever_connected = False
         self._closing = False
         self._cache: dict[bytes, _CacheEntry] = {}
-        # (raw topic, payload, paho's receive time): plain tuples, so the messages themselves
-        # are freed at once in paho's thread (fewer objects for the garbage collector).
-        self._inbox: deque[tuple[bytes, bytes | bytearray, float]] = deque()
+        # (raw topic, payload, paho's receive time, mid, qos, link): plain tuples, so the
+        # messages themselves are freed at once in paho's thread (fewer objects for the garbage
+        # collector). ``link`` numbers the connection the message came on (for the acks).
+        self._inbox: deque[tuple[bytes, bytes | bytearray, float, int, int, int]] = deque()
+        self._manual_ack = settings.acknowledge == "durable"
+        self._acks = InOrderAcks(self._send_ack)
+        self._link = 0
         self._scheduled = False
         self._thread_dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -270,6 +275,7 @@ class MqttConnector(BaseConnector):
             client_id=s.effective_client_id,
             clean_session=None if v5 else s.clean_start,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            manual_ack=self._manual_ack,
         )
         if s.username is not None:
             client.username_pw_set(
@@ -332,6 +338,7 @@ class MqttConnector(BaseConnector):
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._link += 1  # a new connection: message ids start over (see connectors.mqtt.acks)
         try:
             if reason_code.is_failure:
                 self._to_loop(self._connection_changed, False, f"connect refused: {reason_code}")
@@ -363,8 +370,21 @@ class MqttConnector(BaseConnector):
         inbox = self._inbox
         if len(inbox) >= self._inbox_limit:
             self._thread_dropped += 1
+            if not (self._manual_ack and message.qos):
+                return
+            # dropped and counted, but still acknowledged in order: an empty topic marks it
+            inbox.append((b"", b"", 0.0, message.mid, message.qos, self._link))
             return
-        inbox.append((message._topic, message.payload, message.timestamp))
+        inbox.append(
+            (
+                message._topic,
+                message.payload,
+                message.timestamp,
+                message.mid,
+                message.qos,
+                self._link,
+            )
+        )
         if not self._scheduled:
             self._scheduled = True
             loop = self._loop
@@ -419,8 +439,10 @@ class MqttConnector(BaseConnector):
         if not count:
             return
         popleft = inbox.popleft
-        batch: list[Sample] = []
+        batch = SampleBatch()
         append = batch.append
+        manual_ack = self._manual_ack
+        acks = self._acks
         cache = self._cache
         name = self._name
         offset_s = time.time() - paho.time_func()
@@ -431,7 +453,11 @@ class MqttConnector(BaseConnector):
         missing = _MISSING
         make = make_sample
         for _ in range(count):
-            raw_topic, payload, received = popleft()
+            raw_topic, payload, received, mid, qos, link = popleft()
+            if qos and manual_ack:
+                acks.received(mid, qos, link)
+                if not raw_topic:  # dropped in paho's thread (inbox full): acknowledge only
+                    continue
             entry = cache.get(raw_topic)
             if entry is None:
                 entry = self._resolve(raw_topic)
@@ -461,7 +487,19 @@ class MqttConnector(BaseConnector):
                     append(make(name, topic, path, float(value), received_ns, good))
                     continue
             self._decode(payload, topic, routes, received_ns, append)
+        if manual_ack:
+            ack = acks.token()
+            if ack is not None:
+                if batch:
+                    batch.acks.append(ack)  # fired once the batch is durable
+                else:
+                    ack()  # nothing to store: acknowledge in order
         self._emit(batch)
+
+    def _send_ack(self, mid: int, qos: int) -> None:
+        client = self._client
+        if client is not None:
+            client.ack(mid, qos)
 
     def _decode(
         self,

@@ -67,11 +67,16 @@ class EmbeddedStore(GroupCommitService[Write]):
 
     # -- writing (any thread, non-blocking) ----------------------------------------------------
 
-    def write_samples(self, samples: Iterable[Sample]) -> None:
-        """Queue samples for the next group commit."""
+    def write_samples(
+        self, samples: Iterable[Sample], on_durable: Callable[[], None] | None = None
+    ) -> None:
+        """Queue samples for the next group commit; ``on_durable()`` runs (on the event loop)
+        once they are committed, never if the commit failed."""
         batch = samples if isinstance(samples, list | tuple) else list(samples)
         if batch:
-            self._intake.push(SampleWrite(self.sample_measurement, batch))
+            self._intake.push(SampleWrite(self.sample_measurement, batch, on_durable))
+        elif on_durable is not None:
+            on_durable()
 
     def write_state(self, state: Mapping[str, object], timestamp_ns: int | None = None) -> None:
         """Queue the numeric leaves of a twin state as KPI points."""
@@ -241,12 +246,22 @@ class EmbeddedStore(GroupCommitService[Write]):
                 if self._failing:
                     self._failing = False
                     logger.info("embedded store: storing points again")
+                self._committed(writes)
             finally:
                 self._committing = False
             if tables.staged_points >= self.settings.max_staged_points:
                 self._compaction_wanted.set()
             async with changed:
                 changed.notify_all()
+
+    @staticmethod
+    def _committed(writes: list[Write]) -> None:
+        for write in writes:
+            if type(write) is SampleWrite and write.on_durable is not None:
+                try:
+                    write.on_durable()
+                except Exception:  # a caller's callback must not stop the store
+                    logger.exception("embedded store: commit callback failed")
 
     async def _companion(self) -> None:
         """Compaction (every ``compact_interval_s`` or when asked) and retention."""

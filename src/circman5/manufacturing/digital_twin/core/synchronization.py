@@ -49,7 +49,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from circman5.connectors.base import LoggingProblemReporter, ProblemReporter
-from circman5.connectors.sample import Quality, Sample
+from circman5.connectors.sample import Quality, Sample, acks_of, fire_acks, merge_batches
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +219,9 @@ class SynchronizationEngine:
         self._reporter = reporter or LoggingProblemReporter(logger)
         self._clock = clock
         self._sinks: list[SampleSink] = list(sinks)
+        # The sinks that fire the acknowledgements batches carry (once the batch is durable);
+        # with none, the engine fires them itself once every sink has the batch.
+        self._ack_sinks: set[int] = set()
         self._subscriptions: list[SampleSubscription] = []
         self._listeners: list[UpdateListener] = []
         self.stats = SyncStats()
@@ -272,10 +275,23 @@ class SynchronizationEngine:
         self._connectors.append(connector)
         self._by_name[connector.name] = connector
 
-    def add_sink(self, sink: SampleSink) -> Callable[[], None]:
-        """Register ``sink(batch)``: every raw sample, once per tick. Returns an unregister."""
+    def add_sink(self, sink: SampleSink, *, acknowledges: bool = False) -> Callable[[], None]:
+        """Register ``sink(batch)``: every raw sample, once per tick. Returns an unregister.
+
+        ``acknowledges=True``: the sink fires the acknowledgements the batch carries
+        (:class:`~circman5.connectors.sample.SampleBatch`) once it made the batch durable; the
+        engine then leaves them to it.
+        """
         self._sinks.append(sink)
-        return lambda: self._sinks.remove(sink) if sink in self._sinks else None
+        if acknowledges:
+            self._ack_sinks.add(id(sink))
+
+        def remove() -> None:
+            if sink in self._sinks:
+                self._sinks.remove(sink)
+            self._ack_sinks.discard(id(sink))
+
+        return remove
 
     def subscribe(self, maxsize: int = 1000) -> SampleSubscription:
         """An async iterator of the per-tick raw sample batches (bounded; drops when full)."""
@@ -366,6 +382,9 @@ class SynchronizationEngine:
                 old = self._pending.pop(0)
                 self._pending_count -= len(old)
                 stats.dropped += len(old)
+                fire_acks(acks_of(old))  # lost and counted: do not hold the source back
+        else:
+            fire_acks(acks_of(batch))  # nothing keeps the raw samples
         if self.mode is SyncMode.EVENT_DRIVEN:
             self._wake.set()
 
@@ -440,13 +459,10 @@ class SynchronizationEngine:
             return
         self._pending = []
         self._pending_count = 0
-        if len(pending) == 1:
-            batch = pending[0]
-        else:
-            batch = []
-            for part in pending:
-                batch.extend(part)
+        batch = merge_batches(pending)  # carries the parts' acknowledgements
+        acknowledged = False
         for index, sink in enumerate(list(self._sinks)):
+            acknowledged = acknowledged or id(sink) in self._ack_sinks
             try:
                 sink(batch)
             except Exception as err:  # one failing sink must not stop the others or the twin
@@ -457,6 +473,8 @@ class SynchronizationEngine:
                     self._report("error", "SinkError", f"sample sink failed: {err!r}", {})
             else:
                 self._failing_sinks.discard(index)
+        if not acknowledged:
+            fire_acks(acks_of(batch))
         for subscription in self._subscriptions:
             subscription._offer(batch)
 
