@@ -15,13 +15,15 @@ connector raises into the consumer because a device misbehaves; problems are cou
 :class:`ProblemReporter` (the composition root turns them into twin error events).
 
 Samples come in **batches**: :meth:`Connector.batches` yields ``list[Sample]`` holding everything
-that arrived since the consumer last asked. A batch may carry acknowledgements
-(:class:`~circman5.connectors.sample.SampleBatch`: MQTT QoS 1/2 messages are acknowledged to the
-broker only once their samples are durable); a consumer of ``batches()`` fires them with
-``fire_acks(acks_of(batch))`` once it has stored or handled the batch (the synchronization engine
-leaves that to the service's durable sink); :meth:`Connector.samples` fires them itself. One ``await`` per batch instead of one per sample is
+that arrived since the consumer last asked. One ``await`` per batch instead of one per sample is
 what lets the MQTT path keep up with a bare paho subscriber (see ``docs/tag_mapping.md``,
 "Throughput"); :meth:`Connector.samples` yields single samples for callers that prefer that.
+
+A batch may carry acknowledgements (:class:`~circman5.connectors.sample.SampleBatch`: MQTT QoS 1/2
+messages are acknowledged to the broker only once their samples are durable). A consumer of
+``batches()`` fires them with ``fire_acks(acks_of(batch))`` once it stored or handled the batch
+(the synchronization engine leaves that to the service's durable sink); ``samples()`` fires them
+itself.
 
 Quality: a connector marks a tag's loss itself where it can (connection lost, Modbus timeout or
 exception response, OPC UA Bad status) by emitting a sample with :attr:`Quality.STALE` or
