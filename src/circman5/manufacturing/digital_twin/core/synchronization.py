@@ -4,6 +4,9 @@ The engine consumes the sample batches of every connector (one task each, in a T
 keeps the latest sample per twin path and, once per tick, applies them to the twin with **one**
 ``DigitalTwin.update(nested_dict)``. Every raw sample also goes, once per tick and in arrival
 order, to the registered sinks (the time-series writer stores every sample, not only the latest).
+A sink registered with ``acknowledges=True`` (the service's durable time-series sink) gets batches
+that carry acknowledgements (MQTT QoS 1/2) at once instead of at the next tick, and fires the
+acknowledgements once the samples are durable.
 
 Modes (:class:`SyncMode`, technical manual ``synchronization_mode``):
 
@@ -220,8 +223,12 @@ class SynchronizationEngine:
         self._clock = clock
         self._sinks: list[SampleSink] = list(sinks)
         # The sinks that fire the acknowledgements batches carry (once the batch is durable);
-        # with none, the engine fires them itself once every sink has the batch.
+        # with none, the engine fires them itself once every sink has the batch. They get a
+        # batch that carries acknowledgements at once (not at the next tick): the source waits
+        # for them (an MQTT broker sends at most its in-flight window unacknowledged).
         self._ack_sinks: set[int] = set()
+        self._ack_pending: list[list[Sample]] = []
+        self._ack_flush_scheduled = False
         self._subscriptions: list[SampleSubscription] = []
         self._listeners: list[UpdateListener] = []
         self.stats = SyncStats()
@@ -382,7 +389,12 @@ class SynchronizationEngine:
                 old = self._pending.pop(0)
                 self._pending_count -= len(old)
                 stats.dropped += len(old)
-                fire_acks(acks_of(old))  # lost and counted: do not hold the source back
+                if not self._ack_sinks:
+                    fire_acks(acks_of(old))  # lost and counted: do not hold the source back
+            if self._ack_sinks:
+                self._ack_pending.append(batch)
+                if not self._ack_flush_scheduled and acks_of(batch):
+                    self._schedule_ack_flush()
         else:
             fire_acks(acks_of(batch))  # nothing keeps the raw samples
         if self.mode is SyncMode.EVENT_DRIVEN:
@@ -453,30 +465,54 @@ class SynchronizationEngine:
         return await self._apply(now)
 
     # -- internals --------------------------------------------------------------------------
+    def _schedule_ack_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # manual input outside a loop: the next tick delivers it
+            return
+        self._ack_flush_scheduled = True
+        loop.call_soon(self._flush_ack_sinks)
+
+    def _flush_ack_sinks(self) -> None:
+        """Everything waiting for the acknowledging sinks, now (in arrival order)."""
+        self._ack_flush_scheduled = False
+        pending = self._ack_pending
+        if not pending:
+            return
+        self._ack_pending = []
+        batch = merge_batches(pending)  # carries the parts' acknowledgements
+        for index, sink in enumerate(list(self._sinks)):
+            if id(sink) in self._ack_sinks:
+                self._call_sink(index, sink, batch)
+
     def _deliver_to_sinks(self) -> None:
+        if self._ack_sinks:
+            self._flush_ack_sinks()
         pending = self._pending
         if not pending:
             return
         self._pending = []
         self._pending_count = 0
-        batch = merge_batches(pending)  # carries the parts' acknowledgements
-        acknowledged = False
+        batch = merge_batches(pending)
         for index, sink in enumerate(list(self._sinks)):
-            acknowledged = acknowledged or id(sink) in self._ack_sinks
-            try:
-                sink(batch)
-            except Exception as err:  # one failing sink must not stop the others or the twin
-                self.stats.sink_errors += 1
-                if index not in self._failing_sinks:
-                    self._failing_sinks.add(index)
-                    logger.exception("sample sink %r failed", sink)
-                    self._report("error", "SinkError", f"sample sink failed: {err!r}", {})
-            else:
-                self._failing_sinks.discard(index)
-        if not acknowledged:
+            if id(sink) not in self._ack_sinks:
+                self._call_sink(index, sink, batch)
+        if not self._ack_sinks:
             fire_acks(acks_of(batch))
         for subscription in self._subscriptions:
             subscription._offer(batch)
+
+    def _call_sink(self, index: int, sink: SampleSink, batch: list[Sample]) -> None:
+        try:
+            sink(batch)
+        except Exception as err:  # one failing sink must not stop the others or the twin
+            self.stats.sink_errors += 1
+            if index not in self._failing_sinks:
+                self._failing_sinks.add(index)
+                logger.exception("sample sink %r failed", sink)
+                self._report("error", "SinkError", f"sample sink failed: {err!r}", {})
+        else:
+            self._failing_sinks.discard(index)
 
     def _take_latest(self, now: float) -> None:
         latest = self._latest
