@@ -133,3 +133,29 @@ class SequencePublisher:
         wait_until(lambda: len(self._acked_mids) >= self.sent, 60, "every PUBACK")
         self._client.disconnect()
         self._client.loop_stop()
+
+
+class RetainedState:
+    """Follows the twin state the service publishes (JSON on ``topic``)."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.latest: dict[str, Any] = {}
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="")
+        client.on_connect = lambda c, *args: c.subscribe(topic, 1)
+        client.on_message = self._on_message
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        self._client = client
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        self.latest = json.loads(message.payload)
+
+    def value(self, *keys: str) -> Any:
+        node: Any = self.latest
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -15,7 +15,7 @@ def batch(fired: list[str], name: str, *values: float) -> SampleBatch:
     return SampleBatch(samples, [lambda: fired.append(name)])
 
 
-async def test_the_acknowledging_sink_gets_acked_batches_at_once_and_fires_them(
+async def test_the_acknowledging_sink_gets_batches_at_once_and_fires_their_acks(
     twin: DigitalTwin,
 ) -> None:
     fired: list[str] = []

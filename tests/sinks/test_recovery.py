@@ -69,8 +69,8 @@ async def test_victoria_metrics_restart_resumes_with_a_restored_event_and_loses_
             # six failed probes: long enough for exponential backoff to have reached 8-16 s
             await wait_async(lambda: outbox.metrics.retried >= 6, 30, "probes while down")
             await asyncio.to_thread(victoria_metrics.start)
-            down_for = time.monotonic() - down_at
             await wait_async(lambda: "sink_recovered" in reporter.types(), 30, "the recovery")
+            up_for = time.monotonic() - down_at
             delivered = outbox.metrics.delivered_points
             await wait_async(
                 lambda: outbox.metrics.delivered_points > delivered + 1000, 30, "new data"
@@ -78,13 +78,15 @@ async def test_victoria_metrics_restart_resumes_with_a_restored_event_and_loses_
             producer.running = False
         await asyncio.wait_for(outbox.drain(), 60)
     victoria_metrics.force_flush()
-    values = sorted(vm_values(victoria_metrics.url, '{__name__="sample_value"}'))
-    assert values == [float(i) for i in range(producer.written)]
-    assert reporter.types().count("sink_unavailable") == 1
-    assert reporter.types().count("sink_recovered") == 1
+    values = set(vm_values(victoria_metrics.url, '{__name__="sample_value"}'))
+    missing = {float(i) for i in range(producer.written)} - values
+    assert not missing, f"{len(missing)} points lost, e.g. {sorted(missing)[:5]}"
+    assert reporter.types().count("sink_unavailable") == 1, reporter.events
+    assert reporter.types().count("sink_recovered") == 1, reporter.events
     recovered = next(e for e in reporter.events if e[1] == "sink_recovered")
     outage = recovered[3]["outage_s"]
-    assert isinstance(outage, float) and outage >= max(0.001, down_for - 1.0)
+    # from the first failed delivery to the first good one: within the time the server was away
+    assert isinstance(outage, float) and 0 < outage <= up_for + 0.5, (outage, up_for)
 
 
 async def test_mqtt_events_output_reports_the_outage_once_and_its_end_with_the_length(

@@ -137,6 +137,10 @@ class EmbeddedStoreSettings(_Settings):
     #: Commit queued points at most this often: one transaction per second instead of one per
     #: twin tick cuts CPU and flash wear (page rewrites) several-fold. 0 = commit at once.
     commit_interval_s: float = Field(default=1.0, ge=0.0, le=60.0)
+    #: The same while a source waits for the commit to acknowledge its messages (MQTT QoS 1/2
+    #: acknowledged after durable): short, because a broker sends only its in-flight window
+    #: (mosquitto: 20 messages by default) before it hears back.
+    acknowledged_commit_interval_s: float = Field(default=0.05, ge=0.0, le=60.0)
     #: Merge the staged points (one small run per series and commit) into compressed chunks
     #: (one row per series and a few thousand points) at least this often.
     compact_interval_s: float = Field(default=30.0, gt=0.0, le=3600.0)

@@ -58,6 +58,7 @@ class EmbeddedStore(GroupCommitService[Write]):
         self._maintenance: asyncio.Lock | None = None
         self._compaction_wanted = asyncio.Event()
         self._commit_interval_s = self.settings.commit_interval_s
+        self._urgent_interval_s = self.settings.acknowledged_commit_interval_s
         self.points_written = 0
         self.points_deleted = 0
         self.compactions = 0  # compactions that moved staged points into chunks
@@ -71,10 +72,13 @@ class EmbeddedStore(GroupCommitService[Write]):
         self, samples: Iterable[Sample], on_durable: Callable[[], None] | None = None
     ) -> None:
         """Queue samples for the next group commit; ``on_durable()`` runs (on the event loop)
-        once they are committed, never if the commit failed."""
+        once they are committed, never if the commit failed. With ``on_durable`` (call from the
+        event loop) the commit comes within ``acknowledged_commit_interval_s``."""
         batch = samples if isinstance(samples, list | tuple) else list(samples)
         if batch:
             self._intake.push(SampleWrite(self.sample_measurement, batch, on_durable))
+            if on_durable is not None:
+                self._hurry_commit()  # a source waits for it (MQTT PUBACKs)
         elif on_durable is not None:
             on_durable()
 

@@ -4,9 +4,9 @@ The engine consumes the sample batches of every connector (one task each, in a T
 keeps the latest sample per twin path and, once per tick, applies them to the twin with **one**
 ``DigitalTwin.update(nested_dict)``. Every raw sample also goes, once per tick and in arrival
 order, to the registered sinks (the time-series writer stores every sample, not only the latest).
-A sink registered with ``acknowledges=True`` (the service's durable time-series sink) gets batches
-that carry acknowledgements (MQTT QoS 1/2) at once instead of at the next tick, and fires the
-acknowledgements once the samples are durable.
+A sink registered with ``acknowledges=True`` (the service's durable time-series sink) gets every
+batch at once instead of at the next tick, and fires the acknowledgements batches carry (MQTT QoS
+1/2) once the samples are durable.
 
 Modes (:class:`SyncMode`, technical manual ``synchronization_mode``):
 
@@ -223,9 +223,10 @@ class SynchronizationEngine:
         self._clock = clock
         self._sinks: list[SampleSink] = list(sinks)
         # The sinks that fire the acknowledgements batches carry (once the batch is durable);
-        # with none, the engine fires them itself once every sink has the batch. They get a
-        # batch that carries acknowledgements at once (not at the next tick): the source waits
-        # for them (an MQTT broker sends at most its in-flight window unacknowledged).
+        # with none, the engine fires them itself once every sink has the batch. They get every
+        # batch at once (on the loop's next turn, not at the next tick): a source may wait for
+        # the acknowledgements (an MQTT broker sends at most its in-flight window without them),
+        # and what a crash can lose shrinks to what the store has not committed yet.
         self._ack_sinks: set[int] = set()
         self._ack_pending: list[list[Sample]] = []
         self._ack_flush_scheduled = False
@@ -393,7 +394,7 @@ class SynchronizationEngine:
                     fire_acks(acks_of(old))  # lost and counted: do not hold the source back
             if self._ack_sinks:
                 self._ack_pending.append(batch)
-                if not self._ack_flush_scheduled and acks_of(batch):
+                if not self._ack_flush_scheduled:
                     self._schedule_ack_flush()
         else:
             fire_acks(acks_of(batch))  # nothing keeps the raw samples
