@@ -159,3 +159,35 @@ class RetainedState:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+
+
+class EventLog:
+    """Every event the service publishes on ``{base}/events/#`` (a persistent QoS 1 session
+    that reconnects quickly, so a broker restart loses nothing)."""
+
+    def __init__(self, port: int, base: str) -> None:
+        self.events: list[dict[str, Any]] = []
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id="event-log", clean_session=False
+        )
+        client.reconnect_delay_set(1, 1)
+        client.on_connect = lambda c, *args: c.subscribe(f"{base}/events/#", 1)
+        client.on_message = self._on_message
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        self._client = client
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        self.events.append(json.loads(message.payload))
+
+    def of_type(self, error_type: str, outbox: str) -> list[dict[str, Any]]:
+        return [
+            e["details"]
+            for e in list(self.events)
+            if e.get("details", {}).get("error_type") == error_type
+            and e["details"].get("outbox") == outbox
+        ]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
