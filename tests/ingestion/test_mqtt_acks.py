@@ -84,13 +84,16 @@ async def test_unacknowledged_messages_come_back_acknowledged_ones_do_not(
     mosquitto: Mosquitto, protocol: str
 ) -> None:
     port = mosquitto.port
-    async with session(port, protocol) as (_, batches):
+    async with session(port, protocol) as (connector, batches):
         await asyncio.sleep(0.3)  # the SUBACK
         messages = [("acks/seq", f'{{"seq": {n}}}', 1) for n in range(5)]
         messages.insert(2, ("acks/seq", "not json", 1))  # malformed: acknowledged when handled
         await apublish(port, messages)
         await eventually(lambda: len(values(batches)) == 5, 10, "5 samples")
+        await eventually(lambda: connector.status.malformed == 1, 10, "the malformed one")
         first = list(batches)
+        # the malformed message came after two good ones: it waits for them (acks in order)
+        assert connector.status.extra["unacknowledged"] == 6
     assert all(type(b) is SampleBatch and acks_of(b) for b in first)
     # never acknowledged: the broker delivers them again to the session (the malformed one too,
     # but it stays unacknowledged only while an earlier message is: here it rode with them)

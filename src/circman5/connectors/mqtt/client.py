@@ -35,7 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.connectors.base import BaseConnector, Deadband, ProblemReporter
+from circman5.connectors.base import BaseConnector, ConnectorStatus, Deadband, ProblemReporter
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
 from circman5.connectors.mqtt.acks import InOrderAcks
 from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
@@ -263,6 +263,13 @@ class MqttConnector(BaseConnector):
 
     def _extra_dropped(self) -> int:
         return self._thread_dropped
+
+    @property
+    def status(self) -> ConnectorStatus:
+        status = super().status
+        if self._manual_ack:  # QoS 1/2 messages waiting for their samples to be committed
+            status.extra["unacknowledged"] = self._acks.unacked
+        return status
 
     # -- paho client ----------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
