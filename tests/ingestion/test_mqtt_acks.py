@@ -138,3 +138,34 @@ async def test_receipt_mode_acknowledges_at_once(mosquitto: Mosquitto) -> None:
                     if float(seq) in got:
                         break
         assert got == [float(seq)]
+
+
+async def test_a_qos2_exchange_left_open_by_a_crash_is_completed_not_kept_in_flight(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # an in-flight window of one: a QoS 2 message the broker keeps waiting for blocks the next
+    with Mosquitto(tmp_path_factory.mktemp("window1"), extra_config="max_inflight_messages 1") as b:
+        config = settings(b.port, TAGS, qos=2, client_id="acks-qos2", clean_start=False)
+        first = MqttConnector(config)
+        async with first:
+            async with asyncio.timeout(10):
+                await first.wait_connected()
+            await asyncio.sleep(0.3)  # the SUBACK
+            await apublish(b.port, [("acks/seq", '{"seq": 1}', 2)])
+            async with asyncio.timeout(10):
+                async for batch in first.batches():
+                    assert [s.value for s in batch] == [1.0]
+                    break  # never acknowledged (PUBCOMP): as if the process died here
+        second = MqttConnector(config)  # a new process: the broker resends PUBREL for seq 1
+        async with second:
+            async with asyncio.timeout(10):
+                await second.wait_connected()
+            await apublish(b.port, [("acks/seq", '{"seq": 2}', 2)])
+            got: list[float] = []
+            async with asyncio.timeout(10):
+                async for batch in second.batches():
+                    got += [float(s.value) for s in batch]
+                    fire_acks(acks_of(batch))
+                    if 2.0 in got:
+                        break
+        assert got == [2.0]

@@ -19,9 +19,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
+
 from circman5.connectors.sample import Ack
 
-__all__ = ["InOrderAcks"]
+__all__ = ["InOrderAcks", "ManualAckClient"]
 
 
 class _Token:
@@ -102,3 +105,25 @@ class InOrderAcks:
                 send(mid, qos)
             self.acked += through - acked
             acked = through
+
+
+class ManualAckClient(paho.Client):
+    """paho's client for manual acknowledgement, completing QoS 2 exchanges it cannot know.
+
+    After a crash the broker resends PUBREL for the QoS 2 messages the last process had received
+    (PUBREC) but not completed. paho answers a PUBREL of an unknown message with PUBCOMP only in
+    automatic mode; with ``manual_ack`` it stays silent and the broker keeps that message in its
+    in-flight window for good (with mosquitto's default window of 20, twenty crashes stall the
+    session). This client completes them, as paho does in automatic mode. Known messages are
+    left to :meth:`ack`.
+    """
+
+    def _handle_pubrel(self) -> MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        mid = int.from_bytes(packet[:2], "big") if len(packet) >= 2 else 0
+        with self._in_message_mutex:
+            known = mid in self._in_messages
+        result = super()._handle_pubrel()
+        if known or not self._manual_ack or result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return result
+        return self._send_pubcomp(mid)

@@ -37,7 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from circman5.connectors.base import BaseConnector, ConnectorStatus, Deadband, ProblemReporter
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
-from circman5.connectors.mqtt.acks import InOrderAcks
+from circman5.connectors.mqtt.acks import InOrderAcks, ManualAckClient
 from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.connectors.sample import Quality, Sample, SampleBatch, SampleValue, make_sample
@@ -277,7 +277,7 @@ class MqttConnector(BaseConnector):
         v5 = s.protocol == "5"
         if v5:
             install_shared_table_properties()
-        client = paho.Client(
+        client = ManualAckClient(
             CallbackAPIVersion.VERSION2,
             client_id=s.effective_client_id,
             clean_session=None if v5 else s.clean_start,
