@@ -51,11 +51,17 @@ class SinkUnavailable(SinkError):
     """Transient: the server is down, overloaded or timed out. Retry later.
 
     ``retry_after`` is the server's requested wait in seconds (``Retry-After``), if any.
+    ``overloaded``: the server is there but cannot keep up (it answered 429/503/5xx or timed
+    out): retry with backoff. Otherwise it is absent (connection refused, not connected): probe
+    it at a short interval, so delivery resumes within seconds of its return.
     """
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, overloaded: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.overloaded = overloaded
 
 
 class SinkRejected(SinkError):

@@ -13,7 +13,7 @@ import pytest
 from circman5.connectors.base import BaseConnector
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import EventManager
-from circman5.samples import Quality, Sample
+from circman5.samples import Quality, Sample, acks_of, fire_acks
 from simulators.bench import SimulatorBench
 
 
@@ -77,7 +77,8 @@ def twin() -> Iterator[DigitalTwin]:
 
 
 class Collector:
-    """Reads a connector's batches in a task and keeps every sample."""
+    """Reads a connector's batches in a task and keeps every sample (and, having kept them,
+    fires their acknowledgements, as the service does once they are durable)."""
 
     def __init__(self, connector: BaseConnector) -> None:
         self.connector = connector
@@ -86,6 +87,7 @@ class Collector:
     async def run(self) -> None:
         async for batch in self.connector.batches():
             self.samples.extend(batch)
+            fire_acks(acks_of(batch))
 
     def latest(self, quality: Quality | None = Quality.GOOD) -> dict[str, Sample]:
         """The latest sample per path (of that quality; all qualities for None)."""

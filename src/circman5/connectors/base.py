@@ -19,6 +19,12 @@ that arrived since the consumer last asked. One ``await`` per batch instead of o
 what lets the MQTT path keep up with a bare paho subscriber (see ``docs/tag_mapping.md``,
 "Throughput"); :meth:`Connector.samples` yields single samples for callers that prefer that.
 
+A batch may carry acknowledgements (:class:`~circman5.samples.SampleBatch`: MQTT QoS 1/2
+messages are acknowledged to the broker only once their samples are durable). A consumer of
+``batches()`` fires them with ``fire_acks(acks_of(batch))`` once it stored or handled the batch
+(the synchronization engine leaves that to the service's durable sink); ``samples()`` fires them
+itself.
+
 Quality: a connector marks a tag's loss itself where it can (connection lost, Modbus timeout or
 exception response, OPC UA Bad status) by emitting a sample with :attr:`Quality.STALE` or
 :attr:`Quality.BAD` that carries the last known value. For sources where silence is the only
@@ -45,7 +51,14 @@ from typing import Protocol, Self, runtime_checkable
 
 from circman5.connectors.timestamps import DEFAULT_MAX_AGE_S, TimestampPolicy, TimestampWindow
 from circman5.reporting import LoggingProblemReporter, ProblemReporter
-from circman5.samples import Quality, Sample, SampleValue
+from circman5.samples import (
+    Quality,
+    Sample,
+    SampleValue,
+    acks_of,
+    fire_acks,
+    merge_batches,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +286,7 @@ class SampleBuffer:
             old = self._batches.popleft()
             self._count -= len(old)
             self.dropped += len(old)
+            fire_acks(acks_of(old))  # lost and counted: do not hold the source back
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -296,9 +310,7 @@ class SampleBuffer:
         if len(self._batches) == 1:
             batch = self._batches.popleft()
         else:
-            batch = []
-            for part in self._batches:
-                batch.extend(part)
+            batch = merge_batches(self._batches)  # carries the parts' acknowledgements
             self._batches.clear()
         self._count = 0
         return batch
@@ -539,6 +551,7 @@ class BaseConnector(abc.ABC):
         async for batch in self.batches():
             for sample in batch:
                 yield sample
+            fire_acks(acks_of(batch))  # the caller has taken every sample of the batch
 
     @abc.abstractmethod
     async def write(self, target: str, value: SampleValue) -> None: ...

@@ -394,6 +394,10 @@ class MqttConnectorSettings(BaseModel):
     #: Most twin paths the wildcard tags may create; messages for further new paths are
     #: counted and dropped (one ``WildcardPathLimit`` event), known paths keep flowing.
     max_wildcard_paths: Annotated[int, Field(ge=1)] = 10_000
+    #: When QoS 1/2 messages are acknowledged to the broker: ``durable`` once every sample they
+    #: produced is committed to the outbox (or the embedded store), so a crash loses nothing the
+    #: broker counted as delivered; ``receipt`` as soon as paho received them (the old way).
+    acknowledge: Literal["durable", "receipt"] = "durable"
     tags: list[MqttTag] = Field(default_factory=list)
 
     @property

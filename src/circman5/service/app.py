@@ -38,6 +38,7 @@ from circman5.paths import CONFIG_DIR_ENV, DATA_DIR_ENV, data_dir
 from circman5.service.batches import BatchTracker
 from circman5.service.health import HealthServer
 from circman5.service.metrics import ServiceMetrics
+from circman5.service.outputs import durable_sample_sink, output_reasons
 from circman5.service.supervisor import Supervisor
 from circman5.settings import Settings
 from circman5.sinks.mqtt_events import MqttEventPublisher
@@ -90,11 +91,7 @@ class RunningService:
             for c in self.connectors
             if not c.status.connected
         ]
-        reasons += [
-            f"outbox {m.name}: destination unavailable ({m.last_error or 'not written yet'})"
-            for m in self.outboxes()
-            if not m.sink_available and m.depth_batches > 0
-        ]
+        reasons += output_reasons(self.outboxes())
         if self.mqtt is not None and not self.mqtt.link.connected:
             reasons.append("mqtt events: broker not connected")
         reasons += [
@@ -173,9 +170,10 @@ class EdgeService:
                     _TimedTwin(twin, metrics),
                     connectors,
                     sync_config,
-                    sinks=[series.writer.write_samples],
                     reporter=reporter,
                 )
+                # every raw sample to the time series; acknowledgements once it is committed
+                engine.add_sink(durable_sample_sink(series.writer), acknowledges=True)
                 metrics.connectors = lambda: [c.status for c in connectors]
                 metrics.sync = lambda: engine.stats
                 supervisor = Supervisor(report=self._report_failure)

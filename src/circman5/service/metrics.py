@@ -140,6 +140,21 @@ class _ComponentCollector(Collector):
         available = GaugeMetricFamily(
             f"{PREFIX}_sink_available", "1 when the last write succeeded", labels=["outbox"]
         )
+        dropping = GaugeMetricFamily(
+            f"{PREFIX}_outbox_dropping",
+            "1 while an overflow episode drops the oldest data",
+            labels=["outbox"],
+        )
+        episode = GaugeMetricFamily(
+            f"{PREFIX}_outbox_episode_dropped_points",
+            "points dropped in the current overflow episode (0 outside one)",
+            labels=["outbox"],
+        )
+        outage = GaugeMetricFamily(
+            f"{PREFIX}_sink_outage_seconds",
+            "how long the destination has been unavailable (0 while available)",
+            labels=["outbox"],
+        )
         counters = {
             "delivered_points": CounterMetricFamily(
                 f"{PREFIX}_outbox_delivered_points", "points delivered", labels=["outbox"]
@@ -162,9 +177,13 @@ class _ComponentCollector(Collector):
             age.add_metric([m.name], m.oldest_age_s or 0.0)
             latency.add_metric([m.name], m.last_write_latency_s or 0.0)
             available.add_metric([m.name], 1.0 if m.sink_available else 0.0)
+            dropping.add_metric([m.name], 1.0 if m.dropping else 0.0)
+            episode.add_metric([m.name], m.episode_dropped_points)
+            outage.add_metric([m.name], m.outage_s or 0.0)
             for key, family in counters.items():
                 family.add_metric([m.name], float(getattr(m, key)))
-        yield from (depth, points, age, latency, available, *counters.values())
+        yield from (depth, points, age, latency, available, dropping, episode, outage)
+        yield from counters.values()
 
 
 class ServiceMetrics:

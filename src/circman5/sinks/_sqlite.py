@@ -251,6 +251,10 @@ class GroupCommitService(BackgroundService, Generic[_I]):
         super().__init__()
         self._intake: Intake[_I] = Intake()
         self._committing = False
+        # Someone waits for the next commit (an acknowledgement): ``_urgent_interval_s`` then
+        # replaces ``_commit_interval_s``. Set on the loop thread; the commit clears it.
+        self._urgent = False
+        self._hurry = asyncio.Event()
 
     async def _commit_pending(self) -> None:
         """Commit everything in the intake."""
@@ -261,10 +265,19 @@ class GroupCommitService(BackgroundService, Generic[_I]):
 
     def _on_stop(self) -> None:
         self._intake.wake()
+        self._hurry.set()
+
+    def _hurry_commit(self) -> None:
+        """The next commit has a waiter: commit within ``_urgent_interval_s`` (loop thread)."""
+        if not self._urgent:
+            self._urgent = True
+            self._hurry.set()
 
     #: Shortest time between two commits (0: commit as soon as something arrives). Longer
     #: intervals batch more rows per transaction: less CPU and far fewer page writes.
     _commit_interval_s: float = 0.0
+    #: The same while a commit is awaited (:meth:`_hurry_commit`).
+    _urgent_interval_s: float = 0.0
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -273,10 +286,15 @@ class GroupCommitService(BackgroundService, Generic[_I]):
             companion = tg.create_task(self._companion(), name=f"{type(self).__name__}-companion")
             while True:
                 await self._intake.wait()
-                delay = last_commit + self._commit_interval_s - loop.time()
-                if delay > 0 and not self._stopping:
+                while not self._stopping:
+                    interval = self._urgent_interval_s if self._urgent else self._commit_interval_s
+                    delay = last_commit + min(interval, self._commit_interval_s) - loop.time()
+                    if delay <= 0:
+                        break
+                    self._hurry.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop_event.wait(), delay)
+                        await asyncio.wait_for(self._hurry.wait(), delay)
+                self._urgent = False
                 await self._commit_pending()
                 last_commit = loop.time()
                 if self._stopping and not len(self._intake):

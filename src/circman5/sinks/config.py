@@ -96,8 +96,16 @@ class OutboxSettings(_Settings):
     #: Most points (and bytes) sent in one request; small batches are merged up to this.
     batch_max_points: PositiveInt = 10_000
     batch_max_bytes: PositiveInt = 4 * 1024**2
+    #: Backoff between retries while the server is overloaded (429/503/5xx, timeouts).
     backoff_initial_s: PositiveFloat = 0.5
     backoff_max_s: PositiveFloat = 30.0
+    #: While the server is absent (connection refused, broker not connected) it is probed
+    #: every 0.5-1 x ``probe_interval_s`` (jittered), so delivery resumes within seconds.
+    probe_interval_s: PositiveFloat = 1.0
+    #: An overflow episode ends once the outbox is below this fraction of every limit ...
+    overflow_low_water: float = Field(default=0.8, gt=0.0, lt=1.0)
+    #: ... or nothing was dropped for this long.
+    overflow_quiet_s: PositiveFloat = 60.0
     #: Upper bound on a server's ``Retry-After``.
     max_retry_after_s: PositiveFloat = 300.0
     #: Rejections that are about the server's configuration, not the batch (bad token, missing
@@ -129,6 +137,10 @@ class EmbeddedStoreSettings(_Settings):
     #: Commit queued points at most this often: one transaction per second instead of one per
     #: twin tick cuts CPU and flash wear (page rewrites) several-fold. 0 = commit at once.
     commit_interval_s: float = Field(default=1.0, ge=0.0, le=60.0)
+    #: The same while a source waits for the commit to acknowledge its messages (MQTT QoS 1/2
+    #: acknowledged after durable): short, because a broker sends only its in-flight window
+    #: (mosquitto: 20 messages by default) before it hears back.
+    acknowledged_commit_interval_s: float = Field(default=0.05, ge=0.0, le=60.0)
     #: Merge the staged points (one small run per series and commit) into compressed chunks
     #: (one row per series and a few thousand points) at least this often.
     compact_interval_s: float = Field(default=30.0, gt=0.0, le=3600.0)
@@ -187,8 +199,10 @@ class MqttOutputSettings(_Settings):
     #: MQTT 5 message expiry of the retained state, so a dead twin's state fades (None: never).
     state_expiry_s: PositiveInt | None = 60
     publish_timeout_s: PositiveFloat = 10.0
-    reconnect_min_s: PositiveInt = 1
-    reconnect_max_s: PositiveInt = 30
+    #: paho's reconnect delay doubles from the minimum to the maximum: a broker that is back
+    #: is connected again within about ``reconnect_max_s``.
+    reconnect_min_s: PositiveFloat = 0.5
+    reconnect_max_s: PositiveFloat = 1.0
     outbox: OutboxSettings = Field(default_factory=_events_outbox)
 
     @field_validator("protocol", mode="before")

@@ -39,8 +39,20 @@ def http_error(sink: str, status: int, message: str, retry_after: str | None) ->
     """The sink error for an HTTP error status (see the module docstring)."""
     text = f"{sink}: HTTP {status}: {message.strip()[:500]}"
     if status >= 500 or status in _TRANSIENT_4XX or status == 0:
-        return SinkUnavailable(text, retry_after=parse_retry_after(retry_after))
+        # the server answered (or a proxy did for it): it is there but cannot take it now
+        return SinkUnavailable(
+            text, retry_after=parse_retry_after(retry_after), overloaded=status != 0
+        )
     return SinkRejected(text, status=status)
+
+
+def _timed_out(err: BaseException) -> bool:
+    """A timeout (the server is there but slow: back off), not a refused connection (probe)."""
+    if isinstance(err, urllib3.exceptions.MaxRetryError) and err.reason is not None:
+        err = err.reason
+    if isinstance(err, urllib3.exceptions.NewConnectionError):  # refused, no route: absent
+        return False
+    return isinstance(err, urllib3.exceptions.TimeoutError | TimeoutError)
 
 
 class InfluxDB2Sink:
@@ -103,7 +115,9 @@ class InfluxDB2Sink:
                 retry_after = err.headers.get("Retry-After")
             raise http_error(self._name, status, message, retry_after) from err
         except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise SinkUnavailable(f"{self._name}: {type(err).__name__}: {err}") from err
+            raise SinkUnavailable(
+                f"{self._name}: {type(err).__name__}: {err}", overloaded=_timed_out(err)
+            ) from err
 
 
 class InfluxDB1Sink:
@@ -158,7 +172,10 @@ class InfluxDB1Sink:
                 "/write", params=self._params, content=body, headers=headers
             )
         except httpx.HTTPError as err:
-            raise SinkUnavailable(f"{self._name}: {type(err).__name__}: {err}") from err
+            raise SinkUnavailable(
+                f"{self._name}: {type(err).__name__}: {err}",
+                overloaded=isinstance(err, httpx.TimeoutException),
+            ) from err
         if response.status_code in (200, 204):
             return
         message = response.headers.get("X-Influxdb-Error") or response.text

@@ -116,6 +116,7 @@ class MqttLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._down_listeners: list[Callable[[str], None]] = []
         self._down_since_logged = False  # the outage was logged (once)
         self._v5 = settings.protocol == "5"
         self.status_topic = f"{settings.base_topic}/status"
@@ -142,6 +143,11 @@ class MqttLink:
     def add_connect_listener(self, callback: Callable[[], None]) -> None:
         """``callback()`` runs on the event loop after every (re)connect."""
         self._listeners.append(callback)
+
+    def add_disconnect_listener(self, callback: Callable[[str], None]) -> None:
+        """``callback(reason)`` runs on the event loop when the connection drops or a connect
+        fails (not on a clean stop)."""
+        self._down_listeners.append(callback)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -175,7 +181,8 @@ class MqttLink:
             retain=True,
             properties=self._props("text/plain", kind=PacketTypes.WILLMESSAGE),
         )
-        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)
+        # paho works with fractions of a second here although its hints say int
+        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
         client.max_inflight_messages_set(max(20, s.outbox.batch_max_points))
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -266,6 +273,9 @@ class MqttLink:
         for fut in acks.values():
             if not fut.done():
                 fut.set_exception(failure)
+        if why is not None and not self._stopping:
+            for callback in self._down_listeners:
+                callback(why)
         if why is not None and not self._stopping and not self._down_since_logged:
             s = self.settings
             logger.warning("MQTT output %s:%d %s; reconnecting", s.host, s.port, why)
@@ -278,7 +288,9 @@ class MqttLink:
         if not reason.is_failure:
             fut.set_result(None)
         elif reason.value in _TRANSIENT_REASONS:
-            fut.set_exception(SinkUnavailable(f"{self._name}: broker answered {reason}"))
+            fut.set_exception(
+                SinkUnavailable(f"{self._name}: broker answered {reason}", overloaded=True)
+            )
         else:
             status = 403 if reason.value == _NOT_AUTHORIZED else 400
             fut.set_exception(SinkRejected(f"{self._name}: broker refused: {reason}", status))
@@ -316,7 +328,9 @@ class MqttLink:
                     for _, fut in waiting:
                         await fut
             except TimeoutError as err:
-                raise SinkUnavailable(f"{self._name}: no PUBACK within the timeout") from err
+                raise SinkUnavailable(
+                    f"{self._name}: no PUBACK within the timeout", overloaded=True
+                ) from err
         finally:
             for mid, fut in waiting:
                 if self._acks.get(mid) is fut:
@@ -363,7 +377,9 @@ class MqttEventPublisher(BackgroundService):
             reporter=reporter,
             path=outbox_path,
         )
-        self.link.add_connect_listener(self.outbox.nudge)
+        # the outbox reports the outage and its end, and delivers as soon as the broker is back
+        self.link.add_connect_listener(self.outbox.sink_up)
+        self.link.add_disconnect_listener(self.outbox.sink_down)
         self.link.add_connect_listener(self._state_now)
         self.events_topic = f"{settings.base_topic}/events"
         self.state_topic = f"{settings.base_topic}/state"

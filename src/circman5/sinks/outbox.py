@@ -2,8 +2,10 @@
 
 A batch handed to :meth:`Outbox.put` is written to a SQLite database (WAL) under the data
 directory before ``put`` returns, and leaves that database only after the sink reported that the
-server accepted it. Delivery retries with capped exponential backoff and jitter, honours the
-server's ``Retry-After`` (429/503), and survives restarts and ``kill -9``: the next run delivers
+server accepted it. A server that is absent (connection refused) is probed every
+0.5-1 x ``probe_interval_s``, so delivery resumes within seconds of its return; one that is
+overloaded (429/503/5xx, timeouts) gets capped exponential backoff with jitter, and its
+``Retry-After`` is honoured. Delivery survives restarts and ``kill -9``: the next run delivers
 what the last one accepted.
 
 * **Group commit.** Batches accepted while a commit is running are written together in the next
@@ -18,9 +20,12 @@ what the last one accepted.
   status in ``hold_statuses`` (401, 403, 404, 407: credentials or a missing bucket) are about the
   configuration, not the batch: batches are held and retried like an outage.
 * **Overflow.** When ``max_points``, ``max_bytes`` or ``max_batches`` is exceeded, the oldest
-  stored batches are dropped, counted in ``dropped_*`` and reported once per overflow episode;
-  the newest data is kept. Batches in the request being sent are never dropped, so the outbox can
-  exceed a limit by at most one request (``batch_max_points`` / ``batch_max_bytes``).
+  stored batches are dropped, counted in ``dropped_*`` and reported once per overflow episode
+  (``outbox_overflow`` when dropping starts; ``outbox_overflow_ended`` with the episode's and the
+  running totals once the outbox drained below ``overflow_low_water`` of its limits or nothing
+  was dropped for ``overflow_quiet_s``); the newest data is kept. Batches in the request being
+  sent are never dropped, so the outbox can exceed a limit by at most one request
+  (``batch_max_points`` / ``batch_max_bytes``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +80,13 @@ class OutboxMetrics:
     last_write_latency_s: float | None
     sink_available: bool
     last_error: str | None
+    #: Seconds the sink has been unavailable (None while it is available).
+    outage_s: float | None = None
+    #: An overflow episode is under way: data is being dropped.
+    dropping: bool = False
+    #: What the current overflow episode dropped so far (0 outside an episode).
+    episode_dropped_batches: int = 0
+    episode_dropped_points: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +159,16 @@ class _Store:
         s = self.settings
         return (
             self.points > s.max_points or self.bytes > s.max_bytes or self.batches > s.max_batches
+        )
+
+    def below_low_water(self) -> bool:
+        """Below ``overflow_low_water`` of every limit: an overflow episode may end."""
+        s = self.settings
+        f = s.overflow_low_water
+        return (
+            self.points <= s.max_points * f
+            and self.bytes <= s.max_bytes * f
+            and self.batches <= s.max_batches * f
         )
 
     def insert(self, conn: sqlite3.Connection, rows: list[tuple[bytes, int]]) -> tuple[int, int]:
@@ -308,7 +330,7 @@ class _Backoff:
         self.attempt = 0
 
 
-_Item = tuple[bytes, int, "asyncio.Future[None] | None"]
+_Item = tuple[bytes, int, "asyncio.Future[None] | None", "Callable[[], None] | None"]
 
 
 class Outbox(GroupCommitService[_Item]):
@@ -363,6 +385,8 @@ class Outbox(GroupCommitService[_Item]):
         self._last_error: str | None = None
         self._overflowing = False
         self._overflow_dropped = (0, 0)
+        self._overflow_since = 0.0
+        self._last_drop = 0.0
         self._store_failing = False
 
     # -- accepting -----------------------------------------------------------------------------
@@ -377,14 +401,20 @@ class Outbox(GroupCommitService[_Item]):
         if self._stopping:
             raise RuntimeError(f"outbox {self.name} is stopped")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._intake.push((payload, points, future))
+        self._intake.push((payload, points, future, None))
         await future
 
-    def submit(self, payload: bytes, points: int = 1) -> None:
+    def submit(
+        self, payload: bytes, points: int = 1, on_commit: Callable[[], None] | None = None
+    ) -> None:
         """Accept a batch from any thread without waiting; it is on disk after the next group
         commit (milliseconds). Batches submitted before the outbox starts are kept in memory
-        until it does."""
-        self._intake.push((payload, points, None))
+        until it does.
+
+        ``on_commit()`` runs on the event loop once the batch is on disk (in submission order);
+        never if storing it failed (the batch is then counted as dropped).
+        """
+        self._intake.push((payload, points, None, on_commit))
 
     def nudge(self) -> None:
         """Retry now instead of waiting out the backoff (e.g. the broker is back). Thread-safe."""
@@ -442,12 +472,12 @@ class Outbox(GroupCommitService[_Item]):
 
     def _rows(self, items: list[_Item]) -> list[tuple[bytes, int]]:
         if not self.mergeable:
-            return [(payload, points) for payload, points, _ in items]
+            return [(payload, points) for payload, points, _, _ in items]
         rows: list[tuple[bytes, int]] = []
         parts: list[bytes] = []
         points_acc = size_acc = 0
         max_points, max_bytes = self.settings.batch_max_points, self.settings.batch_max_bytes
-        for payload, points, _ in items:
+        for payload, points, _, _ in items:
             if parts and (points_acc + points > max_points or size_acc + len(payload) > max_bytes):
                 rows.append((b"".join(parts), points_acc))
                 parts, points_acc, size_acc = [], 0, 0
@@ -492,7 +522,7 @@ class Outbox(GroupCommitService[_Item]):
         err = job.exception()
         if err is not None:
             failure = SinkError(f"outbox {self.name}: cannot store batches: {err}")
-            lost = [(payload, points) for payload, points, fut in items if fut is None]
+            lost = [(payload, points) for payload, points, fut, _ in items if fut is None]
             self._dropped_batches += len(lost)  # submitted without a caller to tell
             self._dropped_points += sum(points for _, points in lost)
             if not self._store_failing:
@@ -503,7 +533,7 @@ class Outbox(GroupCommitService[_Item]):
                     f"{failure}; batches are refused until it works again",
                     {"outbox": self.name, "error": str(err)},
                 )
-            for *_, fut in items:
+            for _, _, fut, _ in items:
                 if fut is not None and not fut.done():
                     fut.set_exception(failure)
             return
@@ -517,14 +547,19 @@ class Outbox(GroupCommitService[_Item]):
             )
         self._accepted_batches += len(rows)
         self._accepted_points += sum(points for _, points in rows)
-        for *_, fut in items:
+        for _, _, fut, on_commit in items:
             if fut is not None and not fut.done():
                 fut.set_result(None)
+            if on_commit is not None:
+                try:
+                    on_commit()
+                except Exception:  # a caller's callback must not stop the outbox
+                    logger.exception("outbox %s: commit callback failed", self.name)
         dropped = job.result()
         if dropped[0]:
             self._on_dropped(*dropped)
-        elif self._overflowing and self._store is not None and not self._store.over():
-            self._on_overflow_end()
+        else:
+            self._check_overflow_end()
 
     def _report(
         self, severity: str, error_type: str, message: str, details: dict[str, object]
@@ -535,12 +570,15 @@ class Outbox(GroupCommitService[_Item]):
             self.reporter.report(severity, error_type, message, details)
 
     def _on_dropped(self, batches: int, points: int) -> None:
+        """One overflow episode, one story: an event when dropping starts, one when it ends."""
         self._dropped_batches += batches
         self._dropped_points += points
         b, p = self._overflow_dropped
         self._overflow_dropped = (b + batches, p + points)
+        self._last_drop = time.monotonic()
         if not self._overflowing:
             self._overflowing = True
+            self._overflow_since = self._last_drop
             s = self.settings
             message = (
                 f"outbox {self.name} is full (limits: {s.max_points} points, {s.max_bytes} bytes,"
@@ -550,22 +588,48 @@ class Outbox(GroupCommitService[_Item]):
                 "warning",
                 "outbox_overflow",
                 message,
-                {"outbox": self.name, "dropped_batches": batches, "dropped_points": points},
+                {
+                    "outbox": self.name,
+                    "dropped_batches": batches,
+                    "dropped_points": points,
+                    "total_dropped_batches": self._dropped_batches,
+                    "total_dropped_points": self._dropped_points,
+                },
             )
 
-    def _on_overflow_end(self) -> None:
+    def _check_overflow_end(self) -> None:
+        """End the episode once the outbox drained below its low-water mark, or nothing was
+        dropped for ``overflow_quiet_s`` (hysteresis: not after every commit that fits)."""
+        store = self._store
+        if not self._overflowing or store is None:
+            return
+        quiet = time.monotonic() - self._last_drop >= self.settings.overflow_quiet_s
+        if quiet or store.below_low_water():
+            self._on_overflow_end(store.points)
+
+    def _on_overflow_end(self, waiting_points: int) -> None:
         self._overflowing = False
         batches, points = self._overflow_dropped
         self._overflow_dropped = (0, 0)
+        lasted = time.monotonic() - self._overflow_since
         message = (
-            f"outbox {self.name} below its limits again; {batches} batches ({points} points)"
-            " were dropped"
+            f"outbox {self.name} stopped dropping after {lasted:.1f} s: {batches} batches"
+            f" ({points} points) dropped in this episode, {self._dropped_points} points in total"
+            f" since the start; {waiting_points} points waiting"
         )
         self._report(
             "warning",
             "outbox_overflow_ended",
             message,
-            {"outbox": self.name, "dropped_batches": batches, "dropped_points": points},
+            {
+                "outbox": self.name,
+                "dropped_batches": batches,
+                "dropped_points": points,
+                "episode_s": round(lasted, 3),
+                "total_dropped_batches": self._dropped_batches,
+                "total_dropped_points": self._dropped_points,
+                "waiting_points": waiting_points,
+            },
         )
 
     # -- delivering ----------------------------------------------------------------------------
@@ -609,8 +673,7 @@ class Outbox(GroupCommitService[_Item]):
                 self._backoff.reset()
                 if not self._available:
                     self._on_recovered()
-                if self._overflowing and not store.over():
-                    self._on_overflow_end()
+                self._check_overflow_end()
             async with changed:
                 changed.notify_all()
 
@@ -632,13 +695,43 @@ class Outbox(GroupCommitService[_Item]):
                 message,
                 {"outbox": self.name, "sink": self.sink.name, "error": str(err)},
             )
+        self._check_overflow_end()
         if retry_after is not None:
             await asyncio.sleep(min(retry_after, self.settings.max_retry_after_s))
             return
+        if isinstance(err, SinkUnavailable) and not err.overloaded:
+            # absent, not overloaded: probe it often, so delivery resumes within seconds
+            self._backoff.reset()
+            delay = self.settings.probe_interval_s * random.uniform(0.5, 1.0)
+        else:
+            delay = self._backoff.next()
         nudge = self._nudge
         assert nudge is not None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(nudge.wait(), self._backoff.next())
+            await asyncio.wait_for(nudge.wait(), delay)
+
+    def sink_down(self, reason: str) -> None:
+        """The sink knows it is unreachable (e.g. the broker connection dropped): report the
+        outage now, not only at the next delivery attempt. Loop thread; idempotent."""
+        if not self._available:
+            return
+        self._available = False
+        self._outage_since = time.monotonic()
+        self._last_error = reason
+        self._report(
+            "warning",
+            "sink_unavailable",
+            f"outbox {self.name}: sink {self.sink.name} unavailable ({reason});"
+            " holding batches and probing",
+            {"outbox": self.name, "sink": self.sink.name, "error": reason},
+        )
+
+    def sink_up(self) -> None:
+        """The sink is reachable again: report the outage's end and deliver now. Loop thread."""
+        if self._nudge is not None:
+            self._nudge.set()
+        if not self._available:
+            self._on_recovered()
 
     def _on_recovered(self) -> None:
         self._available = True
@@ -743,4 +836,8 @@ class Outbox(GroupCommitService[_Item]):
             last_write_latency_s=self._last_latency,
             sink_available=self._available,
             last_error=self._last_error,
+            outage_s=None if self._available else time.monotonic() - self._outage_since,
+            dropping=self._overflowing,
+            episode_dropped_batches=self._overflow_dropped[0],
+            episode_dropped_points=self._overflow_dropped[1],
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,10 +30,21 @@ if TYPE_CHECKING:
     from circman5.sinks.influxdb import InfluxDB1Sink, InfluxDB2Sink
 
 
-class SeriesWriter(Protocol):
-    """Accepts samples and twin states; both calls are cheap and never block."""
+OnDurable = Callable[[], None]
+"""Called once (on the event loop) when the samples of a ``write_samples`` call are on disk."""
 
-    def write_samples(self, samples: Iterable[Sample]) -> None: ...
+
+class SeriesWriter(Protocol):
+    """Accepts samples and twin states; both calls are cheap and never block.
+
+    ``write_samples(samples, on_durable)``: ``on_durable()`` runs once the samples are committed
+    (the outbox, or the embedded store when it is the only destination); never if storing them
+    failed.
+    """
+
+    def write_samples(
+        self, samples: Iterable[Sample], on_durable: OnDurable | None = None
+    ) -> None: ...
 
     def write_state(self, state: Mapping[str, object], timestamp_ns: int | None = None) -> None: ...
 
@@ -53,10 +64,12 @@ class LineProtocolWriter:
         self.encoder = encoder
         self.outbox = outbox
 
-    def write_samples(self, samples: Iterable[Sample]) -> None:
+    def write_samples(self, samples: Iterable[Sample], on_durable: OnDurable | None = None) -> None:
         payload, count = self.encoder.encode_samples(samples)
         if count:
-            self.outbox.submit(payload, count)
+            self.outbox.submit(payload, count, on_durable)
+        elif on_durable is not None:
+            on_durable()  # nothing to store
 
     def write_state(self, state: Mapping[str, object], timestamp_ns: int | None = None) -> None:
         payload, count = self.encoder.encode_state(state, timestamp_ns)
@@ -90,10 +103,11 @@ class FanOutWriter:
     def __init__(self, *writers: SeriesWriter) -> None:
         self.writers = writers
 
-    def write_samples(self, samples: Iterable[Sample]) -> None:
+    def write_samples(self, samples: Iterable[Sample], on_durable: OnDurable | None = None) -> None:
+        """``on_durable`` follows the first destination (the remote one's outbox)."""
         batch = samples if isinstance(samples, list | tuple) else list(samples)
-        for writer in self.writers:
-            writer.write_samples(batch)
+        for index, writer in enumerate(self.writers):
+            writer.write_samples(batch, on_durable if index == 0 else None)
 
     def write_state(self, state: Mapping[str, object], timestamp_ns: int | None = None) -> None:
         for writer in self.writers:

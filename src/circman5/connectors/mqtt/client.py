@@ -41,16 +41,18 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from circman5.connectors.base import (
     BaseConnector,
+    ConnectorStatus,
     Deadband,
     ReconnectPolicy,
     server_absent,
 )
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
+from circman5.connectors.mqtt.acks import InOrderAcks, ManualAckClient
 from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.errors import DeviceUnavailable, TagWriteError
 from circman5.reporting import ProblemReporter
-from circman5.samples import Quality, Sample, SampleValue, make_sample
+from circman5.samples import Quality, Sample, SampleBatch, SampleValue, make_sample
 
 logger = logging.getLogger(__name__)
 
@@ -241,9 +243,13 @@ class MqttConnector(BaseConnector):
         self._cache: dict[bytes, _CacheEntry] = {}
         self._wildcard_paths: set[str] = set()
         self._limit_reported = False
-        # (raw topic, payload, paho's receive time): plain tuples, so the messages themselves
-        # are freed at once in paho's thread (fewer objects for the garbage collector).
-        self._inbox: deque[tuple[bytes, bytes | bytearray, float]] = deque()
+        # (raw topic, payload, paho's receive time, mid, qos, link): plain tuples, so the
+        # messages themselves are freed at once in paho's thread (fewer objects for the garbage
+        # collector). ``link`` numbers the connection the message came on (for the acks).
+        self._inbox: deque[tuple[bytes, bytes | bytearray, float, int, int, int]] = deque()
+        self._manual_ack = settings.acknowledge == "durable"
+        self._acks = InOrderAcks(self._send_ack)
+        self._link = 0
         self._scheduled = False
         self._thread_dropped = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -296,18 +302,26 @@ class MqttConnector(BaseConnector):
     def _extra_dropped(self) -> int:
         return self._thread_dropped
 
+    @property
+    def status(self) -> ConnectorStatus:
+        status = super().status
+        if self._manual_ack:  # QoS 1/2 messages waiting for their samples to be committed
+            status.extra["unacknowledged"] = self._acks.unacked
+        return status
+
     # -- paho client ----------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
         s = self.settings
         v5 = s.protocol == "5"
         if v5:
             install_shared_table_properties()
-        client = paho.Client(
+        client = ManualAckClient(
             CallbackAPIVersion.VERSION2,
             client_id=s.effective_client_id,
             clean_session=None if v5 else s.clean_start,
             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
             reconnect_on_failure=False,  # one reconnect policy: ours (see _run)
+            manual_ack=self._manual_ack,
         )
         if s.username is not None:
             client.username_pw_set(
@@ -398,6 +412,7 @@ class MqttConnector(BaseConnector):
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._link += 1  # a new connection: message ids start over (see connectors.mqtt.acks)
         try:
             if reason_code.is_failure:
                 self._refused = True
@@ -454,8 +469,21 @@ class MqttConnector(BaseConnector):
         inbox = self._inbox
         if len(inbox) >= self._inbox_limit:
             self._thread_dropped += 1
+            if not (self._manual_ack and message.qos):
+                return
+            # dropped and counted, but still acknowledged in order: an empty topic marks it
+            inbox.append((b"", b"", 0.0, message.mid, message.qos, self._link))
             return
-        inbox.append((message._topic, message.payload, message.timestamp))
+        inbox.append(
+            (
+                message._topic,
+                message.payload,
+                message.timestamp,
+                message.mid,
+                message.qos,
+                self._link,
+            )
+        )
         if not self._scheduled:
             self._scheduled = True
             loop = self._loop
@@ -512,8 +540,10 @@ class MqttConnector(BaseConnector):
         if not count:
             return
         popleft = inbox.popleft
-        batch: list[Sample] = []
+        batch = SampleBatch()
         append = batch.append
+        manual_ack = self._manual_ack
+        acks = self._acks
         cache = self._cache
         name = self._name
         offset_s = time.time() - paho.time_func()
@@ -524,7 +554,11 @@ class MqttConnector(BaseConnector):
         missing = _MISSING
         make = make_sample
         for _ in range(count):
-            raw_topic, payload, received = popleft()
+            raw_topic, payload, received, mid, qos, link = popleft()
+            if qos and manual_ack:
+                acks.received(mid, qos, link)
+                if not raw_topic:  # dropped in paho's thread (inbox full): acknowledge only
+                    continue
             entry = cache.get(raw_topic)
             if entry is None:
                 entry = self._resolve(raw_topic)
@@ -554,7 +588,22 @@ class MqttConnector(BaseConnector):
                     append(make(name, topic, path, float(value), received_ns, good))
                     continue
             self._decode(payload, topic, routes, received_ns, append)
+        if manual_ack:
+            ack = acks.token()
+            if ack is not None:
+                if batch:
+                    batch.acks.append(ack)  # fired once the batch is durable
+                else:
+                    ack()  # nothing to store: acknowledge in order
         self._emit(batch)
+
+    def _send_ack(self, mid: int, qos: int) -> None:
+        # only on the connection the message came on, and only while it is up: during a
+        # reconnect (our loop, before the CONNACK) or on a newer connection the message id means
+        # nothing; the broker delivers an unacknowledged message again (DUP) on the new session
+        client = self._client
+        if client is not None and self._session_up and self._acks.link == self._link:
+            client.ack(mid, qos)
 
     def _decode(
         self,

@@ -58,6 +58,7 @@ class EmbeddedStore(GroupCommitService[Write]):
         self._maintenance: asyncio.Lock | None = None
         self._compaction_wanted = asyncio.Event()
         self._commit_interval_s = self.settings.commit_interval_s
+        self._urgent_interval_s = self.settings.acknowledged_commit_interval_s
         self.points_written = 0
         self.points_deleted = 0
         self.compactions = 0  # compactions that moved staged points into chunks
@@ -67,11 +68,19 @@ class EmbeddedStore(GroupCommitService[Write]):
 
     # -- writing (any thread, non-blocking) ----------------------------------------------------
 
-    def write_samples(self, samples: Iterable[Sample]) -> None:
-        """Queue samples for the next group commit."""
+    def write_samples(
+        self, samples: Iterable[Sample], on_durable: Callable[[], None] | None = None
+    ) -> None:
+        """Queue samples for the next group commit; ``on_durable()`` runs (on the event loop)
+        once they are committed, never if the commit failed. With ``on_durable`` (call from the
+        event loop) the commit comes within ``acknowledged_commit_interval_s``."""
         batch = samples if isinstance(samples, list | tuple) else list(samples)
         if batch:
-            self._intake.push(SampleWrite(self.sample_measurement, batch))
+            self._intake.push(SampleWrite(self.sample_measurement, batch, on_durable))
+            if on_durable is not None:
+                self._hurry_commit()  # a source waits for it (MQTT PUBACKs)
+        elif on_durable is not None:
+            on_durable()
 
     def write_state(self, state: Mapping[str, object], timestamp_ns: int | None = None) -> None:
         """Queue the numeric leaves of a twin state as KPI points."""
@@ -241,12 +250,22 @@ class EmbeddedStore(GroupCommitService[Write]):
                 if self._failing:
                     self._failing = False
                     logger.info("embedded store: storing points again")
+                self._committed(writes)
             finally:
                 self._committing = False
             if tables.staged_points >= self.settings.max_staged_points:
                 self._compaction_wanted.set()
             async with changed:
                 changed.notify_all()
+
+    @staticmethod
+    def _committed(writes: list[Write]) -> None:
+        for write in writes:
+            if type(write) is SampleWrite and write.on_durable is not None:
+                try:
+                    write.on_durable()
+                except Exception:  # a caller's callback must not stop the store
+                    logger.exception("embedded store: commit callback failed")
 
     async def _companion(self) -> None:
         """Compaction (every ``compact_interval_s`` or when asked) and retention."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -26,6 +26,8 @@ _INSERT_STAGED = (
 class SampleWrite:
     measurement: str
     samples: Sequence[Sample]
+    #: Called on the event loop once the samples are committed.
+    on_durable: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,9 @@ The engine consumes the sample batches of every connector (one task each, in a T
 keeps the latest sample per twin path and, once per tick, applies them to the twin with **one**
 ``DigitalTwin.update(nested_dict)``. Every raw sample also goes, once per tick and in arrival
 order, to the registered sinks (the time-series writer stores every sample, not only the latest).
+A sink registered with ``acknowledges=True`` (the service's durable time-series sink) gets every
+batch at once instead of at the next tick, and fires the acknowledgements batches carry (MQTT QoS
+1/2) once the samples are durable.
 
 Modes (:class:`SyncMode`, technical manual ``synchronization_mode``):
 
@@ -50,7 +53,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from circman5.reporting import LoggingProblemReporter, ProblemReporter
-from circman5.samples import Quality, Sample
+from circman5.samples import Quality, Sample, acks_of, fire_acks, merge_batches
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +222,14 @@ class SynchronizationEngine:
         self._reporter = reporter or LoggingProblemReporter(logger)
         self._clock = clock
         self._sinks: list[SampleSink] = list(sinks)
+        # The sinks that fire the acknowledgements batches carry (once the batch is durable);
+        # with none, the engine fires them itself once every sink has the batch. They get every
+        # batch at once (on the loop's next turn, not at the next tick): a source may wait for
+        # the acknowledgements (an MQTT broker sends at most its in-flight window without them),
+        # and what a crash can lose shrinks to what the store has not committed yet.
+        self._ack_sinks: set[int] = set()
+        self._ack_pending: list[list[Sample]] = []
+        self._ack_flush_scheduled = False
         self._subscriptions: list[SampleSubscription] = []
         self._listeners: list[UpdateListener] = []
         self.stats = SyncStats()
@@ -272,10 +283,23 @@ class SynchronizationEngine:
         self._connectors.append(connector)
         self._by_name[connector.name] = connector
 
-    def add_sink(self, sink: SampleSink) -> Callable[[], None]:
-        """Register ``sink(batch)``: every raw sample, once per tick. Returns an unregister."""
+    def add_sink(self, sink: SampleSink, *, acknowledges: bool = False) -> Callable[[], None]:
+        """Register ``sink(batch)``: every raw sample, once per tick. Returns an unregister.
+
+        ``acknowledges=True``: the sink fires the acknowledgements the batch carries
+        (:class:`~circman5.samples.SampleBatch`) once it made the batch durable; the
+        engine then leaves them to it.
+        """
         self._sinks.append(sink)
-        return lambda: self._sinks.remove(sink) if sink in self._sinks else None
+        if acknowledges:
+            self._ack_sinks.add(id(sink))
+
+        def remove() -> None:
+            if sink in self._sinks:
+                self._sinks.remove(sink)
+            self._ack_sinks.discard(id(sink))
+
+        return remove
 
     def subscribe(self, maxsize: int = 1000) -> SampleSubscription:
         """An async iterator of the per-tick raw sample batches (bounded; drops when full)."""
@@ -366,6 +390,14 @@ class SynchronizationEngine:
                 old = self._pending.pop(0)
                 self._pending_count -= len(old)
                 stats.dropped += len(old)
+                if not self._ack_sinks:
+                    fire_acks(acks_of(old))  # lost and counted: do not hold the source back
+            if self._ack_sinks:
+                self._ack_pending.append(batch)
+                if not self._ack_flush_scheduled:
+                    self._schedule_ack_flush()
+        else:
+            fire_acks(acks_of(batch))  # nothing keeps the raw samples
         if self.mode is SyncMode.EVENT_DRIVEN:
             self._wake.set()
 
@@ -434,31 +466,54 @@ class SynchronizationEngine:
         return await self._apply(now)
 
     # -- internals --------------------------------------------------------------------------
+    def _schedule_ack_flush(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # manual input outside a loop: the next tick delivers it
+            return
+        self._ack_flush_scheduled = True
+        loop.call_soon(self._flush_ack_sinks)
+
+    def _flush_ack_sinks(self) -> None:
+        """Everything waiting for the acknowledging sinks, now (in arrival order)."""
+        self._ack_flush_scheduled = False
+        pending = self._ack_pending
+        if not pending:
+            return
+        self._ack_pending = []
+        batch = merge_batches(pending)  # carries the parts' acknowledgements
+        for index, sink in enumerate(list(self._sinks)):
+            if id(sink) in self._ack_sinks:
+                self._call_sink(index, sink, batch)
+
     def _deliver_to_sinks(self) -> None:
+        if self._ack_sinks:
+            self._flush_ack_sinks()
         pending = self._pending
         if not pending:
             return
         self._pending = []
         self._pending_count = 0
-        if len(pending) == 1:
-            batch = pending[0]
-        else:
-            batch = []
-            for part in pending:
-                batch.extend(part)
+        batch = merge_batches(pending)
         for index, sink in enumerate(list(self._sinks)):
-            try:
-                sink(batch)
-            except Exception as err:  # one failing sink must not stop the others or the twin
-                self.stats.sink_errors += 1
-                if index not in self._failing_sinks:
-                    self._failing_sinks.add(index)
-                    logger.exception("sample sink %r failed", sink)
-                    self._report("error", "SinkError", f"sample sink failed: {err!r}", {})
-            else:
-                self._failing_sinks.discard(index)
+            if id(sink) not in self._ack_sinks:
+                self._call_sink(index, sink, batch)
+        if not self._ack_sinks:
+            fire_acks(acks_of(batch))
         for subscription in self._subscriptions:
             subscription._offer(batch)
+
+    def _call_sink(self, index: int, sink: SampleSink, batch: list[Sample]) -> None:
+        try:
+            sink(batch)
+        except Exception as err:  # one failing sink must not stop the others or the twin
+            self.stats.sink_errors += 1
+            if index not in self._failing_sinks:
+                self._failing_sinks.add(index)
+                logger.exception("sample sink %r failed", sink)
+                self._report("error", "SinkError", f"sample sink failed: {err!r}", {})
+        else:
+            self._failing_sinks.discard(index)
 
     def _take_latest(self, now: float) -> None:
         latest = self._latest
