@@ -200,7 +200,7 @@ async def test_malformed_payloads_are_counted_reported_and_skipped(mosquitto: Mo
 
 
 async def test_flush_reports_the_aggregate() -> None:
-    from circman5.connectors.base import RateLimitedReporter
+    from circman5.reporting import RateLimitedReporter
 
     now = [0.0]
     reporter = RecordingReporter()

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from circman5.connectors.base import BaseConnector, ReconnectPolicy
+from circman5.connectors.base import BaseConnector
 from circman5.connectors.config import (
     ModbusConnectorSettings,
     MqttConnectorSettings,
@@ -31,6 +31,7 @@ from circman5.connectors.config import (
 from circman5.connectors.modbus.client import ModbusConnector
 from circman5.connectors.mqtt.client import MqttConnector
 from circman5.connectors.opcua.client import OpcUaConnector
+from circman5.retry import ReconnectPolicy
 from circman5.samples import Quality
 from simulators.bench import SimulatorBench
 from simulators.external import Mosquitto, find_binary, free_port

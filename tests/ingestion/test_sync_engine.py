@@ -334,7 +334,7 @@ def test_event_reporter_publishes_error_events(twin: DigitalTwin) -> None:
 
 
 def test_sample_buffer_drops_the_oldest_when_full() -> None:
-    from circman5.connectors.base import SampleBuffer
+    from circman5.connectors.buffer import SampleBuffer
 
     buffer = SampleBuffer(max_samples=10)
     batches = [[sample("a.b", float(i))] * 4 for i in range(5)]
@@ -352,7 +352,7 @@ def test_sample_buffer_drops_the_oldest_when_full() -> None:
 
 
 def test_backoff_doubles_to_the_cap_and_resets() -> None:
-    from circman5.connectors.base import Backoff
+    from circman5.retry import Backoff
 
     backoff = Backoff(0.5, 4.0, jitter=0.0)
     assert [backoff.next_delay() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]

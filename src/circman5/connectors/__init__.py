@@ -5,13 +5,10 @@ imported by the connector modules (``circman5.connectors.opcua.client``, ...) on
 :func:`create_connector` imports the one it needs.
 """
 
-from circman5.connectors.base import (
-    BaseConnector,
-    Connector,
-    ConnectorStatus,
-)
+from circman5.connectors.base import BaseConnector, Connector
 from circman5.connectors.config import ConnectorList, ConnectorSettings, load_connectors
 from circman5.connectors.factory import create_connector, create_connectors
+from circman5.connectors.status import ConnectorStatus
 from circman5.reporting import LoggingProblemReporter, ProblemReporter
 from circman5.samples import Quality, Sample, SampleValue, make_sample
 

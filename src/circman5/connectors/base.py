@@ -37,177 +37,30 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import errno
 import logging
 import operator
-import random
-import socket
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from circman5.connectors.buffer import SampleBuffer
+from circman5.connectors.status import ConnectorStatus
 from circman5.connectors.timestamps import DEFAULT_MAX_AGE_S, TimestampPolicy, TimestampWindow
-from circman5.reporting import LoggingProblemReporter, ProblemReporter
+from circman5.reporting import LoggingProblemReporter, ProblemReporter, RateLimitedReporter
 from circman5.samples import (
     Quality,
     Sample,
     SampleValue,
     acks_of,
     fire_acks,
-    merge_batches,
 )
 
 logger = logging.getLogger(__name__)
 
 _path_of = operator.attrgetter("path")
 
-__all__ = [
-    "Backoff",
-    "BaseConnector",
-    "Connector",
-    "ConnectorStatus",
-    "RateLimitedReporter",
-    "ReconnectPolicy",
-    "SampleBuffer",
-    "server_absent",
-]
-
-
-@dataclass
-class _Window:
-    start: float
-    suppressed: int
-    message: str
-    details: dict[str, object]
-    severity: str
-    error_type: str
-
-
-class RateLimitedReporter:
-    """Aggregates repeated problems so that a flood of bad input is not a flood of events.
-
-    The first problem of a kind (``error_type``) is reported at once; further ones within
-    ``interval_s`` are only counted, and :meth:`flush` (called periodically by the connector)
-    reports them as one summary (``"1234 more MalformedInput problem(s) ..."``) with the last
-    problem's details and the count in ``details["suppressed"]``. ``clock`` is injectable.
-    """
-
-    def __init__(
-        self,
-        reporter: ProblemReporter,
-        source: str,
-        interval_s: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._reporter = reporter
-        self._source = source
-        self._interval = interval_s
-        self._clock = clock
-        self._windows: dict[str, _Window] = {}
-        self.reported = 0
-
-    def note(
-        self,
-        error_type: str,
-        message: str,
-        details: dict[str, object] | None = None,
-        severity: str = "warning",
-        key: str | None = None,
-    ) -> None:
-        """Report (or count) one problem; ``key`` (default ``error_type``) groups the repeats,
-        e.g. one window per connection failure reason."""
-        now = self._clock()
-        details = {"source": self._source, **(details or {})}
-        group = key or error_type
-        window = self._windows.get(group)
-        if window is None or now - window.start >= self._interval:
-            if window is not None and window.suppressed:
-                self._summary(window)
-            self._windows[group] = _Window(now, 0, message, details, severity, error_type)
-            self._emit(severity, error_type, message, details)
-            return
-        window.suppressed += 1
-        window.message = message
-        window.details = details
-        window.severity = severity
-
-    def flush(self) -> None:
-        """Report the summaries of windows that have ended."""
-        now = self._clock()
-        for group, window in list(self._windows.items()):
-            if now - window.start < self._interval:
-                continue
-            if window.suppressed:
-                self._summary(window)
-                window.start = now
-                window.suppressed = 0
-            else:
-                del self._windows[group]
-
-    def _summary(self, window: _Window) -> None:
-        error_type = window.error_type
-        details = dict(window.details)
-        details["suppressed"] = window.suppressed
-        details["last_message"] = window.message
-        self._emit(
-            window.severity,
-            error_type,
-            f"{window.suppressed} more {error_type} problem(s) from {self._source} in the last "
-            f"{self._interval:.1f} s; last: {window.message}",
-            details,
-        )
-
-    def _emit(
-        self, severity: str, error_type: str, message: str, details: dict[str, object]
-    ) -> None:
-        self.reported += 1
-        try:
-            self._reporter.report(severity, error_type, message, details)
-        except Exception:  # a reporter must not raise; if it does, ingestion still goes on
-            logger.exception("problem reporter failed")
-
-
-@dataclass
-class ConnectorStatus:
-    """What a connector reports about itself (read-only for everyone but the connector).
-
-    Counters only grow. ``stale_tags`` is the number of tags currently marked stale or bad by
-    the connector itself. Times are Unix seconds. ``connect_attempts`` counts connection
-    attempts (successful or not), ``connect_failures`` the failed ones; ``last_error`` is the
-    latest failure reason (shown by ``/ready`` while not connected). ``timestamps_replaced`` /
-    ``timestamps_rejected``: source timestamps outside the window (see
-    :mod:`circman5.connectors.timestamps`). ``topics_refused``: messages whose wildcard captures
-    cannot make a twin path; ``paths_over_limit``: messages dropped because they would create a
-    twin path beyond the connector's wildcard path limit.
-    """
-
-    name: str
-    protocol: str
-    connected: bool = False
-    last_error: str | None = None
-    last_error_at: float | None = None
-    connected_since: float | None = None
-    samples_in: int = 0
-    dropped: int = 0
-    malformed: int = 0
-    stale_tags: int = 0
-    reconnects: int = 0
-    connect_attempts: int = 0
-    connect_failures: int = 0
-    timestamps_replaced: int = 0
-    timestamps_rejected: int = 0
-    topics_refused: int = 0
-    paths_over_limit: int = 0
-    writes: int = 0
-    write_errors: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
-
-    def snapshot(self) -> dict[str, object]:
-        """A JSON-ready copy."""
-        return asdict(self)
+__all__ = ["BaseConnector", "Connector"]
 
 
 @runtime_checkable
@@ -256,187 +109,6 @@ class Connector(Protocol):
         """The twin paths known before any data arrives (not those of wildcard topics or
         browse discovery); the engine marks them stale if they never deliver."""
         ...
-
-
-class SampleBuffer:
-    """A bounded single-consumer buffer of sample batches between a connector and its reader.
-
-    ``put`` never blocks: when more than ``max_samples`` are waiting, the oldest batches are
-    dropped and counted (``dropped``), so a stalled consumer costs memory up to a limit and then
-    data, never the device connection. ``get`` returns everything waiting as one list.
-    """
-
-    def __init__(self, max_samples: int = 1_000_000) -> None:
-        self._batches: deque[list[Sample]] = deque()
-        self._count = 0
-        self._max = max_samples
-        self._waiter: asyncio.Future[None] | None = None
-        self._closed = False
-        self.dropped = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def put(self, batch: list[Sample]) -> None:
-        if not batch or self._closed:
-            return
-        self._batches.append(batch)
-        self._count += len(batch)
-        while self._count > self._max and len(self._batches) > 1:
-            old = self._batches.popleft()
-            self._count -= len(old)
-            self.dropped += len(old)
-            fire_acks(acks_of(old))  # lost and counted: do not hold the source back
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def close(self) -> None:
-        self._closed = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def get(self) -> list[Sample] | None:
-        """Everything waiting (at least one sample), or None once closed and empty."""
-        while not self._batches:
-            if self._closed:
-                return None
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        if len(self._batches) == 1:
-            batch = self._batches.popleft()
-        else:
-            batch = merge_batches(self._batches)  # carries the parts' acknowledgements
-            self._batches.clear()
-        self._count = 0
-        return batch
-
-
-class Backoff:
-    """Exponential backoff with jitter: ``initial``, doubled per failure, capped at ``maximum``."""
-
-    def __init__(self, initial: float, maximum: float, factor: float = 2.0, jitter: float = 0.1):
-        self.initial = initial
-        self.maximum = max(maximum, initial)
-        self.factor = factor
-        self.jitter = jitter
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt (and count one more failure)."""
-        delay = min(self.maximum, self.initial * self.factor**self.failures)
-        self.failures += 1
-        if self.jitter:
-            delay *= 1.0 + random.uniform(-self.jitter, self.jitter)
-        return max(0.0, delay)
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
-#: ``errno`` values of a connection attempt that found no server: nothing listens on the port,
-#: the host or network is unreachable, the host is down, the name does not resolve.
-_ABSENT_ERRNOS = frozenset(
-    {
-        errno.ECONNREFUSED,
-        errno.EHOSTUNREACH,
-        errno.ENETUNREACH,
-        errno.EHOSTDOWN,
-        errno.ENETDOWN,
-        errno.EADDRNOTAVAIL,
-    }
-)
-
-
-def server_absent(err: BaseException | None) -> bool:
-    """True when ``err`` (or an exception it was raised from) says that no server answered.
-
-    Such a server cannot be overloaded by retries: it is retried at a short interval. Anything
-    else (a refusal or a timeout on a live connection, a protocol error) is backed off.
-    """
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, ConnectionRefusedError | socket.gaierror):
-            return True
-        if isinstance(err, OSError) and err.errno in _ABSENT_ERRNOS:
-            return True
-        if isinstance(err, OSError) and "Connect call failed" in str(err):
-            return True  # asyncio's "Multiple exceptions: [Errno 111] Connect call failed ..."
-        err = err.__cause__ or err.__context__
-    return False
-
-
-class ReconnectPolicy:
-    """When to try again after a failed or lost connection.
-
-    * The server is **absent** (connection refused, no route, name not resolved): it has no load
-      to protect, so it is retried every ``absent_interval_s`` (with +-``jitter``); a returning
-      server is found within about that interval.
-    * The server **answered and refused** or timed out on a live connection (too many sessions,
-      authentication failed, overloaded): exponential backoff from ``initial_s`` doubling to
-      ``maximum_s`` (with jitter), so a struggling server is not hammered.
-
-    ``absent_interval_s = None`` backs off for an absent server too (the old behaviour; the
-    benchmarks use it as their baseline). :meth:`reset` after a successful connection.
-    ``delays`` keeps the last delays handed out (for tests and diagnostics).
-    """
-
-    def __init__(
-        self,
-        initial_s: float,
-        maximum_s: float,
-        absent_interval_s: float | None = 0.5,
-        jitter: float = 0.2,
-    ) -> None:
-        self.backoff = Backoff(initial_s, maximum_s, jitter=jitter)
-        self.absent_interval_s = absent_interval_s
-        self.jitter = jitter
-        self.delays: deque[tuple[bool, float]] = deque(maxlen=64)
-
-    def next_delay(self, absent: bool) -> float:
-        """The delay before the next attempt after a failure (``absent``: no server answered)."""
-        if absent and self.absent_interval_s is not None:
-            delay = self.absent_interval_s * (1.0 + random.uniform(-self.jitter, self.jitter))
-        else:
-            delay = self.backoff.next_delay()
-        self.delays.append((absent, delay))
-        return max(0.0, delay)
-
-    def reset(self) -> None:
-        self.backoff.reset()
-
-
-class Deadband:
-    """Client-side absolute deadband: pass a value when it moved at least ``deadband``.
-
-    A value inside the deadband is still passed on when the last one passed is older than
-    ``refresh_s``, so the engine keeps hearing from a live source.
-    """
-
-    __slots__ = ("_last", "deadband", "refresh_ns")
-
-    def __init__(self, deadband: float, refresh_s: float = 1.0) -> None:
-        self.deadband = deadband
-        self.refresh_ns = int(refresh_s * 1e9)
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def passes(self, key: str, value: SampleValue, now_ns: int) -> bool:
-        if type(value) is not float and type(value) is not int:
-            return True
-        last = self._last.get(key)
-        if (
-            last is None
-            or abs(value - last[0]) >= self.deadband
-            or now_ns - last[1] >= self.refresh_ns
-        ):
-            self._last[key] = (float(value), now_ns)
-            return True
-        return False
 
 
 async def _cancel_until_done(tasks: list[asyncio.Task[None]]) -> None:

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from circman5.connectors.base import ConnectorStatus
+from circman5.connectors.status import ConnectorStatus
 from circman5.manufacturing.digital_twin.core.synchronization import SyncStats
 from circman5.manufacturing.digital_twin.event_notification.event_types import Event
 from circman5.sinks.outbox import OutboxMetrics

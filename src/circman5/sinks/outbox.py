@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import re
 import sqlite3
 import time
@@ -44,6 +43,7 @@ from pathlib import Path
 from circman5.errors import SinkError, SinkRejected, SinkUnavailable
 from circman5.paths import data_path
 from circman5.reporting import ProblemReporter
+from circman5.retry import ReconnectPolicy
 from circman5.sinks._sqlite import GroupCommitService, SQLiteWorker
 from circman5.sinks.base import Sink
 from circman5.sinks.config import OutboxSettings
@@ -313,23 +313,6 @@ class _Store:
         return int(moved)
 
 
-class _Backoff:
-    """Capped exponential backoff with jitter (half fixed, half random)."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.attempt = 0
-
-    def next(self) -> float:
-        delay = min(self.maximum, self.initial * 2.0 ** min(self.attempt, 30))
-        self.attempt += 1
-        return delay / 2 + random.uniform(0.0, delay / 2)
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 _Item = tuple[bytes, int, "asyncio.Future[None] | None", "Callable[[], None] | None"]
 
 
@@ -367,7 +350,13 @@ class Outbox(GroupCommitService[_Item]):
         self._nudge: asyncio.Event | None = None
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._backoff = _Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
+        # an absent sink is probed every 0.5-1 x probe_interval_s; an overloaded one backs off
+        self._retry = ReconnectPolicy(
+            self.settings.backoff_initial_s,
+            self.settings.backoff_max_s,
+            absent_interval_s=0.75 * self.settings.probe_interval_s,
+            jitter=1 / 3,
+        )
         self._isolate_through = 0
         # metrics
         self._accepted_batches = 0
@@ -670,7 +659,7 @@ class Outbox(GroupCommitService[_Item]):
                 await db.call(store.delete, rows)
                 self._delivered_batches += len(rows)
                 self._delivered_points += sum(row.points for row in rows)
-                self._backoff.reset()
+                self._retry.reset()
                 if not self._available:
                     self._on_recovered()
                 self._check_overflow_end()
@@ -699,12 +688,10 @@ class Outbox(GroupCommitService[_Item]):
         if retry_after is not None:
             await asyncio.sleep(min(retry_after, self.settings.max_retry_after_s))
             return
-        if isinstance(err, SinkUnavailable) and not err.overloaded:
-            # absent, not overloaded: probe it often, so delivery resumes within seconds
-            self._backoff.reset()
-            delay = self.settings.probe_interval_s * random.uniform(0.5, 1.0)
-        else:
-            delay = self._backoff.next()
+        absent = isinstance(err, SinkUnavailable) and not err.overloaded
+        if absent:
+            self._retry.reset()  # absent, not overloaded: probe it often, resume within seconds
+        delay = self._retry.next_delay(absent)
         nudge = self._nudge
         assert nudge is not None
         with contextlib.suppress(TimeoutError):

@@ -38,14 +38,9 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 
-from circman5.connectors.base import (
-    BaseConnector,
-    ConnectorStatus,
-    Deadband,
-    ReconnectPolicy,
-    server_absent,
-)
+from circman5.connectors.base import BaseConnector
 from circman5.connectors.config import ModbusConnectorSettings, ModbusTag, stale_timeout
+from circman5.connectors.deadband import Deadband
 from circman5.connectors.modbus.codec import BlockDecoder, TagCodec
 from circman5.connectors.modbus.plan import (
     BIT_TABLES,
@@ -54,8 +49,10 @@ from circman5.connectors.modbus.plan import (
     parse_address,
     plan_reads,
 )
+from circman5.connectors.status import ConnectorStatus
 from circman5.errors import DeviceUnavailable, TagWriteError
 from circman5.reporting import ProblemReporter
+from circman5.retry import ReconnectPolicy, server_absent
 from circman5.samples import Quality, SampleValue, make_sample
 
 logger = logging.getLogger(__name__)

@@ -39,19 +39,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.connectors.base import (
-    BaseConnector,
-    ConnectorStatus,
-    Deadband,
-    ReconnectPolicy,
-    server_absent,
-)
+from circman5.connectors.base import BaseConnector
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
+from circman5.connectors.deadband import Deadband
 from circman5.connectors.mqtt.acks import InOrderAcks, ManualAckClient
 from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
+from circman5.connectors.status import ConnectorStatus
 from circman5.errors import DeviceUnavailable, TagWriteError
 from circman5.reporting import ProblemReporter
+from circman5.retry import ReconnectPolicy, server_absent
 from circman5.samples import Quality, Sample, SampleBatch, SampleValue, make_sample
 
 logger = logging.getLogger(__name__)

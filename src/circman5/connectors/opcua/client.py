@@ -56,11 +56,7 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from cryptography import x509
 
-from circman5.connectors.base import (
-    BaseConnector,
-    ReconnectPolicy,
-    server_absent,
-)
+from circman5.connectors.base import BaseConnector
 from circman5.connectors.config import (
     OpcUaConnectorSettings,
     OpcUaDiscovery,
@@ -82,6 +78,7 @@ from circman5.connectors.opcua.refusals import (
 )
 from circman5.errors import DeviceUnavailable, TagWriteError
 from circman5.reporting import ProblemReporter
+from circman5.retry import ReconnectPolicy, server_absent
 from circman5.samples import Quality, Sample, SampleValue, make_sample
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography import x509
 
-from circman5.connectors.base import server_absent
 from circman5.connectors.config import OpcUaConnectorSettings, OpcUaSecurity
 from circman5.connectors.opcua.certificates import (
     certificate_from_bytes,
@@ -32,6 +31,7 @@ from circman5.connectors.opcua.certificates import (
     sha1_thumbprint,
 )
 from circman5.errors import ConnectorError, DeviceUnavailable
+from circman5.retry import server_absent
 
 __all__ = [
     "Offer",
