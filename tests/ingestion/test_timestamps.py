@@ -195,3 +195,22 @@ async def test_opcua_source_timestamps_outside_the_window(policy: str) -> None:
             assert not {1.0, 2.0, 3.0} & set(values)
         assert by_value[42.0].timestamp_ns == int(good.timestamp() * 1e9)
         assert reporter.of("TimestampOutOfRange")
+
+
+async def test_mqtt_payload_without_its_timestamp_field(mosquitto: Mosquitto) -> None:
+    """No timestamp field: like a timestamp outside the window, per the tag's setting."""
+    reporter = RecordingReporter()
+    async with collecting(MqttConnector(mqtt_settings(mosquitto.port), reporter)) as collector:
+        await wait_subscribed(mosquitto.port, collector)
+        connector = collector.connector
+        body = orjson.dumps({"v": 7})
+        await apublish(mosquitto.port, [("ts/replace/bare", body, 1), ("ts/reject/bare", body, 1)])
+        await eventually(
+            lambda: "replaced.bare" in collector.latest() and connector.status.malformed >= 1,
+            what="both messages handled",
+        )
+        sample = collector.latest()["replaced.bare"]
+        assert sample.value == 7.0 and in_window(sample.timestamp_ns)
+        assert connector.status.timestamps_replaced == 1
+        assert "rejected.bare" not in collector.latest()
+        assert reporter.of("TimestampMissing")

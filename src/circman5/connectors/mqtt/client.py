@@ -115,6 +115,9 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:60] + "..."
 
 
+_NO_TIMESTAMP = object()  # the payload lacks its timestamp field
+
+
 def _epoch_ns(value: object) -> int:
     """A payload timestamp (Unix s/ms/us/ns by magnitude, or ISO 8601) in ns."""
     if isinstance(value, bool):
@@ -594,6 +597,16 @@ class MqttConnector(BaseConnector):
                     ack()  # nothing to store: acknowledge in order
         self._emit(batch)
 
+    def _timestamp_missing(self, topic: str, path: str, field: str) -> None:
+        """A payload without its timestamp field: stored at the receive time, counted, reported."""
+        self._status.timestamps_replaced += 1
+        self._problems.note(
+            "TimestampMissing",
+            f"{topic} -> {path}: timestamp field '{field}' missing; the receive time is used",
+            {"address": topic, "path": path, "field": field, "action": "receive time"},
+            "warning",
+        )
+
     def _send_ack(self, mid: int, qos: int) -> None:
         # only on the connection the message came on, and only while it is up: during a
         # reconnect (our loop, before the CONNACK) or on a newer connection the message id means
@@ -628,10 +641,14 @@ class MqttConnector(BaseConnector):
                     try:
                         stamp = extract_field(document, route.ts_field)
                     except KeyError:
-                        raise _Malformed(
-                            f"timestamp field '{'.'.join(route.ts_field)}' missing"
-                        ) from None
-                    timestamp_ns = _epoch_ns(stamp)
+                        # like a timestamp outside the window: the receive time, or rejected
+                        if route.tag.timestamp_outside_window == "reject":
+                            raise _Malformed(
+                                f"timestamp field '{'.'.join(route.ts_field)}' missing"
+                            ) from None
+                        self._timestamp_missing(topic, path, ".".join(route.ts_field))
+                        stamp = _NO_TIMESTAMP
+                    timestamp_ns = received_ns if stamp is _NO_TIMESTAMP else _epoch_ns(stamp)
                     if not window.contains(timestamp_ns, received_ns):
                         replaced = self._timestamp_outside(
                             topic,
