@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,14 +29,14 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from circman5.connectors.base import BaseConnector, Deadband
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
-from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
+from circman5.connectors.mqtt.broker import new_client
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.errors import DeviceUnavailable, TagWriteError
 from circman5.reporting import ProblemReporter
@@ -263,33 +262,8 @@ class MqttConnector(BaseConnector):
     # -- paho client ----------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
         s = self.settings
-        v5 = s.protocol == "5"
-        if v5:
-            install_shared_table_properties()
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.effective_client_id,
-            clean_session=None if v5 else s.clean_start,
-            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-        )
-        if s.username is not None:
-            client.username_pw_set(
-                s.username, s.password.get_secret_value() if s.password is not None else None
-            )
-        if s.tls is not None:
-            tls = s.tls
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                keyfile_password=(
-                    tls.key_password.get_secret_value() if tls.key_password else None
-                ),
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(not tls.check_hostname)
-        client.reconnect_delay_set(
-            max(1, math.ceil(s.reconnect_initial_s)), max(1, math.ceil(s.reconnect_max_s))
+        client = new_client(
+            s, client_id=s.effective_client_id, clean_start=s.clean_start, protocol=s.protocol
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
