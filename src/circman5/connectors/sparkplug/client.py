@@ -232,6 +232,7 @@ class SparkplugConnector(BaseConnector):
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
         return client
 
     async def _run(self) -> None:
@@ -280,10 +281,22 @@ class SparkplugConnector(BaseConnector):
             result, _ = client.subscribe(filters)
             if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._to_loop(self._connection_changed, True, f"subscribe failed: {result}")
-                return
-            self._to_loop(self._connection_changed, True, None)
+            # Connected once the broker acknowledged the subscriptions (``_on_subscribe``): from
+            # then on no birth can be missed.
         except Exception:  # pragma: no cover - defensive
             logger.exception("sparkplug on_connect failed")
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        failed = [str(code) for code in reason_codes if code.is_failure]
+        error = f"subscribe refused: {', '.join(failed)}" if failed else None
+        self._to_loop(self._connection_changed, True, error)
 
     def _groups(self) -> list[str]:
         return self.settings.all_groups
@@ -648,6 +661,8 @@ class SparkplugConnector(BaseConnector):
             if kind == 1 and binding.fast and value - value == 0.0:
                 append(make(source, binding.address, path, value, timestamp_ns, good))
                 continue
+            if kind == spb.EITHER and not value:
+                value = metric.long_value
             try:
                 value = self._finish(binding, value)
             except (_Rejected, ValueError, OverflowError) as err:

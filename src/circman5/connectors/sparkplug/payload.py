@@ -52,7 +52,8 @@ UNSUPPORTED: frozenset[int] = frozenset(number for number in _NAMES if number no
 """DataSet, Template, Bytes, File, property sets, arrays, Unknown: no twin value."""
 
 # How a reader finishes the raw protobuf field: kept as small ints for the hot path.
-PLAIN, REAL, SIGNED32, SIGNED64, MILLIS = 0, 1, 2, 3, 4
+# EITHER: UInt32 is in int_value (Sparkplug 3.0) or long_value (Tahu's Java and JS clients).
+PLAIN, REAL, SIGNED32, SIGNED64, MILLIS, EITHER = 0, 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ _READERS: dict[int, ValueReader] = {
     INT64: ValueReader("long_value", SIGNED64),
     UINT8: ValueReader("int_value", PLAIN),
     UINT16: ValueReader("int_value", PLAIN),
-    UINT32: ValueReader("int_value", PLAIN),
+    UINT32: ValueReader("int_value", EITHER),
     UINT64: ValueReader("long_value", PLAIN),
     FLOAT: ValueReader("float_value", REAL),
     DOUBLE: ValueReader("double_value", REAL),
@@ -93,7 +94,7 @@ def reader_for(datatype: int) -> ValueReader | None:
 
 def finish(kind: int, raw: SampleValue) -> SampleValue:
     """The twin value of a raw field value; ``ValueError`` for a non-finite float."""
-    if kind == PLAIN:
+    if kind == PLAIN or kind == EITHER:
         return raw
     if kind == REAL:
         if raw - raw != 0.0:  # type: ignore[operator]
