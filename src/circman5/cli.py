@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     from circman5.api.user_cli import add_user_commands
 
     add_user_commands(commands)
+    from circman5.connectors.sparkplug.cli import add_sparkplug_commands
+
+    add_sparkplug_commands(commands)
     return parser
 
 
@@ -111,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from circman5.api.user_cli import run_user_command
 
             return run_user_command(args)
+        if args.command == "sparkplug":
+            from circman5.connectors.sparkplug.cli import run_sparkplug_command
+
+            return run_sparkplug_command(args)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2

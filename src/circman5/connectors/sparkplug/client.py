@@ -747,4 +747,3 @@ def _as_bool(value: SampleValue) -> bool:
     if isinstance(value, int | float) and value in (0, 1):
         return bool(value)
     raise _Rejected(f"expected a boolean, got {value!r}")
-

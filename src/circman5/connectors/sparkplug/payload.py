@@ -94,7 +94,7 @@ def reader_for(datatype: int) -> ValueReader | None:
 
 def finish(kind: int, raw: SampleValue) -> SampleValue:
     """The twin value of a raw field value; ``ValueError`` for a non-finite float."""
-    if kind == PLAIN or kind == EITHER:
+    if kind in (PLAIN, EITHER):
         return raw
     if kind == REAL:
         if raw - raw != 0.0:  # type: ignore[operator]
