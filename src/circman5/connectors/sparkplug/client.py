@@ -53,8 +53,10 @@ from circman5.samples import Quality, Sample, SampleValue, make_sample
 
 logger = logging.getLogger(__name__)
 
-_NODE_TYPES = frozenset({"NBIRTH", "NDATA", "NDEATH"})
-_DEVICE_TYPES = frozenset({"DBIRTH", "DDATA", "DDEATH"})
+_HANDLED = frozenset({"NBIRTH", "NDATA", "NDEATH", "DBIRTH", "DDATA", "DDEATH"})
+_Topic = tuple[str, str, str, "_Node", "_Scope"]
+_UNPARSED: Any = object()
+_parse = spb.Payload.FromString
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +106,34 @@ class _Binding:
     deadband: Deadband | None
 
 
+# How the hot path finishes a value: as read (0), a float checked finite (1), an Int8/16/32 in
+# two's complement (3), or the general way with the tag's conversion/scale/deadband (2).
+# ... or not at all: the metric is not in the tag map (4).
+_AS_READ, _FINITE, _GENERAL, _SIGNED32, _SKIP = 0, 1, 2, 3, 4
+
+_Entry = tuple[int, str, str, str, _Binding]
+"""(finishing code, protobuf field, twin path, address, the binding): one tuple unpacking per
+metric on the hot path."""
+
+
+def _entry(binding: _Binding) -> _Entry:
+    if binding.path is None:
+        code = _SKIP
+    elif not binding.fast or binding.kind not in (spb.PLAIN, spb.REAL, spb.SIGNED32):
+        code = _GENERAL
+    else:
+        code = {spb.PLAIN: _AS_READ, spb.REAL: _FINITE, spb.SIGNED32: _SIGNED32}[binding.kind]
+    return (code, binding.field, binding.path or "", binding.address, binding)
+
+
 @dataclass(slots=True)
 class _Scope:
     """The birth certificate of an edge node (``device == ""``) or of one of its devices."""
 
     device: str
     born: bool = False
-    by_alias: dict[int, _Binding] = field(default_factory=dict)
-    by_name: dict[str, _Binding] = field(default_factory=dict)
+    by_alias: dict[int, _Entry] = field(default_factory=dict)
+    by_name: dict[str, _Entry] = field(default_factory=dict)
     use_alias: bool = False
     paths: list[str] = field(default_factory=list)
 
@@ -178,7 +200,9 @@ class SparkplugConnector(BaseConnector):
         self._nodes: dict[tuple[str, str], _Node] = {}
         self._catalog: dict[str, MetricInfo] = {}
         self._unsupported_seen: set[str] = set()
-        self._topics: dict[bytes, tuple[str, str, str, str] | None] = {}
+        self._topics: dict[bytes, _Topic | None] = {}
+        self._max_payload = settings.max_payload_bytes
+        self._null_paths: list[str] = []
         self._inbox: deque[tuple[bytes, bytes | bytearray, float]] = deque()
         self._inbox_limit = settings.max_buffered_samples
         self._thread_dropped = 0
@@ -372,19 +396,34 @@ class SparkplugConnector(BaseConnector):
         self._emit(batch)
 
     # -- the Sparkplug state machine --------------------------------------------------------
-    def _parse_topic(self, raw_topic: bytes) -> tuple[str, str, str, str] | None:
-        """(group, message type, edge node, device) of a Sparkplug topic, else None."""
-        cached = self._topics.get(raw_topic, False)
-        if cached is not False:
-            return cached  # type: ignore[return-value]
-        parsed: tuple[str, str, str, str] | None = None
+    def _parse_topic(self, raw_topic: bytes) -> _Topic | None:
+        """(message type, device, topic, its edge node, its scope) of a Sparkplug topic this
+        host handles (births, data, deaths), else None; cached. The node and the scope (the
+        node's own for N* messages) are created unborn on first sight and live as long as the
+        connector, so the cache can hold them."""
+        parsed: _Topic | None = None
         try:
-            parts = raw_topic.decode("utf-8").split("/")
+            topic = raw_topic.decode("utf-8")
         except UnicodeDecodeError:
-            parts = []
-        if len(parts) in (4, 5) and parts[0] == NAMESPACE:
+            topic = ""
+        parts = topic.split("/")
+        if (
+            len(parts) in (4, 5)
+            and parts[0] == NAMESPACE
+            and parts[2] in _HANDLED
+            # N* messages have no device level, D* messages have one
+            and (len(parts) == 5) == parts[2].startswith("D")
+            and all(parts)
+        ):
+            group, kind, edge_node = parts[1], parts[2], parts[3]
             device = parts[4] if len(parts) == 5 else ""
-            parsed = (parts[1], parts[2], parts[3], device)
+            node = self._nodes.get((group, edge_node))
+            if node is None:
+                node = self._nodes[(group, edge_node)] = _Node(group, edge_node)
+            scope = node.own
+            if device:
+                scope = node.devices.setdefault(device, _Scope(device))
+            parsed = (kind, device, topic, node, scope)
         if len(self._topics) > 100_000:
             self._topics.clear()
         self._topics[raw_topic] = parsed
@@ -394,62 +433,65 @@ class SparkplugConnector(BaseConnector):
         self, raw_topic: bytes, data: bytes | bytearray, received_ns: int, out: list[Sample]
     ) -> None:
         """Handle one message (the drain's step; public for the benchmark and tests)."""
-        parsed = self._parse_topic(raw_topic)
+        parsed = self._topics.get(raw_topic, _UNPARSED)
+        if parsed is _UNPARSED:
+            parsed = self._parse_topic(raw_topic)
         if parsed is None:
-            return  # STATE of another host, or not Sparkplug
-        group, kind, edge_node, device = parsed
-        if kind not in _NODE_TYPES and kind not in _DEVICE_TYPES:
-            return  # NCMD/DCMD (ours or another host's)
-        topic = raw_topic.decode("utf-8")
-        if len(data) > self.settings.max_payload_bytes:
+            return  # STATE of another host, NCMD/DCMD, or not Sparkplug
+        kind, device, topic, node, scope = parsed
+        if len(data) > self._max_payload:
             self._malformed(topic, f"payload of {len(data)} bytes exceeds the limit")
             return
         try:
-            message = spb.decode(data)
+            message = _parse(data if type(data) is bytes else bytes(data))
         except DecodeError as err:
             self._malformed(topic, f"not a Sparkplug B payload: {err}", data[:60])
             return
-        key = (group, edge_node)
-        node = self._nodes.get(key)
-        if node is None:
-            node = self._nodes[key] = _Node(group, edge_node)
+        seq = node.seq
+        if kind == "DDATA" and seq is not None and scope.born:
+            # The hot path: in sequence, device born.
+            new_seq = message.seq
+            if new_seq == seq + 1 or (seq == 255 and new_seq == 0):
+                node.seq = new_seq
+            else:
+                self._check_seq(node, new_seq, kind)
+            if scope.use_alias:
+                unknown = self._decode_by_alias(scope, message, received_ns, out)
+            else:
+                unknown = self._decode_metrics(scope, message, received_ns, out)
+            if unknown:
+                self._unknown_metrics(node, topic, unknown)
+            return
         if kind == "NBIRTH":
             self._node_birth(node, message, received_ns, out)
             return
         if kind == "NDEATH":
             self._node_death(node, message)
             return
+        where = f"{node.group}/{node.edge_node}"
         if node.seq is None:
             self.stats.data_before_birth += 1
-            self._request_rebirth(node, f"{kind} from {group}/{edge_node} before its NBIRTH")
+            self._request_rebirth(node, f"{kind} from {where} before its NBIRTH")
             return
-        self._check_seq(node, message, kind)
+        self._check_seq(node, message.seq, kind)
         if kind == "NDATA":
-            self._data(node, node.own, message, topic, received_ns, out)
+            self._data(node, scope, message, topic, received_ns, out)
         elif kind == "DBIRTH":
-            scope = node.devices.get(device)
-            if scope is None:
-                scope = node.devices[device] = _Scope(device)
             self._birth(node, scope, message, received_ns, out)
         elif kind == "DDATA":
-            scope = node.devices.get(device)
-            if scope is None or not scope.born:
+            if not scope.born:
                 self.stats.data_before_birth += 1
-                self._request_rebirth(
-                    node, f"DDATA from {group}/{edge_node}/{device} before its DBIRTH"
-                )
+                self._request_rebirth(node, f"DDATA from {where}/{device} before its DBIRTH")
                 return
             self._data(node, scope, message, topic, received_ns, out)
         else:  # DDEATH
-            scope = node.devices.get(device)
-            if scope is not None and scope.born:
+            if scope.born:
                 scope.born = False
                 self.stats.deaths += 1
                 self._mark_stale(scope.paths)
 
-    def _check_seq(self, node: _Node, message: spb.Payload, kind: str) -> None:
+    def _check_seq(self, node: _Node, seq: int, kind: str) -> None:
         expected = ((node.seq or 0) + 1) % 256
-        seq = message.seq
         node.seq = seq % 256
         if seq != expected:
             self.stats.seq_gaps += 1
@@ -531,9 +573,10 @@ class SparkplugConnector(BaseConnector):
             binding = self._bind(node, scope, metric, address)
             if binding is None:
                 continue
-            scope.by_name[name] = binding
+            entry = _entry(binding)
+            scope.by_name[name] = entry
             if alias is not None:
-                scope.by_alias[alias] = binding
+                scope.by_alias[alias] = entry
                 with_alias += 1
             if binding.path is not None:
                 scope.paths.append(binding.path)
@@ -603,6 +646,10 @@ class SparkplugConnector(BaseConnector):
     ) -> None:
         unknown = self._decode_metrics(scope, message, received_ns, out)
         if unknown:
+            self._unknown_metrics(node, topic, unknown)
+
+    def _unknown_metrics(self, node: _Node, topic: str, unknown: list[int | str]) -> None:
+        if unknown:
             self.stats.unknown_aliases += len(unknown)
             self._request_rebirth(
                 node,
@@ -615,69 +662,148 @@ class SparkplugConnector(BaseConnector):
         message: spb.Payload,
         received_ns: int,
         out: list[Sample],
-    ) -> list[int | str]:
-        """Append the samples of ``message``'s metrics to ``out``; returns the unknown ones.
-
-        The hot path: one dict lookup per metric, the value read from the field its birth
-        declared, and a Sample built without the dataclass ``__init__``.
-        """
+    ) -> list[int | str] | None:
+        """Append the samples of ``message``'s metrics to ``out``; returns the unknown ones."""
+        if scope.use_alias:
+            return self._decode_by_alias(scope, message, received_ns, out)
         payload_ns = message.timestamp * 1_000_000 or received_ns
+        by_name = scope.by_name
+        unknown: list[int | str] | None = None
+        nulls: list[str] = []
+        for metric in message.metrics:
+            entry = by_name.get(metric.name)
+            if entry is None:
+                unknown = [*(unknown or ()), metric.name]
+            else:
+                self._decode_one(entry, metric, payload_ns, out, nulls)
+        if nulls:
+            self._nulls(nulls, out)
+        return unknown
+
+    def _decode_by_alias(
+        self,
+        scope: _Scope,
+        message: spb.Payload,
+        received_ns: int,
+        out: list[Sample],
+    ) -> list[int | str] | None:
+        """The hot path: one dict lookup per metric, the value read from the field its birth
+        declared, and a Sample built without the dataclass ``__init__``; anything unusual
+        (conversion, scaling, deadband, null, non-finite) goes through :meth:`_decode_one`."""
         source = self._name
         good = Quality.GOOD
         make = make_sample
         append = out.append
         by_alias = scope.by_alias
-        by_name = scope.by_name
-        use_alias = scope.use_alias
-        unknown: list[int | str] = []
-        nulls: list[str] = []
+        unknown: list[int | str] | None = None
+        nulls = self._null_paths
         for metric in message.metrics:
-            if use_alias:
-                binding = by_alias.get(metric.alias)
-                if binding is None:
-                    name = metric.name
-                    binding = by_name.get(name) if name else None
-                    if binding is None:
-                        unknown.append(metric.alias)
-                        continue
-            else:
-                binding = by_name.get(metric.name)
-                if binding is None:
-                    unknown.append(metric.name)
-                    continue
-            path = binding.path
-            if path is None:
-                continue
-            if metric.is_null:
-                nulls.append(path)
-                continue
-            value = getattr(metric, binding.field)
-            stamp = metric.timestamp
-            timestamp_ns = stamp * 1_000_000 if stamp else payload_ns
-            kind = binding.kind
-            if kind == 0 and binding.fast:
-                append(make(source, binding.address, path, value, timestamp_ns, good))
-                continue
-            if kind == 1 and binding.fast and value - value == 0.0:
-                append(make(source, binding.address, path, value, timestamp_ns, good))
-                continue
-            if kind == spb.EITHER and not value:
-                value = metric.long_value
             try:
-                value = self._finish(binding, value)
-            except (_Rejected, ValueError, OverflowError) as err:
-                self._malformed(binding.address, str(err))
+                code, field_name, path, address, binding = by_alias[metric.alias]
+            except KeyError:
+                name = metric.name
+                entry = scope.by_name.get(name) if name else None
+                if entry is None:
+                    unknown = [*(unknown or ()), metric.alias]
+                else:
+                    self._decode_one(entry, metric, _payload_ns(message, received_ns), out, nulls)
                 continue
-            deadband = binding.deadband
-            if deadband is not None and not deadband.passes(path, value, timestamp_ns):
+            if code == 0:
+                value = getattr(metric, field_name)
+                if value or not metric.is_null:  # a null metric has no value field set
+                    stamp = metric.timestamp
+                    append(
+                        make(
+                            source,
+                            address,
+                            path,
+                            value,
+                            stamp * 1_000_000 if stamp else _payload_ns(message, received_ns),
+                            good,
+                        )
+                    )
+                    continue
+            elif code == 1:
+                value = getattr(metric, field_name)
+                if value - value == 0.0 and (value or not metric.is_null):
+                    stamp = metric.timestamp
+                    append(
+                        make(
+                            source,
+                            address,
+                            path,
+                            value,
+                            stamp * 1_000_000 if stamp else _payload_ns(message, received_ns),
+                            good,
+                        )
+                    )
+                    continue
+            elif code == 3:
+                value = getattr(metric, field_name)
+                if value or not metric.is_null:
+                    if value >= 0x8000_0000:
+                        value -= 0x1_0000_0000
+                    stamp = metric.timestamp
+                    append(
+                        make(
+                            source,
+                            address,
+                            path,
+                            value,
+                            stamp * 1_000_000 if stamp else _payload_ns(message, received_ns),
+                            good,
+                        )
+                    )
+                    continue
+            elif code == 4:
                 continue
-            append(make(source, binding.address, path, value, timestamp_ns, good))
+            self._decode_one(
+                (code, field_name, path, address, binding),
+                metric,
+                _payload_ns(message, received_ns),
+                out,
+                nulls,
+            )
         if nulls:
-            self.stats.nulls += len(nulls)
-            self._emit(out[:])
-            out.clear()
-            self._mark_stale(nulls, Quality.BAD)
+            self._nulls(nulls, out)
         return unknown
+
+    def _decode_one(
+        self,
+        entry: _Entry,
+        metric: spb.Metric,
+        payload_ns: int,
+        out: list[Sample],
+        nulls: list[str],
+    ) -> None:
+        """One metric, the general way."""
+        code, field_name, path, address, binding = entry
+        if code == _SKIP:
+            return
+        value = getattr(metric, field_name)
+        if not value and metric.is_null:
+            nulls.append(path)
+            return
+        timestamp_ns = metric.timestamp * 1_000_000 or payload_ns
+        if binding.kind == spb.EITHER and not value:
+            value = metric.long_value
+        try:
+            value = self._finish(binding, value)
+        except (_Rejected, ValueError, OverflowError) as err:
+            self._malformed(address, str(err))
+            return
+        deadband = binding.deadband
+        if deadband is not None and not deadband.passes(path, value, timestamp_ns):
+            return
+        out.append(make_sample(self._name, address, path, value, timestamp_ns, Quality.GOOD))
+
+    def _nulls(self, paths: list[str], out: list[Sample]) -> None:
+        """Null metrics: their paths get BAD quality (with the last value), after ``out``."""
+        self.stats.nulls += len(paths)
+        self._emit(out[:])
+        out.clear()
+        self._mark_stale(list(paths), Quality.BAD)
+        paths.clear()
 
     @staticmethod
     def _finish(binding: _Binding, raw: SampleValue) -> SampleValue:
@@ -717,6 +843,12 @@ class SparkplugConnector(BaseConnector):
             {"group": node.group, "edge_node": node.edge_node},
             "info",
         )
+
+
+def _payload_ns(message: spb.Payload, received_ns: int) -> int:
+    """The payload's timestamp (for metrics without their own), else the receive time."""
+    stamp: int = message.timestamp
+    return stamp * 1_000_000 if stamp else received_ns
 
 
 def _unit_of(properties: dict[str, object]) -> str:
