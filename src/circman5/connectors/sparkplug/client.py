@@ -111,9 +111,9 @@ class _Binding:
 # ... or not at all: the metric is not in the tag map (4).
 _AS_READ, _FINITE, _GENERAL, _SIGNED32, _SKIP = 0, 1, 2, 3, 4
 
-_Entry = tuple[int, str, str, str, _Binding]
-"""(finishing code, protobuf field, twin path, address, the binding): one tuple unpacking per
-metric on the hot path."""
+_Entry = tuple[int, str, str, str]
+"""(finishing code, protobuf field, twin path, address): one tuple unpacking per metric on the
+hot path (the binding of an address is in ``SparkplugConnector._bindings``)."""
 
 
 def _entry(binding: _Binding) -> _Entry:
@@ -123,7 +123,7 @@ def _entry(binding: _Binding) -> _Entry:
         code = _GENERAL
     else:
         code = {spb.PLAIN: _AS_READ, spb.REAL: _FINITE, spb.SIGNED32: _SIGNED32}[binding.kind]
-    return (code, binding.field, binding.path or "", binding.address, binding)
+    return (code, binding.field, binding.path or "", binding.address)
 
 
 @dataclass(slots=True)
@@ -203,6 +203,7 @@ class SparkplugConnector(BaseConnector):
         self._topics: dict[bytes, _Topic | None] = {}
         self._max_payload = settings.max_payload_bytes
         self._null_paths: list[str] = []
+        self._bindings: dict[str, _Binding] = {}
         self._inbox: deque[tuple[bytes, bytes | bytearray, float]] = deque()
         self._inbox_limit = settings.max_buffered_samples
         self._thread_dropped = 0
@@ -573,6 +574,7 @@ class SparkplugConnector(BaseConnector):
             binding = self._bind(node, scope, metric, address)
             if binding is None:
                 continue
+            self._bindings[address] = binding
             entry = _entry(binding)
             scope.by_name[name] = entry
             if alias is not None:
@@ -699,7 +701,7 @@ class SparkplugConnector(BaseConnector):
         nulls = self._null_paths
         for metric in message.metrics:
             try:
-                code, field_name, path, address, binding = by_alias[metric.alias]
+                code, field_name, path, address = by_alias[metric.alias]
             except KeyError:
                 name = metric.name
                 entry = scope.by_name.get(name) if name else None
@@ -758,7 +760,7 @@ class SparkplugConnector(BaseConnector):
             elif code == 4:
                 continue
             self._decode_one(
-                (code, field_name, path, address, binding),
+                (code, field_name, path, address),
                 metric,
                 _payload_ns(message, received_ns),
                 out,
@@ -777,9 +779,10 @@ class SparkplugConnector(BaseConnector):
         nulls: list[str],
     ) -> None:
         """One metric, the general way."""
-        code, field_name, path, address, binding = entry
+        code, field_name, path, address = entry
         if code == _SKIP:
             return
+        binding = self._bindings[address]
         value = getattr(metric, field_name)
         if not value and metric.is_null:
             nulls.append(path)
