@@ -53,8 +53,9 @@ from circman5.samples import Quality, Sample, SampleValue, make_sample
 
 logger = logging.getLogger(__name__)
 
+_DATA = frozenset({"NDATA", "DDATA"})
 _HANDLED = frozenset({"NBIRTH", "NDATA", "NDEATH", "DBIRTH", "DDATA", "DDEATH"})
-_Topic = tuple[str, str, str, "_Node", "_Scope"]
+_Topic = tuple[bool, str, str, str, "_Node", "_Scope"]
 _UNPARSED: Any = object()
 _parse = spb.Payload.FromString
 
@@ -135,6 +136,7 @@ class _Scope:
     by_alias: dict[int, _Entry] = field(default_factory=dict)
     by_name: dict[str, _Entry] = field(default_factory=dict)
     use_alias: bool = False
+    fast: bool = False  # born and by alias: DATA takes the hot path
     paths: list[str] = field(default_factory=list)
 
 
@@ -204,7 +206,7 @@ class SparkplugConnector(BaseConnector):
         self._max_payload = settings.max_payload_bytes
         self._null_paths: list[str] = []
         self._bindings: dict[str, _Binding] = {}
-        self._inbox: deque[tuple[bytes, bytes | bytearray, float]] = deque()
+        self._inbox: deque[tuple[bytes, bytes, float]] = deque()
         self._inbox_limit = settings.max_buffered_samples
         self._thread_dropped = 0
         self._scheduled = False
@@ -344,7 +346,14 @@ class SparkplugConnector(BaseConnector):
         if len(inbox) >= self._inbox_limit:
             self._thread_dropped += 1
             return
-        inbox.append((message._topic, message.payload, message.timestamp))
+        payload = message.payload
+        inbox.append(
+            (
+                message._topic,
+                payload if type(payload) is bytes else bytes(payload),
+                message.timestamp,
+            )
+        )
         if not self._scheduled:
             self._scheduled = True
             self._to_loop(self._drain_later)
@@ -424,45 +433,132 @@ class SparkplugConnector(BaseConnector):
             scope = node.own
             if device:
                 scope = node.devices.setdefault(device, _Scope(device))
-            parsed = (kind, device, topic, node, scope)
+            parsed = (kind in _DATA, kind, device, topic, node, scope)
         if len(self._topics) > 100_000:
             self._topics.clear()
         self._topics[raw_topic] = parsed
         return parsed
 
-    def handle(
-        self, raw_topic: bytes, data: bytes | bytearray, received_ns: int, out: list[Sample]
-    ) -> None:
+    def handle(self, raw_topic: bytes, data: bytes, received_ns: int, out: list[Sample]) -> None:
         """Handle one message (the drain's step; public for the benchmark and tests)."""
         parsed = self._topics.get(raw_topic, _UNPARSED)
         if parsed is _UNPARSED:
             parsed = self._parse_topic(raw_topic)
         if parsed is None:
             return  # STATE of another host, NCMD/DCMD, or not Sparkplug
-        kind, device, topic, node, scope = parsed
+        is_data, kind, device, topic, node, scope = parsed
         if len(data) > self._max_payload:
             self._malformed(topic, f"payload of {len(data)} bytes exceeds the limit")
             return
         try:
-            message = _parse(data if type(data) is bytes else bytes(data))
+            message = _parse(data)
         except DecodeError as err:
             self._malformed(topic, f"not a Sparkplug B payload: {err}", data[:60])
             return
         seq = node.seq
-        if kind == "DDATA" and seq is not None and scope.born:
-            # The hot path: in sequence, device born.
-            new_seq = message.seq
-            if new_seq == seq + 1 or (seq == 255 and new_seq == 0):
-                node.seq = new_seq
-            else:
-                self._check_seq(node, new_seq, kind)
-            if scope.use_alias:
-                unknown = self._decode_by_alias(scope, message, received_ns, out)
-            else:
-                unknown = self._decode_metrics(scope, message, received_ns, out)
-            if unknown:
-                self._unknown_metrics(node, topic, unknown)
+        if not is_data or not scope.fast or seq is None:
+            self._handle_other(kind, device, topic, node, scope, message, received_ns, out)
             return
+        # The hot path: DATA by alias from a born node/device. One dict lookup per metric, the
+        # value read from the field its birth declared, a Sample built without the dataclass
+        # __init__; anything unusual (conversion, scaling, deadband, null, non-finite) goes
+        # through _decode_one.
+        new_seq = message.seq
+        if new_seq == seq + 1 or (seq == 255 and new_seq == 0):
+            node.seq = new_seq
+        else:
+            self._check_seq(node, new_seq, kind)
+        source = self._name
+        good = Quality.GOOD
+        make = make_sample
+        append = out.append
+        by_alias = scope.by_alias
+        unknown: list[int | str] | None = None
+        nulls = self._null_paths
+        for metric in message.metrics:
+            try:
+                code, field_name, path, address = by_alias[metric.alias]
+            except KeyError:
+                name = metric.name
+                entry = scope.by_name.get(name) if name else None
+                if entry is None:
+                    unknown = [*(unknown or ()), metric.alias]
+                else:
+                    self._decode_one(entry, metric, _payload_ns(message, received_ns), out, nulls)
+                continue
+            if code == 1:  # Float/Double: the common case first
+                value = getattr(metric, field_name)
+                if value - value == 0.0 and (value or not metric.is_null):
+                    stamp = metric.timestamp
+                    append(
+                        make(
+                            source,
+                            address,
+                            path,
+                            value,
+                            stamp * 1_000_000 if stamp else _payload_ns(message, received_ns),
+                            good,
+                        )
+                    )
+                    continue
+            elif code == 0:
+                value = getattr(metric, field_name)
+                if value or not metric.is_null:  # a null metric has no value field set
+                    stamp = metric.timestamp
+                    append(
+                        make(
+                            source,
+                            address,
+                            path,
+                            value,
+                            stamp * 1_000_000 if stamp else _payload_ns(message, received_ns),
+                            good,
+                        )
+                    )
+                    continue
+            elif code == 3:
+                value = getattr(metric, field_name)
+                if value or not metric.is_null:
+                    if value >= 0x8000_0000:
+                        value -= 0x1_0000_0000
+                    stamp = metric.timestamp
+                    append(
+                        make(
+                            source,
+                            address,
+                            path,
+                            value,
+                            stamp * 1_000_000 if stamp else _payload_ns(message, received_ns),
+                            good,
+                        )
+                    )
+                    continue
+            elif code == 4:
+                continue
+            self._decode_one(
+                (code, field_name, path, address),
+                metric,
+                _payload_ns(message, received_ns),
+                out,
+                nulls,
+            )
+        if nulls:
+            self._nulls(nulls, out)
+        if unknown:
+            self._unknown_metrics(node, topic, unknown)
+
+    def _handle_other(
+        self,
+        kind: str,
+        device: str,
+        topic: str,
+        node: _Node,
+        scope: _Scope,
+        message: spb.Payload,
+        received_ns: int,
+        out: list[Sample],
+    ) -> None:
+        """Births, deaths, DATA by name, DATA that is not in order (seq, birth)."""
         if kind == "NBIRTH":
             self._node_birth(node, message, received_ns, out)
             return
@@ -487,7 +583,7 @@ class SparkplugConnector(BaseConnector):
             self._data(node, scope, message, topic, received_ns, out)
         else:  # DDEATH
             if scope.born:
-                scope.born = False
+                scope.born = scope.fast = False
                 self.stats.deaths += 1
                 self._mark_stale(scope.paths)
 
@@ -514,7 +610,7 @@ class SparkplugConnector(BaseConnector):
         node.seq = message.seq % 256
         node.rebirth_requested_at = None
         for scope in node.devices.values():
-            scope.born = False  # an NBIRTH is followed by fresh DBIRTHs
+            scope.born = scope.fast = False  # an NBIRTH is followed by fresh DBIRTHs
         self._birth(node, node.own, message, received_ns, out)
 
     def _node_death(self, node: _Node, message: spb.Payload) -> None:
@@ -537,9 +633,9 @@ class SparkplugConnector(BaseConnector):
     @staticmethod
     def _forget_births(node: _Node) -> None:
         node.seq = None
-        node.own.born = False
+        node.own.born = node.own.fast = False
         for scope in node.devices.values():
-            scope.born = False
+            scope.born = scope.fast = False
 
     def _birth(
         self,
@@ -584,11 +680,9 @@ class SparkplugConnector(BaseConnector):
                 scope.paths.append(binding.path)
         scope.use_alias = with_alias > 0
         scope.born = True
+        scope.fast = scope.use_alias
         # A birth carries the current values: decode them like DATA (by name).
-        saved = scope.use_alias
-        scope.use_alias = False
         self._decode_metrics(scope, message, received_ns, out)
-        scope.use_alias = saved
 
     def _bind(
         self, node: _Node, scope: _Scope, metric: spb.Metric, address: str
@@ -666,8 +760,6 @@ class SparkplugConnector(BaseConnector):
         out: list[Sample],
     ) -> list[int | str] | None:
         """Append the samples of ``message``'s metrics to ``out``; returns the unknown ones."""
-        if scope.use_alias:
-            return self._decode_by_alias(scope, message, received_ns, out)
         payload_ns = message.timestamp * 1_000_000 or received_ns
         by_name = scope.by_name
         unknown: list[int | str] | None = None
@@ -678,94 +770,6 @@ class SparkplugConnector(BaseConnector):
                 unknown = [*(unknown or ()), metric.name]
             else:
                 self._decode_one(entry, metric, payload_ns, out, nulls)
-        if nulls:
-            self._nulls(nulls, out)
-        return unknown
-
-    def _decode_by_alias(
-        self,
-        scope: _Scope,
-        message: spb.Payload,
-        received_ns: int,
-        out: list[Sample],
-    ) -> list[int | str] | None:
-        """The hot path: one dict lookup per metric, the value read from the field its birth
-        declared, and a Sample built without the dataclass ``__init__``; anything unusual
-        (conversion, scaling, deadband, null, non-finite) goes through :meth:`_decode_one`."""
-        source = self._name
-        good = Quality.GOOD
-        make = make_sample
-        append = out.append
-        by_alias = scope.by_alias
-        unknown: list[int | str] | None = None
-        nulls = self._null_paths
-        for metric in message.metrics:
-            try:
-                code, field_name, path, address = by_alias[metric.alias]
-            except KeyError:
-                name = metric.name
-                entry = scope.by_name.get(name) if name else None
-                if entry is None:
-                    unknown = [*(unknown or ()), metric.alias]
-                else:
-                    self._decode_one(entry, metric, _payload_ns(message, received_ns), out, nulls)
-                continue
-            if code == 0:
-                value = getattr(metric, field_name)
-                if value or not metric.is_null:  # a null metric has no value field set
-                    stamp = metric.timestamp
-                    append(
-                        make(
-                            source,
-                            address,
-                            path,
-                            value,
-                            stamp * 1_000_000 if stamp else _payload_ns(message, received_ns),
-                            good,
-                        )
-                    )
-                    continue
-            elif code == 1:
-                value = getattr(metric, field_name)
-                if value - value == 0.0 and (value or not metric.is_null):
-                    stamp = metric.timestamp
-                    append(
-                        make(
-                            source,
-                            address,
-                            path,
-                            value,
-                            stamp * 1_000_000 if stamp else _payload_ns(message, received_ns),
-                            good,
-                        )
-                    )
-                    continue
-            elif code == 3:
-                value = getattr(metric, field_name)
-                if value or not metric.is_null:
-                    if value >= 0x8000_0000:
-                        value -= 0x1_0000_0000
-                    stamp = metric.timestamp
-                    append(
-                        make(
-                            source,
-                            address,
-                            path,
-                            value,
-                            stamp * 1_000_000 if stamp else _payload_ns(message, received_ns),
-                            good,
-                        )
-                    )
-                    continue
-            elif code == 4:
-                continue
-            self._decode_one(
-                (code, field_name, path, address),
-                metric,
-                _payload_ns(message, received_ns),
-                out,
-                nulls,
-            )
         if nulls:
             self._nulls(nulls, out)
         return unknown
