@@ -343,3 +343,36 @@ async def test_primary_host_state_is_published_and_withdrawn(mosquitto: Mosquitt
     finally:
         reader.disconnect()
         reader.loop_stop()
+
+
+async def test_broker_restart_makes_everything_stale_until_the_node_is_born_again(
+    mosquitto: Mosquitto, edge: EdgeNode
+) -> None:
+    async with host(mosquitto.port, reconnect_initial_s=0.2, reconnect_max_s=1.0) as collector:
+        await born(edge, collector)
+        connector = connector_of(collector)
+        await asyncio.to_thread(mosquitto.restart)
+        await eventually(
+            lambda: OVEN_PATHS | {"line.gw1.uptime"} <= set(collector.latest(Quality.STALE)),
+            within=15,
+            what="every path stale while the broker is away",
+        )
+        await eventually(lambda: connector.status.connected, within=15, what="the reconnect")
+        await edge.await_event("connected", within=20)
+        # The host forgot the births; the node's next DATA makes it ask for a rebirth.
+        mark = len(collector.samples)
+
+        async def data_again() -> bool:
+            await edge.asend(
+                "ddata", device="oven", metrics=[{"alias": 10, "type": "Double", "value": 33.0}]
+            )
+            await asyncio.sleep(0.2)
+            return 33.0 in [
+                s.value
+                for s in collector.samples[mark:]
+                if s.path == "line.gw1.oven.temperature" and s.quality is Quality.GOOD
+            ]
+
+        await eventually(data_again, within=20, what="fresh data after a rebirth")
+        assert connector.stats.rebirth_requests >= 1
+        assert connector.status.reconnects >= 1
