@@ -376,3 +376,31 @@ async def test_broker_restart_makes_everything_stale_until_the_node_is_born_agai
         await eventually(data_again, within=20, what="fresh data after a rebirth")
         assert connector.stats.rebirth_requests >= 1
         assert connector.status.reconnects >= 1
+
+
+async def test_a_null_metric_is_bad_and_a_non_finite_one_malformed(
+    mosquitto: Mosquitto, edge: EdgeNode
+) -> None:
+    async with host(mosquitto.port) as collector:
+        await born(edge, collector)
+        await edge.asend(
+            "ddata",
+            device="oven",
+            metrics=[
+                {"alias": 10, "type": "Double", "value": None},  # is_null
+                {"alias": 16, "type": "Float", "value": "NaN"},
+                {"alias": 12, "type": "String", "value": "after"},
+            ],
+        )
+        await eventually(
+            lambda: (
+                "line.gw1.oven.temperature" in collector.latest(Quality.BAD)
+                and collector.latest()["line.gw1.oven.recipe"].value == "after"
+            ),
+            what="the null and the rest of the message",
+        )
+        assert collector.latest(Quality.BAD)["line.gw1.oven.temperature"].value == 20.0
+        connector = connector_of(collector)
+        assert connector.stats.nulls == 1
+        assert connector.status.malformed == 1  # the NaN: reported, not passed on
+        assert "NaN" not in [str(v) for v in collector.values("line.gw1.oven.power_kw")]
