@@ -7,8 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 SYSTEM_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb chromium chromium-driver \
 	nodejs npm
-# The node-opcua server of the OPC UA security tests (an OPC UA stack that is not ours).
+# The node-opcua server of the OPC UA security tests (an OPC UA stack that is not ours) and the
+# Eclipse Tahu Sparkplug B edge node of the Sparkplug tests (a Sparkplug implementation not ours).
 NODE_OPCUA := tests/opcua_node
+NODE_SPARKPLUG := tests/sparkplug_node
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench lint typecheck system-deps node-deps venv lock clean
@@ -28,10 +30,13 @@ system-deps:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-node-deps: $(NODE_OPCUA)/node_modules/.package-lock.json
+node-deps: $(NODE_OPCUA)/node_modules/.package-lock.json $(NODE_SPARKPLUG)/node_modules/.package-lock.json
 
 $(NODE_OPCUA)/node_modules/.package-lock.json: $(NODE_OPCUA)/package-lock.json
 	npm ci --prefix $(NODE_OPCUA) --no-audit --no-fund
+
+$(NODE_SPARKPLUG)/node_modules/.package-lock.json: $(NODE_SPARKPLUG)/package-lock.json
+	npm ci --prefix $(NODE_SPARKPLUG) --no-audit --no-fund --ignore-scripts
 
 demo: venv
 	-@$(MAKE) --no-print-directory system-deps
@@ -59,4 +64,5 @@ lock: venv
 	$(BIN)/pip freeze --exclude-editable > constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_OPCUA)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(NODE_OPCUA)/node_modules \
+		$(NODE_SPARKPLUG)/node_modules

@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     from circman5.service.opcua_cli import add_opcua_commands
 
     add_opcua_commands(commands)
+
+    from circman5.connectors.sparkplug.cli import add_sparkplug_commands
+
+    add_sparkplug_commands(commands)
     return parser
 
 
@@ -127,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from circman5.service.opcua_cli import run_opcua_command
 
             return run_opcua_command(args)
+        if args.command == "sparkplug":
+            from circman5.connectors.sparkplug.cli import run_sparkplug_command
+
+            return run_sparkplug_command(args)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2

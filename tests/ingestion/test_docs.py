@@ -16,6 +16,7 @@ from circman5.connectors.config import (
 )
 from circman5.connectors.modbus.client import ModbusConnector
 from circman5.connectors.mqtt.topics import TopicPattern
+from circman5.connectors.sparkplug.config import SparkplugConnectorSettings
 from circman5.errors import ConfigError
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "tag_mapping.md"
@@ -28,7 +29,7 @@ def blocks(language: str) -> list[str]:
 
 def test_the_guide_has_examples_for_every_protocol() -> None:
     types = {c.type for block in blocks("toml") for c in load_connectors(block)}
-    assert types == {"opcua", "mqtt", "modbus"}
+    assert types == {"opcua", "mqtt", "modbus", "sparkplug"}
     assert len(blocks("toml")) >= 6
 
 
@@ -56,6 +57,19 @@ def test_the_mqtt_example_maps_topics_as_described() -> None:
     captures = patterns[0].match("mes/line1/silicon_wafer/inventory")
     assert captures is not None
     assert patterns[0].path_for(captures) == "materials.silicon_wafer.inventory"
+
+
+def test_the_sparkplug_example_maps_metrics_as_described() -> None:
+    plant = next(c for b in blocks("toml") for c in load_connectors(b) if c.type == "sparkplug")
+    assert isinstance(plant, SparkplugConnectorSettings)
+    assert plant.all_groups == ["Plant1"] and plant.primary_host_id == "circman5-edge"
+    furnace, energy, cycle = plant.tags
+    assert furnace.parsed.metric == "Zone1/Temperature"
+    assert energy.parsed.device == "" and energy.parsed.metric == "Energy/Total"
+    pattern = TopicPattern(cycle.parsed.scope, cycle.path)
+    captures = pattern.match("Plant1/Line2Gateway/Laminator")
+    assert captures is not None
+    assert pattern.path_for(captures) == "stations.Line2Gateway.Laminator.cycle_time"
 
 
 def test_the_modbus_example_merges_requests() -> None:

@@ -1,10 +1,11 @@
 """The tag map: connector settings in the service's TOML config (pydantic, ``extra="forbid"``).
 
-Each ``[[connectors]]`` table has a ``type`` (``"opcua"``, ``"mqtt"`` or ``"modbus"``) that picks
-its model, and a list of ``[[connectors.tags]]``: protocol address, twin path, data type, scale,
-offset, unit, deadband. Everything is checked at load time; an error names the entry, e.g.
-``connectors[0].tags[3].address: 'ns=2;s=X' uses a namespace index ...``. Twin paths must be
-unique across all connectors. See ``docs/tag_mapping.md`` for worked examples.
+Each ``[[connectors]]`` table has a ``type`` (``"opcua"``, ``"mqtt"``, ``"modbus"`` or
+``"sparkplug"``) that picks its model, and a list of ``[[connectors.tags]]``: protocol address,
+twin path, data type, scale, offset, unit, deadband. Everything is checked at load time; an
+error names the entry, e.g. ``connectors[0].tags[3].address: 'ns=2;s=X' uses a namespace index
+...``. Twin paths must be unique across all connectors. See ``docs/tag_mapping.md`` for worked
+examples.
 
 For the service settings use :data:`ConnectorList`::
 
@@ -23,7 +24,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -70,16 +71,34 @@ __all__ = [
     "OpcUaDiscovery",
     "OpcUaSecurity",
     "OpcUaTag",
+    "SparkplugConnectorSettings",
     "load_connectors",
 ]
 
-CONNECTOR_TYPES: tuple[str, ...] = ("opcua", "mqtt", "modbus")
+CONNECTOR_TYPES: tuple[str, ...] = ("opcua", "mqtt", "modbus", "sparkplug")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Qos = Literal[0, 1, 2]
+
+
+def _located(loc: tuple[str | int, ...], message: str) -> PydanticCustomError:
+    """An error whose message starts with a location below the model being validated."""
+    return PydanticCustomError(
+        "connector_config", "{loc}: {reason}", {"loc": _key(loc), "reason": message}
+    )
+
+
+def _key(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out
 
 
 def _check_path(path: str) -> str:
@@ -540,32 +559,27 @@ class ModbusConnectorSettings(BaseModel):
         return self
 
 
+# -- Sparkplug B (its own folder; it builds on the models above) --------------------------------
+
+from circman5.connectors.sparkplug.config import SparkplugConnectorSettings  # noqa: E402
+
 # -- the union and the list -----------------------------------------------------------------------
 
 ConnectorSettings = Annotated[
-    OpcUaConnectorSettings | MqttConnectorSettings | ModbusConnectorSettings,
+    OpcUaConnectorSettings
+    | MqttConnectorSettings
+    | ModbusConnectorSettings
+    | SparkplugConnectorSettings,
     Field(discriminator="type"),
 ]
 """One ``[[connectors]]`` entry; ``type`` picks the model."""
 
-AnyConnectorSettings = OpcUaConnectorSettings | MqttConnectorSettings | ModbusConnectorSettings
-
-
-def _located(loc: tuple[str | int, ...], message: str) -> PydanticCustomError:
-    """An error whose message starts with a location below the model being validated."""
-    return PydanticCustomError(
-        "connector_config", "{loc}: {reason}", {"loc": _key(loc), "reason": message}
-    )
-
-
-def _key(loc: Sequence[str | int]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
+AnyConnectorSettings: TypeAlias = (
+    OpcUaConnectorSettings
+    | MqttConnectorSettings
+    | ModbusConnectorSettings
+    | SparkplugConnectorSettings
+)
 
 
 def _problem_key(prefix: str, loc: Sequence[str | int], ctx: dict[str, Any] | None) -> str:

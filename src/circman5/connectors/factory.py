@@ -19,6 +19,7 @@ CONNECTOR_CLASSES: dict[str, str] = {
     "opcua": "circman5.connectors.opcua.client:OpcUaConnector",
     "mqtt": "circman5.connectors.mqtt.client:MqttConnector",
     "modbus": "circman5.connectors.modbus.client:ModbusConnector",
+    "sparkplug": "circman5.connectors.sparkplug.client:SparkplugConnector",
 }
 
 

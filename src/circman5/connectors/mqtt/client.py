@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -43,7 +42,7 @@ from circman5.connectors.base import BaseConnector
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
 from circman5.connectors.deadband import Deadband
 from circman5.connectors.mqtt.acks import InOrderAcks, ManualAckClient
-from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
+from circman5.connectors.mqtt.broker import new_client
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.connectors.status import ConnectorStatus
 from circman5.errors import DeviceUnavailable, TagWriteError
@@ -312,33 +311,15 @@ class MqttConnector(BaseConnector):
     # -- paho client ----------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
         s = self.settings
-        v5 = s.protocol == "5"
-        if v5:
-            install_shared_table_properties()
-        client = ManualAckClient(
-            CallbackAPIVersion.VERSION2,
+        client = new_client(
+            s,
             client_id=s.effective_client_id,
-            clean_session=None if v5 else s.clean_start,
-            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+            clean_start=s.clean_start,
+            protocol=s.protocol,
+            client_class=ManualAckClient,
             reconnect_on_failure=False,  # one reconnect policy: ours (see _run)
             manual_ack=self._manual_ack,
         )
-        if s.username is not None:
-            client.username_pw_set(
-                s.username, s.password.get_secret_value() if s.password is not None else None
-            )
-        if s.tls is not None:
-            tls = s.tls
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls.key_file else None,
-                keyfile_password=(
-                    tls.key_password.get_secret_value() if tls.key_password else None
-                ),
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            client.tls_insecure_set(not tls.check_hostname)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -1,0 +1,159 @@
+"""Sparkplug B DDATA ingest: the host connector's decode path against a bare decode-by-alias loop.
+
+Both sides get the same pre-encoded DDATA payloads (10 or 100 metrics by alias, Double, Int32
+and Boolean, each with its own timestamp, ``seq`` counting on) and turn every metric into a
+:class:`Sample` with the same constructor and the same ``protobuf`` classes. The connector's
+path is :meth:`SparkplugConnector.handle`, what its drain runs per message: topic lookup,
+protobuf parse, ``seq`` check, alias -> binding, value by data type, finite check, sample time.
+The baseline only parses and looks each alias up in a dict. Target: at least 0.85x the
+baseline's metric rate. (The network and paho's thread are the same for both and left out;
+the MQTT connector's benchmark in ``ingestion`` measures a broker end to end.)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from benchmarks.report import Row
+from circman5.connectors.sparkplug import payload as spb
+from circman5.connectors.sparkplug.client import SparkplugConnector
+from circman5.connectors.sparkplug.config import SparkplugConnectorSettings
+from circman5.samples import Quality, Sample, make_sample
+
+RATIO = 0.85
+GROUP, NODE, DEVICE = "Plant1", "gw1", "press"
+T0_MS = 1_767_323_045_000
+TYPES = [(spb.DOUBLE, "double_value"), (spb.INT32, "int_value"), (spb.BOOLEAN, "boolean_value")]
+
+
+def _metric_type(index: int) -> tuple[int, str]:
+    return TYPES[0] if index % 5 < 3 else TYPES[1] if index % 5 == 3 else TYPES[2]
+
+
+def _set_value(metric: spb.Metric, datatype: int, index: int, step: int) -> None:
+    if datatype == spb.DOUBLE:
+        metric.double_value = 20.0 + index + step * 0.01
+    elif datatype == spb.INT32:
+        metric.int_value = (index * step) & 0x7FFF_FFFF
+    else:
+        metric.boolean_value = bool(step & 1)
+
+
+def _births(count: int) -> tuple[bytes, bytes]:
+    node = spb.Payload(timestamp=T0_MS, seq=0)
+    bd = node.metrics.add(name=spb.BD_SEQ, datatype=spb.UINT64)
+    bd.long_value = 0
+    device = spb.Payload(timestamp=T0_MS, seq=1)
+    for index in range(count):
+        datatype, _ = _metric_type(index)
+        metric = device.metrics.add(name=f"m{index}", alias=index, datatype=datatype)
+        _set_value(metric, datatype, index, 0)
+    return node.SerializeToString(), device.SerializeToString()
+
+
+def _data(count: int) -> list[bytes]:
+    """256 DDATA payloads whose ``seq`` continues from the DBIRTH (1) and wraps."""
+    out = []
+    for step in range(256):
+        message = spb.Payload(timestamp=T0_MS + step, seq=(2 + step) % 256)
+        for index in range(count):
+            datatype, _ = _metric_type(index)
+            metric = message.metrics.add(alias=index, datatype=datatype, timestamp=T0_MS + step)
+            _set_value(metric, datatype, index, step + 1)
+        out.append(message.SerializeToString())
+    return out
+
+
+def _connector(count: int) -> SparkplugConnector:
+    settings = SparkplugConnectorSettings.model_validate(
+        {
+            "type": "sparkplug",
+            "name": "bench",
+            "tags": [
+                {"address": f"{GROUP}/+/+/m{index}", "path": f"bench.{{1}}.{{2}}.m{index}"}
+                for index in range(count)
+            ],
+        }
+    )
+    connector = SparkplugConnector(settings)
+    nbirth, dbirth = _births(count)
+    out: list[Sample] = []
+    now = time.time_ns()
+    connector.handle(f"spBv1.0/{GROUP}/NBIRTH/{NODE}".encode(), nbirth, now, out)
+    connector.handle(f"spBv1.0/{GROUP}/DBIRTH/{NODE}/{DEVICE}".encode(), dbirth, now, out)
+    assert len(out) == count, "the birth must bind every metric"
+    return connector
+
+
+def _connector_pass(count: int) -> Callable[[list[bytes], list[Sample]], None]:
+    connector = _connector(count)
+    topic = f"spBv1.0/{GROUP}/DDATA/{NODE}/{DEVICE}".encode()
+    handle = connector.handle
+
+    def one_pass(payloads: list[bytes], out: list[Sample]) -> None:
+        now = time.time_ns()
+        for data in payloads:
+            handle(topic, data, now, out)
+        assert connector.stats.seq_gaps == 0 and connector.stats.rebirth_requests == 0
+
+    return one_pass
+
+
+def _bare_pass(count: int) -> Callable[[list[bytes], list[Sample]], None]:
+    """Parse with the same protobuf classes; alias -> (field, address, path) in a dict."""
+    table = {
+        index: (
+            _metric_type(index)[1],
+            f"{GROUP}/{NODE}/{DEVICE}/m{index}",
+            f"bench.{NODE}.{DEVICE}.m{index}",
+        )
+        for index in range(count)
+    }
+    parse = spb.Payload.FromString
+    make = make_sample
+    good = Quality.GOOD
+
+    def one_pass(payloads: list[bytes], out: list[Sample]) -> None:
+        append = out.append
+        for data in payloads:
+            message = parse(data)
+            for metric in message.metrics:
+                field, address, path = table[metric.alias]
+                value = getattr(metric, field)
+                append(make("bench", address, path, value, metric.timestamp * 1_000_000, good))
+
+    return one_pass
+
+
+def bench_ddata(count: int, rounds: int = 60) -> Row:
+    """Alternate one pass over the 256 payloads of each side, ``rounds`` times; each side's
+    figure is its fastest pass in CPU time of this thread (what other processes on a shared
+    machine take does not count against either side)."""
+    payloads = _data(count)
+    sides = {"bare": _bare_pass(count), "connector": _connector_pass(count)}
+    best = {name: math.inf for name in sides}
+    out: list[Sample] = []
+    for _ in range(rounds):
+        for name, one_pass in sides.items():
+            start = time.thread_time()
+            one_pass(payloads, out)
+            elapsed = time.thread_time() - start
+            assert len(out) == count * len(payloads)
+            out.clear()
+            best[name] = min(best[name], elapsed)
+    per_pass = count * len(payloads)
+    bare, ours = per_pass / best["bare"], per_pass / best["connector"]
+    return Row(
+        name=f"Sparkplug DDATA ingest, {count} metrics/payload (decode by alias -> Samples)",
+        value=ours,
+        unit="metrics/s",
+        target=RATIO * bare,
+        baseline=bare,
+        baseline_label="bare protobuf decode-by-alias loop",
+    )
+
+
+def main() -> list[Row]:
+    return [bench_ddata(10), bench_ddata(100)]
