@@ -29,12 +29,12 @@ def _fail_in(logger_name: str) -> None:
 @pytest.mark.usefixtures("restore_root_logger")
 def test_a_library_traceback_is_one_warning_line(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("INFO")
-    _fail_in("asyncua.client.client")
+    _fail_in("pymodbus.logging")
     err = capsys.readouterr().err
     assert "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1
-    assert "WARNING" in lines[0] and "asyncua.client.client" in lines[0]
+    assert "WARNING" in lines[0] and "pymodbus.logging" in lines[0]
     assert "ConnectionResetError: peer closed the connection" in lines[0]
 
 
@@ -46,5 +46,5 @@ def test_our_own_errors_and_debug_runs_keep_their_tracebacks(
     _fail_in("circman5.service.app")
     assert "Traceback" in capsys.readouterr().err
     configure_logging("DEBUG")
-    _fail_in("asyncua.client.client")
+    _fail_in("pymodbus.logging")
     assert "Traceback" in capsys.readouterr().err
