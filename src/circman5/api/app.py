@@ -8,7 +8,7 @@ one may):
 ``POST /api/auth/login``                               anyone (rate-limited)
 ``GET /api/health``                                    anyone
 ``GET /api/auth/me``, ``/api/state``, ``/api/state/history``, ``/api/state/at``,
-``/api/thresholds``, ``/api/alarms``, ``/api/events``, ``/api/events/alerts``,
+``/api/thresholds``, ``/api/alarms``, ``/api/forecast``, ``/api/events``, ``/api/events/alerts``,
 ``/api/scenarios``, ``/api/scenarios/{name}``, ``/api/setpoints``, ``/api/connectors``,
 ``/api/commands``, ``/api/optimize/report``, ``/api/lca/report``, ``/api/ws``      viewer
 ``POST /api/events/{id}/acknowledge``                  operator
@@ -45,7 +45,17 @@ from starlette.datastructures import MutableHeaders
 from circman5 import __version__
 from circman5.api.broadcaster import Broadcaster
 from circman5.api.context import ApiContext, FeatureUnavailable
-from circman5.api.routes import analysis, auth, control, events, live, simulation, state, users
+from circman5.api.routes import (
+    analysis,
+    auth,
+    control,
+    events,
+    forecast,
+    live,
+    simulation,
+    state,
+    users,
+)
 from circman5.api.setpoints import SetpointConfirmTimeout, SetpointRejected, SetpointUnavailable
 from circman5.api.users import UserFileError, UserStoreError
 from circman5.errors import (
@@ -240,7 +250,7 @@ def create_app(context: ApiContext, heavy_slots: int = 2) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for module in (auth, state, events, simulation, analysis, control, users, live):
+    for module in (auth, state, events, forecast, simulation, analysis, control, users, live):
         api.include_router(module.router)
     app.include_router(api)
 

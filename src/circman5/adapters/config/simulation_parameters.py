@@ -129,12 +129,15 @@ class StatisticalForecastConfig(BaseModel):
     probability_threshold: Annotated[float, Field(gt=0.5, lt=1, allow_inf_nan=False)] = 0.8
     #: ``[level, trend]`` smoothing time constants (s), one pair per time scale.
     time_constants_s: list[tuple[PositiveFloat, PositiveFloat]] = Field(
-        default_factory=lambda: [(1.5, 4.0), (8.0, 40.0)], min_length=1, max_length=4
+        default_factory=lambda: [(0.5, 1.5), (1.5, 4.0), (8.0, 40.0)], min_length=1, max_length=4
     )
     #: The trend decays as ``exp(-t / trend_damping_s)`` into the future; null: no damping.
     trend_damping_s: PositiveFloat | None = 120.0
     #: Recent forecast errors per path and lag whose median absolute value sets the band.
     residual_window: Annotated[int, Field(ge=4, le=256)] = 16
+    #: A path silent for longer than this (s) and 1.2 of its mean sample intervals is taken to hold
+    #: its last value (devices that report by exception); null: silence teaches nothing.
+    hold_after_s: PositiveFloat | None = 1.0
     #: Points of the horizon at which the forecast is evaluated (the API returns them).
     horizon_points: Annotated[int, Field(ge=2, le=200)] = 16
 

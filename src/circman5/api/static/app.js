@@ -2,6 +2,7 @@
 // Plain ES modules; every value from the server is inserted as text (never as HTML).
 
 import { BarChart, LineChart, formatNumber } from "./chart.js";
+import { startForecastOverlay } from "./forecast.js";
 
 const ROLE_LEVEL = { admin: 100, manager: 80, engineer: 60, operator: 40, viewer: 20 };
 const TOKEN_KEY = "circman5.token";
@@ -174,6 +175,7 @@ async function start() {
   switchView("dashboard");
   buildKpis();
   await Promise.allSettled([loadThresholds(), loadHistory(), loadAlerts(), loadSetpoints()]);
+  if (!app.forecastTimer) app.forecastTimer = startForecastOverlay(api, app.charts, Object.keys(TRENDS));
   connectLive();
 }
 

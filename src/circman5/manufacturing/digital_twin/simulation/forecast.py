@@ -150,6 +150,7 @@ def state_epoch(state: Mapping[str, Any]) -> float | None:
     return None
 
 
+_SIDE: dict[str, str] = {"exceed": "high", "fall below": "low"}
 #: (direction, limit, probability, steps ahead, seconds ahead, latest value, warn threshold)
 _Finding = tuple[Direction, float, float, int, float | None, float | None, float]
 
@@ -363,6 +364,7 @@ class ForecastChecker:
             row["forecaster"] = self.forecaster_for(path)
             row["probability"] = max(row["probability_exceed"], row["probability_fall_below"])
             row["recent_error"] = self.recent_errors(path)
+            row["now"] = forecast.now  # times_s count from here (s since the epoch)
             rows.append(row)
         return rows
 
@@ -389,7 +391,12 @@ class ForecastChecker:
         """
         config = self.config
         with self._check_lock:
-            stat = self.statistical.forecast(now) if self.statistical is not None else None
+            stat: StatisticalForecast | None = None
+            if self.statistical is not None:
+                at = self.statistical.latest_t if now is None else now
+                if math.isfinite(at):
+                    self.statistical.hold_silent(at)
+                stat = self.statistical.forecast(now)
             summary: MonteCarloSummary | None = None
             if self.model_paths and (stat is None or self._clock() >= self._next_model_due):
                 summary = self.engine.run_monte_carlo_summary(
@@ -419,7 +426,8 @@ class ForecastChecker:
                     continue
                 for direction, limit, probability, steps, seconds, current, threshold in found:
                     key = (path, direction)
-                    in_breach = current is not None and rule.breach(current) is not None
+                    breach = None if current is None else rule.breach(current)
+                    in_breach = breach is not None and breach[0] == _SIDE[direction]
                     if key in self._active and probability < threshold * (
                         1.0 - config.clear_hysteresis
                     ):
@@ -427,7 +435,12 @@ class ForecastChecker:
                         cleared.append(key)
                         logger.info("forecast cleared: %s %s %s", path, direction, limit)
                         continue
-                    if probability < threshold or in_breach:
+                    if in_breach:
+                        # a breach counts as warned: re-armed once the forecast clears, so
+                        # leaving the breach never raises a warning of its own
+                        self._active.add(key)
+                        continue
+                    if probability < threshold:
                         continue
                     forecast = Forecast(path, direction, limit, probability, steps, seconds, name)
                     forecasts.append(forecast)

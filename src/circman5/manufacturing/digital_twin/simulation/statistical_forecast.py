@@ -63,8 +63,8 @@ BAND_Z = 1.6448536269514722
 #: by 1.2816 (which is the deviation for normal errors): robust against the odd kink or spike
 #: (compare Gelper, Fried and Croux, "Robust forecasting with exponential and Holt-Winters
 #: smoothing", J. Forecasting 2010), yet it keeps the tail that a median would hide.
-_ERROR_QUANTILE = 0.8
-_QUANTILE_TO_SD = 1.0 / 1.2815515655446004
+_ERROR_QUANTILE = 0.5
+_QUANTILE_TO_SD = 1.4826
 #: A smoothing weight of the sample interval's running mean.
 _INTERVAL_WEIGHT = 0.1
 
@@ -210,6 +210,7 @@ class StatisticalForecaster:
         # |error| of the forecasts made LAGS[k] samples before each sample, last ``window``
         self._errors = [array("d", bytes(8 * count * lags * window)) for _ in self._scales]
         self._lag_count = array("q", bytes(8 * count * lags))
+        self._recorded_t = array("d", [-math.inf] * count)
         self._damping = (
             math.inf if config.trend_damping_s is None else float(config.trend_damping_s)
         )
@@ -283,8 +284,13 @@ class StatisticalForecaster:
             lag_base = i * len(LAGS)
             # (lag index, history slot, damped reach, error slot, fill to) of each lag with data
             lags: list[tuple[int, int, float, int, int]] = []
+            # errors are recorded at most every RECORD_SPACING_S, so that the window spans
+            # a similar time whether the path is sampled at 1 Hz or 10 Hz
+            record = t - self._recorded_t[i] >= RECORD_SPACING_S
+            if record:
+                self._recorded_t[i] = t
             for k, lag in enumerate(LAGS):
-                if lag > n:
+                if lag > n or not record:
                     break
                 j = hist_base + (n - lag) % depth
                 h = t - hist_t[j]
@@ -303,9 +309,9 @@ class StatisticalForecaster:
                 hist_trend = self._hist_trend[s]
                 errors = self._errors[s]
                 for _k, j, reach, slot, fill_to in lags:
-                    size = abs(y - hist_level[j] - hist_trend[j] * reach)
+                    error = y - hist_level[j] - hist_trend[j] * reach
                     for m in range(slot, fill_to):
-                        errors[m] = size
+                        errors[m] = error
                 b = trend[i]
                 pred = level[i] + b * dt
                 e = y - pred
@@ -346,6 +352,23 @@ class StatisticalForecaster:
                     learned += 1
                     last_fed[path] = (t, value)
         return learned
+
+    def hold_silent(self, now: float) -> int:
+        """Take each path silent for longer than ``hold_after_s`` (and 1.2 of its mean sample
+        intervals) to still hold its last value
+        (devices report by exception: OPC UA data changes, MQTT on change) and learn that
+        value at ``now``; returns how many paths were held."""
+        hold_after = self.config.hold_after_s
+        if hold_after is None:
+            return 0
+        last_t = np.frombuffer(self._last_t, dtype=np.float64)
+        interval = np.frombuffer(self._interval, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            quiet = np.maximum(hold_after, HOLD_INTERVALS * interval)
+            silent = np.nonzero(last_t < now - quiet)[0]
+        for i in silent.tolist():
+            self.observe(self.paths[i], now, self._last_y[i])
+        return int(silent.size)
 
     # -- forecasting ----------------------------------------------------------------------------
     def forecast(self, now: float | None = None) -> StatisticalForecast:
@@ -391,13 +414,14 @@ class StatisticalForecaster:
         weight = (np.diff(times, prepend=0.0)[None, :] / interval[:, None])[None, :, :]
         spread = np.sqrt(np.maximum(sd * sd - noise * noise, 0.0))  # the fitted path's own
         with np.errstate(invalid="ignore", divide="ignore"):
+            point_high, point_low = _point_probabilities(
+                errors, lag_count, mean, sd, noise, high, low, since / interval[:, None]
+            )
             p_high_s = np.maximum(
-                ndtr((mean - high) / sd).max(axis=2),
-                _any_sample(mean - high, spread, noise, weight),
+                point_high.max(axis=2), _any_sample(mean - high, spread, noise, weight)
             )
             p_low_s = np.maximum(
-                ndtr((low - mean) / sd).max(axis=2),
-                _any_sample(low - mean, spread, noise, weight),
+                point_low.max(axis=2), _any_sample(low - mean, spread, noise, weight)
             )
         p_high_s = np.nan_to_num(p_high_s, nan=0.0)  # (S, P)
         p_low_s = np.nan_to_num(p_low_s, nan=0.0)
@@ -437,6 +461,10 @@ class StatisticalForecaster:
 #: A scale's forecast is used up to this many times its trend time constant ahead: a trend
 #: learned over the last few seconds says little about the next minute.
 TRUSTED_REACH = 4.0
+#: A path is silent (holding its value) after this many of its mean sample intervals.
+HOLD_INTERVALS = 1.2
+#: Forecast errors are recorded at most this often per path (s).
+RECORD_SPACING_S = 0.5
 #: The forecast errors are measured at these lags (in samples); in between, the band is
 #: interpolated on a log scale of the lag, beyond the last one it grows in proportion.
 LAGS = (1, 2, 4, 8, 16, 32, 64)
@@ -446,12 +474,42 @@ def _lag_sd(errors: FloatArray, lag_count: npt.NDArray[np.int64]) -> FloatArray:
     """The robust error deviation (80th percentile of ``|e|`` / 1.2816) per scale, path and
     lag; a lag with no errors yet takes the previous lag's, grown in proportion; the deviation
     never shrinks with the lag."""
-    sd = np.quantile(errors, _ERROR_QUANTILE, axis=3) * _QUANTILE_TO_SD  # (S, P, K)
+    sd = np.quantile(np.abs(errors), _ERROR_QUANTILE, axis=3) * _QUANTILE_TO_SD  # (S, P, K)
     for k in range(1, len(LAGS)):
         missing = lag_count[:, k] == 0
         grown = sd[:, :, k - 1] * (LAGS[k] / LAGS[k - 1])
         sd[:, :, k] = np.where(missing[None, :], grown, np.maximum(sd[:, :, k], sd[:, :, k - 1]))
     return sd
+
+
+def _point_probabilities(
+    errors: FloatArray,
+    lag_count: npt.NDArray[np.int64],
+    mean: FloatArray,
+    sd: FloatArray,
+    noise: FloatArray,
+    high: FloatArray,
+    low: FloatArray,
+    steps: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """P(the value is beyond each limit) at each point of the horizon, per scale: (S, P, G).
+
+    Empirical where the lag's error window is full: the recent signed errors of forecasts as
+    far ahead, added to this forecast, each smoothed by the sample noise (a kernel estimate, so
+    a lagging trend's one-sided errors count on their side); normal with ``sd`` otherwise.
+    """
+    _, paths, lags, window = errors.shape
+    rows = np.arange(paths)[:, None]
+    nearest = np.minimum(np.rint(np.log2(np.maximum(steps, 1.0))), lags - 1).astype(np.intp)
+    stretch = np.maximum(steps / LAGS[-1], 1.0)  # beyond the last lag: in proportion
+    outcomes = mean[..., None] + errors[:, rows, nearest, :] * stretch[None, :, :, None]
+    width = noise[..., None]
+    empirical_high = ndtr((outcomes - high[..., None]) / width).mean(axis=3)
+    empirical_low = ndtr((low[..., None] - outcomes) / width).mean(axis=3)
+    full = (lag_count[rows, nearest] >= window)[None, :, :]
+    point_high = np.where(full, empirical_high, ndtr((mean - high) / sd))
+    point_low = np.where(full, empirical_low, ndtr((low - mean) / sd))
+    return point_high, point_low
 
 
 def _sd_at(lag_sd: FloatArray, steps: FloatArray) -> FloatArray:
