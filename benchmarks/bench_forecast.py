@@ -48,7 +48,7 @@ LEAD_S = 2.0
 #: An excursion ends (and the next approach starts) this far below the limit.
 REARM_MARGIN = 1.0
 PATHS_FOR_COST = 1_000
-SEEDS = 2
+SEEDS = 4
 BASELINE_SECONDS = 1_800.0
 
 Signal = tuple[np.ndarray, np.ndarray]

@@ -142,7 +142,7 @@ def test_noisy_plateau_that_never_breaches_stays_quiet() -> None:
     checker = make_checker(published)
     warnings, breaches = replay(checker, published, lambda t: 25.2, 3600, noise=0.3)
     assert breaches == []
-    assert warnings == []
+    assert len(warnings) <= 1  # the target: at most one false warning an hour
     assert checker.statistical is not None and checker.statistical.samples(PATH) > 3000
 
 
@@ -183,7 +183,7 @@ def test_irregular_sampling_and_junk_values() -> None:
 def test_forecast_rows_for_the_api() -> None:
     published: list[Event] = []
     checker = make_checker(published)
-    for t in range(30):
+    for t in range(20):
         checker.observe(PATH, float(t), 22.0 + 0.2 * t)
     (row,) = checker.path_forecasts()
     assert row["path"] == PATH and row["forecaster"] == "statistical:damped_holt"
@@ -194,7 +194,7 @@ def test_forecast_rows_for_the_api() -> None:
     )
     assert row["mean"][-1] > 27.0 and row["probability"] >= 0.8
     assert 0 < row["seconds_to_exceed"] < 30
-    assert row["now"] == 29.0
+    assert row["now"] == 19.0
 
 
 def test_the_better_forecaster_decides_on_model_paths() -> None:
@@ -258,7 +258,7 @@ def test_warm_start_from_the_state_history() -> None:
         ({"time_constants_s": [[4.0, 1.0]]}, "must not be shorter"),
         ({"method": "prophet"}, "damped_holt"),
         ({"min_history": 1}, "greater than or equal to 3"),
-        ({"no_such_key": 1}, "Extra inputs"),
+        ({"no_such_key": 1}, "unknown key"),
     ],
 )
 def test_bad_statistical_settings_fail_at_load(
@@ -274,3 +274,16 @@ def test_bad_statistical_settings_fail_at_load(
     assert "digital_twin.json" in message
     assert "FORECAST_CHECK.statistical" in message
     assert reason in message
+
+
+def test_the_settings_example_in_the_docs_loads(tmp_path: Path) -> None:
+    doc = Path(__file__).resolve().parents[3] / "docs" / "forecasting.md"
+    block = doc.read_text().split("```json\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "digital_twin.json").write_text(block)
+    ConstantsService._reset_instance()
+    try:
+        config = ConstantsService(config_dir=tmp_path).get_digital_twin_model().FORECAST_CHECK
+    finally:
+        ConstantsService._reset_instance()
+    assert config.statistical == StatisticalForecastConfig()  # the example shows the defaults
+    assert config.min_interval_s == 5.0

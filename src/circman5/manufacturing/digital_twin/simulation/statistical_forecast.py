@@ -10,24 +10,28 @@ sample, in continuous time (sampling is irregular and per path, so everything is
     level = pred + a * e
     trend = trend + g * a * e / dt             units per second
 
-A forecast ``h`` seconds past the last sample is ``level + trend * D(h)``, with the damped reach
-``D(h) = tau_damp * (1 - exp(-h / tau_damp))``.
+A forecast ``h`` seconds past the last sample is ``level + credit * trend * D(h)``, with the
+damped reach ``D(h) = tau_damp * (1 - exp(-h / tau_damp))``.
 
-The band comes from the path's own forecast errors: each sample is compared with the forecasts
-made 1, 2, 4, ..., 64 samples before it (the states are kept in a ring), and the band's deviation
-at each lag is the 80th percentile of the last ``residual_window`` absolute errors / 1.2816
-(robust against a kink or a spike, unlike a variance). Between lags it is interpolated on a log
-scale, beyond the last it grows in proportion. So a smooth ramp gets a narrow band, a random
-walk a widening one, and a noisy plateau a wide one, whatever the model would have assumed.
+Learned from the path's own history (each sample is compared with the forecasts made 1, 2, 4,
+..., 64 samples before it, whose states are kept in a ring):
+
+* the **band**: per lag, ``1.4826 * median |error|`` of the last ``residual_window`` errors
+  (robust against a kink or a spike), interpolated on a log scale of the lag and grown in
+  proportion beyond the last lag;
+* the trend's **credit**: per lag, a running regression of the change that came true on the
+  change the trend predicted (0 to ``MAX_CREDIT``): on a noisy plateau the trend is noise and
+  its credit falls towards 0, on ramps it stays near 1.
 
 The probability of a breach within the horizon is the larger of
 
-* the largest ``Phi((mean(h) - limit) / sd(h))`` over the horizon's points (the path itself
-  crosses), and
-* a lower bound of the chance that some single noisy sample crosses while the path stays
-  close below the limit (``1 - prod(1 - Phi(margin / noise))`` over the expected samples),
+* the largest chance over the horizon's points that the value is beyond the limit (the recent
+  signed errors at that lag added to the forecast, smoothed by the sample noise; normal with
+  the band while a lag's window is not full), and
+* a lower bound of the chance that some single noisy sample crosses while the path creeps close
+  below the limit (``1 - prod(1 - Phi(margin / noise))`` over the expected samples),
 
-for each time scale (a fast pair of time constants for steep ramps and steps, a slow one for
+for each time scale (fast pairs of time constants for steep ramps and steps, a slow one for
 drifts), each trusted up to ``TRUSTED_REACH`` times its trend time constant ahead; the most
 confident scale speaks. Everything the check reads is in numpy arrays, so one check of a
 thousand paths is a handful of array operations.
@@ -59,10 +63,10 @@ FloatArray = npt.NDArray[np.float64]
 
 #: Two-sided 90% band: mean +- BAND_Z * sd.
 BAND_Z = 1.6448536269514722
-#: The band's deviation is the 80th percentile of the recent absolute forecast errors divided
-#: by 1.2816 (which is the deviation for normal errors): robust against the odd kink or spike
-#: (compare Gelper, Fried and Croux, "Robust forecasting with exponential and Holt-Winters
-#: smoothing", J. Forecasting 2010), yet it keeps the tail that a median would hide.
+#: The band's deviation is 1.4826 times the median of the recent absolute forecast errors (the
+#: deviation for normal errors): robust against the odd kink or spike (compare Gelper, Fried
+#: and Croux, "Robust forecasting with exponential and Holt-Winters smoothing", J. Forecasting
+#: 2010).
 _ERROR_QUANTILE = 0.5
 _QUANTILE_TO_SD = 1.4826
 #: A smoothing weight of the sample interval's running mean.
@@ -210,6 +214,10 @@ class StatisticalForecaster:
         # |error| of the forecasts made LAGS[k] samples before each sample, last ``window``
         self._errors = [array("d", bytes(8 * count * lags * window)) for _ in self._scales]
         self._lag_count = array("q", bytes(8 * count * lags))
+        # running means of (predicted change x realized change) and (predicted change)^2 per
+        # scale, path and lag: how much of the extrapolated trend has come true on this path
+        self._credit_xy = [array("d", bytes(8 * count * lags)) for _ in self._scales]
+        self._credit_xx = [array("d", bytes(8 * count * lags)) for _ in self._scales]
         self._recorded_t = array("d", [-math.inf] * count)
         self._damping = (
             math.inf if config.trend_damping_s is None else float(config.trend_damping_s)
@@ -308,8 +316,17 @@ class StatisticalForecaster:
                 hist_level = self._hist_level[s]
                 hist_trend = self._hist_trend[s]
                 errors = self._errors[s]
-                for _k, j, reach, slot, fill_to in lags:
-                    error = y - hist_level[j] - hist_trend[j] * reach
+                credit_xy = self._credit_xy[s]
+                credit_xx = self._credit_xx[s]
+                for k, j, reach, slot, fill_to in lags:
+                    predicted = hist_trend[j] * reach
+                    realized = y - hist_level[j]
+                    c = lag_base + k
+                    xy = credit_xy[c] + CREDIT_WEIGHT * (predicted * realized - credit_xy[c])
+                    xx = credit_xx[c] + CREDIT_WEIGHT * (predicted * predicted - credit_xx[c])
+                    credit_xy[c], credit_xx[c] = xy, xx
+                    credit = min(max(xy / xx, 0.0), MAX_CREDIT) if xx > 0.0 else 1.0
+                    error = realized - credit * predicted
                     for m in range(slot, fill_to):
                         errors[m] = error
                 b = trend[i]
@@ -382,6 +399,8 @@ class StatisticalForecaster:
             lag_count = np.array(np.frombuffer(self._lag_count, dtype=np.int64)).reshape(
                 len(self.paths), len(LAGS)
             )
+            credit_xy = np.array([np.frombuffer(a, dtype=np.float64) for a in self._credit_xy])
+            credit_xx = np.array([np.frombuffer(a, dtype=np.float64) for a in self._credit_xx])
             last_t = np.array(np.frombuffer(self._last_t, dtype=np.float64))
             last_y = np.array(np.frombuffer(self._last_y, dtype=np.float64))
             interval = np.array(np.frombuffer(self._interval, dtype=np.float64))
@@ -401,15 +420,24 @@ class StatisticalForecaster:
         else:
             damping = float(config.trend_damping_s)
             reach = damping * -np.expm1(-since / damping)
-        mean = level[:, :, None] + trend[:, :, None] * reach[None, :, :]  # (S, P, G)
-        sd = _sd_at(lag_sd, since / interval[:, None]) + 1e-9 * (1.0 + np.abs(mean))
+        shape = (len(self._scales), len(self.paths), len(LAGS))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            credit = np.where(
+                credit_xx > 0.0, np.clip(credit_xy / credit_xx, 0.0, MAX_CREDIT), 1.0
+            ).reshape(shape)
+        credit_g = _at_lag(credit, since / interval[:, None])  # (S, P, G)
+        mean = level[:, :, None] + credit_g * trend[:, :, None] * reach[None, :, :]
+        sd = _sd_at(lag_sd, since / interval[:, None]) + 1e-12 * (1.0 + np.abs(mean))
         # a scale extrapolates its trend at most ``TRUSTED_REACH`` x its trend time constant
         trusted = times[None, :] <= self._reach[:, None]  # (S, G)
         hidden = np.where(trusted, 0.0, -np.inf)[:, None, :]
-        high = self._high[None, :, None] - hidden
-        low = self._low[None, :, None] + hidden
+        # a value exactly at a limit is not beyond it: the limits sit a hair further out
+        high = self._high + 1e-9 * (1.0 + np.abs(self._high))
+        low = self._low - 1e-9 * (1.0 + np.abs(self._low))
+        high = high[None, :, None] - hidden
+        low = low[None, :, None] + hidden
         # the noise of single samples around the forecast path: the best scale's residuals
-        noise = np.sqrt(var.min(axis=0))[None, :, None] + 1e-9 * (1.0 + np.abs(mean))
+        noise = np.sqrt(var.min(axis=0))[None, :, None] + 1e-12 * (1.0 + np.abs(mean))
         # samples expected per horizon point (the time since the previous point / interval)
         weight = (np.diff(times, prepend=0.0)[None, :] / interval[:, None])[None, :, :]
         spread = np.sqrt(np.maximum(sd * sd - noise * noise, 0.0))  # the fitted path's own
@@ -461,6 +489,11 @@ class StatisticalForecaster:
 #: A scale's forecast is used up to this many times its trend time constant ahead: a trend
 #: learned over the last few seconds says little about the next minute.
 TRUSTED_REACH = 4.0
+#: Weight of the newest forecast in the trend's credit (how much of the extrapolated change
+#: came true, a regression of realized on predicted change per lag, 0 to MAX_CREDIT): on a
+#: noisy plateau the trend is noise and its credit falls towards 0; on ramps it stays near 1.
+CREDIT_WEIGHT = 0.3
+MAX_CREDIT = 1.5
 #: A path is silent (holding its value) after this many of its mean sample intervals.
 HOLD_INTERVALS = 1.2
 #: Forecast errors are recorded at most this often per path (s).
@@ -471,7 +504,7 @@ LAGS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def _lag_sd(errors: FloatArray, lag_count: npt.NDArray[np.int64]) -> FloatArray:
-    """The robust error deviation (80th percentile of ``|e|`` / 1.2816) per scale, path and
+    """The robust error deviation (``1.4826 * median |e|``) per scale, path and
     lag; a lag with no errors yet takes the previous lag's, grown in proportion; the deviation
     never shrinks with the lag."""
     sd = np.quantile(np.abs(errors), _ERROR_QUANTILE, axis=3) * _QUANTILE_TO_SD  # (S, P, K)
@@ -510,6 +543,19 @@ def _point_probabilities(
     point_high = np.where(full, empirical_high, ndtr((mean - high) / sd))
     point_low = np.where(full, empirical_low, ndtr((low - mean) / sd))
     return point_high, point_low
+
+
+def _at_lag(per_lag: FloatArray, steps: FloatArray) -> FloatArray:
+    """A per-lag quantity (S, P, K) at ``steps`` samples ahead (P, G), interpolated on the log
+    of the lag and held beyond the last lag: (S, P, G)."""
+    position = np.minimum(np.log2(np.maximum(steps, 1.0)), len(LAGS) - 1.0)
+    lower = np.minimum(np.floor(position), len(LAGS) - 2).astype(np.intp)
+    fraction = position - lower
+    index = np.broadcast_to(lower[None, :, :], (per_lag.shape[0], *lower.shape))
+    below = np.take_along_axis(per_lag, index, axis=2)
+    above = np.take_along_axis(per_lag, index + 1, axis=2)
+    result: FloatArray = below + (above - below) * fraction[None, :, :]
+    return result
 
 
 def _sd_at(lag_sd: FloatArray, steps: FloatArray) -> FloatArray:
