@@ -162,7 +162,7 @@ def test_one_warning_per_approach_rearmed_after_it_cleared() -> None:
 
 def test_irregular_sampling_and_junk_values() -> None:
     published: list[Event] = []
-    checker = make_checker(published)
+    checker = make_checker(published, hold_after_s=None)  # gaps are unknown, not held values
     forecaster = checker.statistical
     assert forecaster is not None
     assert checker.observe(PATH, 1.0, 22.0)
@@ -287,3 +287,17 @@ def test_the_settings_example_in_the_docs_loads(tmp_path: Path) -> None:
         ConstantsService._reset_instance()
     assert config.statistical == StatisticalForecastConfig()  # the example shows the defaults
     assert config.min_interval_s == 5.0
+
+
+def test_a_silent_path_is_learned_as_holding_its_value() -> None:
+    """Devices that report by exception send nothing while a value holds."""
+    published: list[Event] = []
+    checker = make_checker(published)
+    forecaster = checker.statistical
+    assert forecaster is not None
+    for t in range(10):  # rising at 1 per second, then silent for 20 s
+        checker.observe(PATH, float(t), 18.0 + t)
+    checker.observe(PATH, 29.0, 27.0)
+    assert forecaster.samples(PATH) > 11  # the silence became held samples
+    forecast = forecaster.forecast(now=29.0)
+    assert forecast.value_at(0, 5.0) < 27.5  # not still extrapolating the old ramp

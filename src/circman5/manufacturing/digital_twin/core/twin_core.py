@@ -231,6 +231,7 @@ class DigitalTwin(Singleton):
                 self.event_publisher.publish,
                 model_paths=self.forecast_model_paths,
                 step_s=model.SIMULATION_PARAMETERS.time_step_s,
+                wall_clock=time.time,
             )
             # learn from the history the twin already keeps: no blind start after a restart
             checker.warm_start(

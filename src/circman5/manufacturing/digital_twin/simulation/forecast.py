@@ -70,6 +70,8 @@ __all__ = [
 Direction = Literal["exceed", "fall below"]
 EVENT_SOURCE = "simulation.forecast"
 PROCESS_MODEL = "process_model"
+#: Samples within this many seconds of the wall clock are live (see ``wall_clock``).
+LIVE_WINDOW_S = 60.0
 #: Weight of the newest error in each forecaster's running mean absolute error.
 ERROR_WEIGHT = 0.2
 
@@ -200,6 +202,9 @@ class ForecastChecker:
     propagate. ``clock``: seconds, monotonic. ``seed``: for reproducible checks (tests).
     ``model_paths``: the paths on which a calibrated process model was accepted (empty: the
     statistical forecaster everywhere). ``step_s``: simulated seconds per model step.
+    ``wall_clock``: epoch seconds (``time.time``) for a live twin: while the samples are live
+    (within ``LIVE_WINDOW_S`` of it), checks forecast from the wall clock, so a path that went
+    silent is seen to hold its value; None: from the newest sample.
     """
 
     def __init__(
@@ -213,6 +218,7 @@ class ForecastChecker:
         *,
         model_paths: Collection[str] = (),
         step_s: float = 1.0,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         self.engine = engine
         self.thresholds: dict[str, ThresholdRule] = dict(thresholds)
@@ -228,11 +234,14 @@ class ForecastChecker:
                 {p: (r.low, r.high) for p, r in self.thresholds.items()},
                 stat_config,
             )
-            self._interval = float(stat_config.check_interval_s)
+            # samples arrive with jitter: one up to a quarter interval early still counts, so a
+            # 1 Hz device is checked on every sample rather than every other one
+            self._interval = 0.75 * float(stat_config.check_interval_s)
         else:
             self._interval = float(config.min_interval_s)
         self._model_interval = float(config.min_interval_s)
         self._step_s = float(step_s)
+        self._wall_clock = wall_clock
         self.model_paths: frozenset[str] = frozenset()
         self.set_model_paths(model_paths)
         self._next_due = -math.inf
@@ -392,6 +401,10 @@ class ForecastChecker:
         config = self.config
         with self._check_lock:
             stat: StatisticalForecast | None = None
+            if now is None and self._wall_clock is not None and self.statistical is not None:
+                wall, latest = self._wall_clock(), self.statistical.latest_t
+                if math.isfinite(latest) and abs(wall - latest) < LIVE_WINDOW_S:
+                    now = max(wall, latest)
             if self.statistical is not None:
                 at = self.statistical.latest_t if now is None else now
                 if math.isfinite(at):
@@ -414,7 +427,7 @@ class ForecastChecker:
             forecasts: list[Forecast] = []
             published: list[ForecastEvent] = []
             cleared: list[tuple[str, Direction]] = []
-            for index, (path, rule) in enumerate(self.thresholds.items()):
+            for index, (path, rule) in self._to_decide(stat):
                 name = self.forecaster_for(path)
                 if name == PROCESS_MODEL:
                     if summary is None:
@@ -459,6 +472,30 @@ class ForecastChecker:
                 summary=summary,
                 statistical=stat,
             )
+
+    def _to_decide(self, stat: StatisticalForecast | None) -> list[tuple[int, tuple[str, Any]]]:
+        """The paths a check must look at: model paths, and paths whose breach probability
+        reaches a clear level, that are in breach, or that have an active warning (vectorized,
+        so a check of a thousand calm paths does not walk them in Python)."""
+        items = list(self.thresholds.items())
+        if stat is None:
+            return list(enumerate(items))
+        clear_level = self.config.statistical.probability_threshold * (
+            1.0 - self.config.clear_hysteresis
+        )
+        last = stat.last_value
+        with np.errstate(invalid="ignore"):
+            busy = (
+                (stat.p_exceed >= clear_level)
+                | (stat.p_fall_below >= clear_level)
+                | (last > stat.high)
+                | (last < stat.low)
+            )
+        chosen = set(np.nonzero(busy)[0].tolist())
+        if self._active or self.model_paths:
+            watched = {p for p, _ in self._active} | self.model_paths
+            chosen.update(i for i, (path, _) in enumerate(items) if path in watched)
+        return [(i, items[i]) for i in sorted(chosen)]
 
     def _statistical_findings(
         self, i: int, rule: ThresholdRule, stat: StatisticalForecast

@@ -141,6 +141,8 @@ class StatisticalForecast:
     t_fall_below: FloatArray
     ready: npt.NDArray[np.bool_]
     last_value: FloatArray
+    high: FloatArray
+    low: FloatArray
     last_t: FloatArray
     interval: FloatArray
     samples: npt.NDArray[np.int64]
@@ -264,85 +266,100 @@ class StatisticalForecaster:
             self.ignored += 1
             return False
         with self._lock:
+            hold_after = self.config.hold_after_s
             n = self._count[i]
-            if n == 0:
-                for s in range(len(self._scales)):
-                    self._level[s][i] = y
-                    self._trend[s][i] = 0.0
-                    self._hist_level[s][i * LAGS[-1]] = y
-                    self._hist_trend[s][i * LAGS[-1]] = 0.0
-                self._hist_t[i * LAGS[-1]] = t
-                self._last_t[i] = t
-                self._last_y[i] = y
-                self._count[i] = 1
-                if t > self.latest_t:
-                    self.latest_t = t
-                return True
-            dt = t - self._last_t[i]
-            if not dt > 0.0:
-                self.ignored += 1
-                return False
-            exp = math.exp
-            window = self._window
-            depth = LAGS[-1]
-            hist_base = i * depth
-            hist_t = self._hist_t
-            damping = self._damping
-            lag_count = self._lag_count
-            lag_base = i * len(LAGS)
-            # (lag index, history slot, damped reach, error slot, fill to) of each lag with data
-            lags: list[tuple[int, int, float, int, int]] = []
-            # errors are recorded at most every RECORD_SPACING_S, so that the window spans
-            # a similar time whether the path is sampled at 1 Hz or 10 Hz
-            record = t - self._recorded_t[i] >= RECORD_SPACING_S
-            if record:
-                self._recorded_t[i] = t
-            for k, lag in enumerate(LAGS):
-                if lag > n or not record:
-                    break
-                j = hist_base + (n - lag) % depth
-                h = t - hist_t[j]
-                reach = h if damping == math.inf else damping * (1.0 - exp(-h / damping))
-                done = lag_count[lag_base + k]
-                base = (lag_base + k) * window
-                slot = base + done % window
-                # until the window is full, the newest error also fills the unused slots
-                lags.append((k, j, reach, slot, base + window if done < window else slot + 1))
-                lag_count[lag_base + k] = done + 1
-            next_slot = hist_base + n % depth
-            for s, (tau_level, tau_trend) in enumerate(self._scales):
-                level = self._level[s]
-                trend = self._trend[s]
-                hist_level = self._hist_level[s]
-                hist_trend = self._hist_trend[s]
-                errors = self._errors[s]
-                credit_xy = self._credit_xy[s]
-                credit_xx = self._credit_xx[s]
-                for k, j, reach, slot, fill_to in lags:
-                    predicted = hist_trend[j] * reach
-                    realized = y - hist_level[j]
-                    c = lag_base + k
-                    xy = credit_xy[c] + CREDIT_WEIGHT * (predicted * realized - credit_xy[c])
-                    xx = credit_xx[c] + CREDIT_WEIGHT * (predicted * predicted - credit_xx[c])
-                    credit_xy[c], credit_xx[c] = xy, xx
-                    credit = min(max(xy / xx, 0.0), MAX_CREDIT) if xx > 0.0 else 1.0
-                    error = realized - credit * predicted
-                    for m in range(slot, fill_to):
-                        errors[m] = error
-                b = trend[i]
-                pred = level[i] + b * dt
-                e = y - pred
-                a = 1.0 - exp(-dt / tau_level)
-                level[i] = hist_level[next_slot] = pred + a * e
-                trend[i] = hist_trend[next_slot] = b + (1.0 - exp(-dt / tau_trend)) * a * e / dt
-            hist_t[next_slot] = t
-            interval = self._interval
-            interval[i] = dt if n == 1 else interval[i] + _INTERVAL_WEIGHT * (dt - interval[i])
+            if hold_after is not None and n > 0:
+                # a device reporting by exception was silent: its value held meanwhile
+                last_t, interval = self._last_t[i], self._interval[i]
+                gap = t - last_t
+                if gap > max(hold_after, HOLD_INTERVALS * interval):
+                    held = min(int(gap / interval) - 1, MAX_HELD)
+                    step = gap / (held + 1)
+                    for m in range(1, held + 1):
+                        self._learn(i, last_t + m * step, self._last_y[i])
+            return self._learn(i, t, y)
+
+    def _learn(self, i: int, t: float, y: float) -> bool:
+        """:meth:`observe` of path ``i``, the lock held."""
+        n = self._count[i]
+        if n == 0:
+            for s in range(len(self._scales)):
+                self._level[s][i] = y
+                self._trend[s][i] = 0.0
+                self._hist_level[s][i * LAGS[-1]] = y
+                self._hist_trend[s][i * LAGS[-1]] = 0.0
+            self._hist_t[i * LAGS[-1]] = t
             self._last_t[i] = t
             self._last_y[i] = y
-            self._count[i] = n + 1
+            self._count[i] = 1
             if t > self.latest_t:
                 self.latest_t = t
+            return True
+        dt = t - self._last_t[i]
+        if not dt > 0.0:
+            self.ignored += 1
+            return False
+        exp = math.exp
+        window = self._window
+        depth = LAGS[-1]
+        hist_base = i * depth
+        hist_t = self._hist_t
+        damping = self._damping
+        lag_count = self._lag_count
+        lag_base = i * len(LAGS)
+        # (lag index, history slot, damped reach, error slot, fill to) of each lag with data
+        lags: list[tuple[int, int, float, int, int]] = []
+        # errors are recorded at most every RECORD_SPACING_S, so that the window spans
+        # a similar time whether the path is sampled at 1 Hz or 10 Hz
+        record = t - self._recorded_t[i] >= RECORD_SPACING_S
+        if record:
+            self._recorded_t[i] = t
+        for k, lag in enumerate(LAGS):
+            if lag > n or not record:
+                break
+            j = hist_base + (n - lag) % depth
+            h = t - hist_t[j]
+            reach = h if damping == math.inf else damping * (1.0 - exp(-h / damping))
+            done = lag_count[lag_base + k]
+            base = (lag_base + k) * window
+            slot = base + done % window
+            # until the window is full, the newest error also fills the unused slots
+            lags.append((k, j, reach, slot, base + window if done < window else slot + 1))
+            lag_count[lag_base + k] = done + 1
+        next_slot = hist_base + n % depth
+        for s, (tau_level, tau_trend) in enumerate(self._scales):
+            level = self._level[s]
+            trend = self._trend[s]
+            hist_level = self._hist_level[s]
+            hist_trend = self._hist_trend[s]
+            errors = self._errors[s]
+            credit_xy = self._credit_xy[s]
+            credit_xx = self._credit_xx[s]
+            for k, j, reach, slot, fill_to in lags:
+                predicted = hist_trend[j] * reach
+                realized = y - hist_level[j]
+                c = lag_base + k
+                xy = credit_xy[c] + CREDIT_WEIGHT * (predicted * realized - credit_xy[c])
+                xx = credit_xx[c] + CREDIT_WEIGHT * (predicted * predicted - credit_xx[c])
+                credit_xy[c], credit_xx[c] = xy, xx
+                credit = min(max(xy / xx, 0.0), MAX_CREDIT) if xx > 0.0 else 1.0
+                error = realized - credit * predicted
+                for m in range(slot, fill_to):
+                    errors[m] = error
+            b = trend[i]
+            pred = level[i] + b * dt
+            e = y - pred
+            a = 1.0 - exp(-dt / tau_level)
+            level[i] = hist_level[next_slot] = pred + a * e
+            trend[i] = hist_trend[next_slot] = b + (1.0 - exp(-dt / tau_trend)) * a * e / dt
+        hist_t[next_slot] = t
+        interval = self._interval
+        interval[i] = dt if n == 1 else interval[i] + _INTERVAL_WEIGHT * (dt - interval[i])
+        self._last_t[i] = t
+        self._last_y[i] = y
+        self._count[i] = n + 1
+        if t > self.latest_t:
+            self.latest_t = t
         return True
 
     def warm_start(self, states: Iterable[Mapping[str, Any]], epoch_of: Any) -> int:
@@ -479,6 +496,8 @@ class StatisticalForecaster:
             t_fall_below=t_fall,
             ready=ready,
             last_value=last_y,
+            high=self._high,
+            low=self._low,
             last_t=last_t,
             interval=interval,
             samples=count,
@@ -496,6 +515,8 @@ CREDIT_WEIGHT = 0.3
 MAX_CREDIT = 1.5
 #: A path is silent (holding its value) after this many of its mean sample intervals.
 HOLD_INTERVALS = 1.2
+#: At most this many held samples fill one silence.
+MAX_HELD = 16
 #: Forecast errors are recorded at most this often per path (s).
 RECORD_SPACING_S = 0.5
 #: The forecast errors are measured at these lags (in samples); in between, the band is
@@ -529,20 +550,33 @@ def _point_probabilities(
 
     Empirical where the lag's error window is full: the recent signed errors of forecasts as
     far ahead, added to this forecast, each smoothed by the sample noise (a kernel estimate, so
-    a lagging trend's one-sided errors count on their side); normal with ``sd`` otherwise.
+    a lagging trend's one-sided errors count on their side); normal with ``sd`` otherwise. The
+    kernel is evaluated only where even the largest error could bring the value near the limit
+    (elsewhere that bound, below 1e-6, stands in), which keeps a check of calm paths cheap.
     """
     _, paths, lags, window = errors.shape
     rows = np.arange(paths)[:, None]
     nearest = np.minimum(np.rint(np.log2(np.maximum(steps, 1.0))), lags - 1).astype(np.intp)
-    stretch = np.maximum(steps / LAGS[-1], 1.0)  # beyond the last lag: in proportion
-    outcomes = mean[..., None] + errors[:, rows, nearest, :] * stretch[None, :, :, None]
-    width = noise[..., None]
-    empirical_high = ndtr((outcomes - high[..., None]) / width).mean(axis=3)
-    empirical_low = ndtr((low[..., None] - outcomes) / width).mean(axis=3)
-    full = (lag_count[rows, nearest] >= window)[None, :, :]
-    point_high = np.where(full, empirical_high, ndtr((mean - high) / sd))
-    point_low = np.where(full, empirical_low, ndtr((low - mean) / sd))
-    return point_high, point_low
+    stretch = np.maximum(steps / LAGS[-1], 1.0)[None, :, :]  # beyond the last lag: in proportion
+    full = np.broadcast_to((lag_count[rows, nearest] >= window)[None, :, :], mean.shape)
+    width = np.broadcast_to(noise, mean.shape)
+    results: list[FloatArray] = []
+    for limit, sign, extreme in ((high, 1.0, errors.max(axis=3)), (low, -1.0, errors.min(axis=3))):
+        limit = np.broadcast_to(limit, mean.shape)
+        bound = ndtr(sign * (mean + extreme[:, rows, nearest] * stretch - limit) / width)
+        point = np.where(full, bound, ndtr(sign * (mean - limit) / sd))
+        s_i, p_i, g_i = np.nonzero(full & (bound > 1e-6))
+        if s_i.size:
+            outcomes = (
+                mean[s_i, p_i, g_i, None]
+                + errors[s_i, p_i, nearest[p_i, g_i], :] * (stretch[0, p_i, g_i, None])
+            )
+            kernel = ndtr(
+                sign * (outcomes - limit[s_i, p_i, g_i, None]) / width[s_i, p_i, g_i, None]
+            )
+            point[s_i, p_i, g_i] = kernel.mean(axis=1)
+        results.append(point)
+    return results[0], results[1]
 
 
 def _at_lag(per_lag: FloatArray, steps: FloatArray) -> FloatArray:
@@ -588,10 +622,25 @@ def _any_sample(
     point). The bound is the largest product of the two over a few ``z``.
     """
     best = np.zeros(margin.shape[:2])
+    noise = np.broadcast_to(noise, margin.shape)
+    # only where some sample could come within 8 noise deviations of the limit
+    s_i, p_i = np.nonzero((margin / noise).max(axis=2) > -8.0)
+    if s_i.size == 0:
+        return best
+    margin, spread = (
+        margin[s_i, p_i],
+        np.broadcast_to(spread, best.shape + margin.shape[2:])[s_i, p_i],
+    )
+    noise, weight = (
+        noise[s_i, p_i],
+        np.broadcast_to(weight, best.shape + margin.shape[1:])[s_i, p_i],
+    )
+    chosen = np.zeros(s_i.size)
     for z in _PATH_Z:
         p_single = ndtr((margin - z * spread) / noise)
-        log_clear = np.sum(weight * np.log1p(-np.minimum(p_single, 1.0 - 1e-12)), axis=2)
-        best = np.maximum(best, ndtr(z) * -np.expm1(log_clear))
+        log_clear = np.sum(weight * np.log1p(-np.minimum(p_single, 1.0 - 1e-12)), axis=1)
+        chosen = np.maximum(chosen, ndtr(z) * -np.expm1(log_clear))
+    best[s_i, p_i] = chosen
     return best
 
 
