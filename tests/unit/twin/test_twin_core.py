@@ -264,3 +264,18 @@ def test_forecast_warns_before_the_breach(tmp_path: Path, captured: list[Event])
         feed(second, temperature)
     breaches = [e for e in captured if isinstance(e, ThresholdEvent)]
     assert len(breaches) == 1 and captured.index(forecast) < captured.index(breaches[0])
+
+
+def test_a_new_twin_learns_from_the_state_history(tmp_path: Path) -> None:
+    manager = StateManager()
+    start = datetime.now(UTC)
+    for second in range(30):
+        stamp = (start + timedelta(seconds=second)).isoformat()
+        manager.update_state(
+            {"timestamp": stamp, "production_line": {"temperature": 20.0 + 0.1 * second}}
+        )
+    twin = DigitalTwin(state_manager=manager)
+    twin.initialize()
+    checker = twin.forecast_checker
+    assert checker is not None and checker.statistical is not None
+    assert checker.statistical.samples("production_line.temperature") == 30  # the history

@@ -234,9 +234,8 @@ class DigitalTwin(Singleton):
                 wall_clock=time.time,
             )
             # learn from the history the twin already keeps: no blind start after a restart
-            checker.warm_start(
-                [*self.state_manager.history_snapshots(), self.state_manager.snapshot()]
-            )
+            # (not from the initial state just set, whose values are defaults, not samples)
+            checker.warm_start(self.state_manager.history_snapshots())
             self.forecast_checker = checker
 
     # -- updates ------------------------------------------------------------------------------
