@@ -11,7 +11,10 @@ simulated time (a check every simulated second, no sleeping):
   every peak;
 * ``random_walk``: a random walk with drift from 22 until it has been above the limit a while;
 * ``step``: a setpoint step 22 -> 30 with a first-order response (time constant 5-20 s);
-* ``plateau``: noisy plateaus 4.5-7 noise deviations below the limit that never breach.
+* ``plateau``: noisy plateaus 4.5-6 noise deviations below the limit that never breach.
+
+An excursion ends once the signal is back ``REARM_MARGIN`` below the limit (noise chattering
+across the limit is one excursion, as the flood control treats it).
 
 Per kind: recall of excursions warned at least ``LEAD_S`` s ahead (target >= 90%), the median
 lead time, and on never-breaching signals the false warnings per hour (target <= 1). Cost: one
@@ -320,13 +323,16 @@ def check_cost() -> tuple[float, float]:
     rng = np.random.default_rng(7)
     paths = [f"signal.s{k}" for k in range(PATHS_FOR_COST)]
     samples = 0
-    started = time.process_time()
+    spent = 0.0
     for second in range(30):
         noise = rng.normal(0.0, 0.2, PATHS_FOR_COST).tolist()
+        started = time.process_time()
         for k, path in enumerate(paths):
             checker.observe(path, second + 0.001 * k, 24.0 + noise[k])
-        samples += PATHS_FOR_COST
-    per_sample = (time.process_time() - started) / samples
+        if second >= 10:  # after the warm-up, which fills each error window at once
+            spent += time.process_time() - started
+            samples += PATHS_FOR_COST
+    per_sample = spent / samples
     best = math.inf
     for second in range(30, 60):
         noise = rng.normal(0.0, 0.2, PATHS_FOR_COST).tolist()
@@ -403,7 +409,16 @@ def main() -> list[Row]:
             higher_is_better=False,
         )
     )
-    rows.append(Row("per-sample update", sample_s * 1e6, "µs", None, higher_is_better=False))
+    rows.append(Row("per-sample update (mean)", sample_s * 1e6, "µs", None, higher_is_better=False))
+    rows.append(
+        Row(
+            "1,000 paths sampled at 1 Hz: updates",
+            sample_s * PATHS_FOR_COST * 100.0,
+            "% core",
+            None,
+            higher_is_better=False,
+        )
+    )
     return rows
 
 
