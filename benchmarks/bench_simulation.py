@@ -147,8 +147,9 @@ def main() -> list[Row]:
 
     constants = ConstantsService()
     config = constants.get_digital_twin_model().FORECAST_CHECK
-    checker = ForecastChecker(
-        engine, constants.get_parameter_thresholds(), config, lambda event: None, seed=1
+    thresholds = constants.get_parameter_thresholds()
+    checker = ForecastChecker(  # the process model's Monte Carlo on every path
+        engine, thresholds, config, lambda event: None, seed=1, model_paths=list(thresholds)
     )
     drifting = copy.deepcopy(STATE)
     drifting["production_line"]["target_temperature"] = 30.0

@@ -8,7 +8,7 @@ one may):
 ``POST /api/auth/login``                               anyone (rate-limited)
 ``GET /api/health``                                    anyone
 ``GET /api/auth/me``, ``/api/state``, ``/api/state/history``, ``/api/state/at``,
-``/api/thresholds``, ``/api/alarms``, ``/api/events``, ``/api/events/alerts``,
+``/api/thresholds``, ``/api/alarms``, ``/api/forecast``, ``/api/events``, ``/api/events/alerts``,
 ``/api/scenarios``, ``/api/scenarios/{name}``, ``/api/setpoints``, ``/api/connectors``,
 ``/api/commands``, ``/api/optimize/report``, ``/api/lca/report``, ``/api/ws``      viewer
 ``POST /api/events/{id}/acknowledge``                  operator
@@ -52,6 +52,7 @@ from circman5.api.routes import (
     auth,
     control,
     events,
+    forecast,
     learning,
     live,
     simulation,
@@ -256,7 +257,7 @@ def create_app(context: ApiContext, heavy_slots: int = 2) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for module in (auth, state, events, simulation, analysis, control, users, live):
+    for module in (auth, state, events, forecast, simulation, analysis, control, users, live):
         api.include_router(module.router)
     api.include_router(learning.router)
     app.include_router(api)

@@ -227,3 +227,20 @@ def test_a_broken_active_calibration_leaves_the_engine_on_defaults(
     assert engine.parameter_set == "built-in defaults"
     assert "active.json" in caplog.text and "not usable" in caplog.text
     assert engine.parameters.temperature_regulation == 0.1
+
+
+def test_the_forecast_follows_the_active_calibration(known: dict[str, PathHistory]) -> None:
+    """The twin's forecast uses the process model exactly on the paths the calibration explains."""
+    from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
+
+    twin = DigitalTwin()
+    assert twin.initialize()
+    checker = twin.forecast_checker
+    assert checker is not None
+    checker.check(twin.get_current_state())
+    assert checker.model_paths == frozenset()  # no calibration yet: statistical everywhere
+    calibration = save_calibration(calibrate(known, source="generated"))
+    checker.check(twin.get_current_state())
+    monitored = set(twin.thresholds)
+    assert checker.model_paths == calibration.accepted_paths & monitored
+    assert "production_line.temperature" in checker.model_paths

@@ -1,4 +1,5 @@
-"""ForecastChecker: warns before a breach, once per episode, at most every min_interval_s."""
+"""ForecastChecker with the process model only (the statistical forecaster off, every path a
+model path): warns before a breach, once per episode, at most every min_interval_s."""
 
 from __future__ import annotations
 
@@ -63,7 +64,10 @@ def published() -> list[Event]:
 
 @pytest.fixture
 def config() -> ForecastCheckConfig:
-    return ConstantsService().get_digital_twin_model().FORECAST_CHECK
+    config = ConstantsService().get_digital_twin_model().FORECAST_CHECK
+    return config.model_copy(
+        update={"statistical": config.statistical.model_copy(update={"enabled": False})}
+    )
 
 
 @pytest.fixture
@@ -76,7 +80,15 @@ def checker(
     counting: CountingEngine, config: ForecastCheckConfig, published: list[Event], clock: FakeClock
 ) -> ForecastChecker:
     thresholds = ConstantsService().get_parameter_thresholds()
-    return ForecastChecker(counting, thresholds, config, published.append, clock=clock, seed=1)
+    return ForecastChecker(
+        counting,
+        thresholds,
+        config,
+        published.append,
+        clock=clock,
+        seed=1,
+        model_paths=list(thresholds),
+    )
 
 
 def test_warning_fires_before_the_real_breach_and_only_once(
@@ -111,9 +123,11 @@ def test_warning_fires_before_the_real_breach_and_only_once(
     assert 1 <= details["steps_ahead"] <= config.horizon_steps
     assert event.category is EventCategory.THRESHOLD
     assert event.severity is EventSeverity.WARNING
+    assert details["forecaster"] == "process_model"
+    assert details["seconds_ahead"] == details["steps_ahead"] * 1.0  # time_step_s
     assert event.message == (
-        f"production_line.temperature predicted to exceed 27.0 in {details['steps_ahead']} "
-        f"steps (p={details['probability']:.2f})"
+        f"production_line.temperature predicted to exceed 27.0 in "
+        f"{details['seconds_ahead']:.1f} s (p={details['probability']:.2f}, process_model)"
     )
     # the forecast is honest: the real breach comes about steps_ahead steps later
     assert abs((first_breach - published_at[0]) - details["steps_ahead"]) <= 3
@@ -207,7 +221,7 @@ def test_publish_errors_propagate_and_the_forecast_is_retried(
             raise RuntimeError("event bus down")
 
     rules = {"production_line.temperature": ThresholdRule("production_line.temperature", 18, 27)}
-    checker = ForecastChecker(counting, rules, config, flaky, seed=2)
+    checker = ForecastChecker(counting, rules, config, flaky, seed=2, model_paths=list(rules))
     drifting = make_state(target_temperature=30.0)
     with pytest.raises(RuntimeError, match="event bus down"):
         checker.check(drifting)

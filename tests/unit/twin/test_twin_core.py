@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
     Event,
     EventCategory,
     EventSeverity,
+    ForecastEvent,
     ThresholdClearedEvent,
     ThresholdEvent,
 )
@@ -229,17 +231,51 @@ def test_reset_gives_fresh_state_manager() -> None:
 
 def test_forecast_warns_before_the_breach(tmp_path: Path, captured: list[Event]) -> None:
     (tmp_path / "digital_twin.json").write_text(
-        json.dumps({"FORECAST_CHECK": {"min_interval_s": 0.0, "horizon_steps": 30}})
+        json.dumps({"FORECAST_CHECK": {"statistical": {"check_interval_s": 0.0}}})
     )
     ConstantsService._reset_instance()
     ConstantsService(config_dir=tmp_path)
     twin = DigitalTwin()
     twin.initialize()
-    # the setpoint is above the limit: the temperature will cross 27.0, but has not yet
-    twin.update({"production_line": {"target_temperature": 30.0, "temperature": 24.0}})
-    twin.wait_for_forecast(timeout=10)
-    forecasts = [e for e in captured if "predicted to exceed 27.0" in e.message]
-    assert len(forecasts) == 1
-    assert forecasts[0].severity is EventSeverity.WARNING
-    assert twin.get_current_state()["production_line"]["temperature"] < 27.0
+    start = datetime.now(UTC) + timedelta(seconds=1)  # after the initial state
+
+    def feed(second: int, temperature: float) -> None:
+        stamp = (start + timedelta(seconds=second)).isoformat()
+        twin.update({"timestamp": stamp, "production_line": {"temperature": temperature}})
+        twin.wait_for_forecast(timeout=10)
+
+    for second in range(20):  # a steady line
+        feed(second, 22.0 + 0.05 * (second % 2))
+    assert not [e for e in captured if isinstance(e, ForecastEvent)]
+    # then the temperature ramps at 0.5 degrees a second towards the 27.0 limit
+    second, temperature = 20, 22.0
+    while not [e for e in captured if isinstance(e, ForecastEvent)]:
+        second, temperature = second + 1, temperature + 0.5
+        assert temperature < 27.0, "no forecast before the breach"
+        feed(second, temperature)
+    forecast = next(e for e in captured if isinstance(e, ForecastEvent))
+    assert forecast.severity is EventSeverity.WARNING
+    assert "predicted to exceed 27.0" in forecast.message
+    assert forecast.details["forecaster"] == "statistical:damped_holt"
+    assert 0 < forecast.details["seconds_ahead"] <= 30
     assert twin.active_alarms == {}
+    while temperature <= 27.0:
+        second, temperature = second + 1, temperature + 0.5
+        feed(second, temperature)
+    breaches = [e for e in captured if isinstance(e, ThresholdEvent)]
+    assert len(breaches) == 1 and captured.index(forecast) < captured.index(breaches[0])
+
+
+def test_a_new_twin_learns_from_the_state_history(tmp_path: Path) -> None:
+    manager = StateManager()
+    start = datetime.now(UTC)
+    for second in range(30):
+        stamp = (start + timedelta(seconds=second)).isoformat()
+        manager.update_state(
+            {"timestamp": stamp, "production_line": {"temperature": 20.0 + 0.1 * second}}
+        )
+    twin = DigitalTwin(state_manager=manager)
+    twin.initialize()
+    checker = twin.forecast_checker
+    assert checker is not None and checker.statistical is not None
+    assert checker.statistical.samples("production_line.temperature") == 30  # the history

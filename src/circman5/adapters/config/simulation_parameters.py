@@ -9,7 +9,7 @@ one step is ``time_step_s`` seconds of simulated time.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -105,8 +105,62 @@ class SimulationParameters(BaseModel):
         return rates
 
 
+class StatisticalForecastConfig(BaseModel):
+    """The statistical forecaster: a damped Holt trend per monitored path, learned online.
+
+    Time constants are in seconds (sampling is irregular and per path), so the smoothing is the
+    same whether a path is sampled at 10 Hz or every 5 s. ``time_constants_s`` lists one
+    ``[level, trend]`` pair per time scale; every scale is checked and the most confident one
+    speaks (a fast scale catches steep ramps, a slow one slow drifts).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    #: The forecasting method; ``"damped_holt"`` is the only one today.
+    method: Literal["damped_holt"] = "damped_holt"
+    #: How far ahead a breach is looked for (s).
+    horizon_s: Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)] = 30.0
+    #: Forecast at most this often (s); 0 checks on every twin update.
+    check_interval_s: NonNegativeFloat = 1.0
+    #: Samples a path needs before it is forecast.
+    min_history: Annotated[int, Field(ge=3, le=100_000)] = 5
+    #: Warn when the probability of a breach within the horizon reaches this.
+    probability_threshold: Annotated[float, Field(gt=0.5, lt=1, allow_inf_nan=False)] = 0.8
+    #: ``[level, trend]`` smoothing time constants (s), one pair per time scale.
+    time_constants_s: list[tuple[PositiveFloat, PositiveFloat]] = Field(
+        default_factory=lambda: [(0.5, 1.5), (1.5, 4.0), (8.0, 40.0)], min_length=1, max_length=4
+    )
+    #: The trend decays as ``exp(-t / trend_damping_s)`` into the future; null: no damping.
+    trend_damping_s: PositiveFloat | None = 120.0
+    #: Recent forecast errors per path and lag whose median absolute value sets the band.
+    residual_window: Annotated[int, Field(ge=4, le=256)] = 16
+    #: A path silent for longer than this (s) and 1.2 of its mean sample intervals is taken to hold
+    #: its last value (devices that report by exception); null: silence teaches nothing.
+    hold_after_s: PositiveFloat | None = 1.0
+    #: Points of the horizon at which the forecast is evaluated (the API returns them).
+    horizon_points: Annotated[int, Field(ge=2, le=200)] = 16
+
+    @field_validator("time_constants_s")
+    @classmethod
+    def _trend_slower_than_level(
+        cls, value: list[tuple[float, float]]
+    ) -> list[tuple[float, float]]:
+        for level, trend in value:
+            if trend < level:
+                raise ValueError(
+                    f"the trend time constant {trend} s must not be shorter than the level's "
+                    f"{level} s"
+                )
+        return value
+
+
 class ForecastCheckConfig(BaseModel):
-    """The forecast check: warn before a threshold is crossed."""
+    """The forecast check: warn before a threshold is crossed.
+
+    The first keys drive the process-model Monte Carlo (used on the paths whose calibrated model
+    was accepted); ``statistical`` configures the forecaster learned from each path's own data.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -120,6 +174,8 @@ class ForecastCheckConfig(BaseModel):
     #: A published forecast clears (and may be published again later) once its probability
     #: falls below ``probability_threshold * (1 - clear_hysteresis)``.
     clear_hysteresis: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.2
+    #: The statistical forecaster (every monitored path).
+    statistical: StatisticalForecastConfig = Field(default_factory=StatisticalForecastConfig)
 
     @model_validator(mode="after")
     def _bounded_work(self) -> ForecastCheckConfig:

@@ -3,6 +3,7 @@
 
 import { BarChart, LineChart, formatNumber } from "./chart.js";
 import { loadLearning, runCalibration } from "./learning.js";
+import { startForecastOverlay } from "./forecast.js";
 
 const ROLE_LEVEL = { admin: 100, manager: 80, engineer: 60, operator: 40, viewer: 20 };
 const TOKEN_KEY = "circman5.token";
@@ -175,6 +176,7 @@ async function start() {
   switchView("dashboard");
   buildKpis();
   await Promise.allSettled([loadThresholds(), loadHistory(), loadAlerts(), loadSetpoints()]);
+  if (!app.forecastTimer) app.forecastTimer = startForecastOverlay(api, app.charts, Object.keys(TRENDS));
   connectLive();
 }
 

@@ -14,10 +14,12 @@ import dataclasses
 import logging
 import math
 import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,6 +46,20 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Side = Literal["high", "low"]
+#: A forecaster's ``observe(path, t, value)``.
+Observe = Callable[[str, float, Any], bool]
+
+
+def _epoch(timestamp: Any) -> float | None:
+    """An update's ISO timestamp (or datetime) in seconds since the epoch; None if unreadable."""
+    try:
+        if isinstance(timestamp, str):
+            return datetime.fromisoformat(timestamp).timestamp()
+        if isinstance(timestamp, datetime):
+            return timestamp.timestamp()
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,11 @@ class DigitalTwin(Singleton):
             self.logger = logger
             self.simulation_engine: SimulationEngine | None = None
             self.forecast_checker: ForecastChecker | None = None
+            #: Paths whose calibrated process model is accepted for forecasting. None (the
+            #: default): those of the active calibration (``circman5 calibrate``), followed as
+            #: new calibrations are activated; or set before ``initialize()``, or later through
+            #: ``forecast_checker.set_model_paths``.
+            self.forecast_model_paths: frozenset[str] | None = None
             self.thresholds: dict[str, ThresholdRule] = dict(self.config.thresholds)
             self._alarms: dict[str, Side] = {}
             self._alarm_lock = threading.Lock()
@@ -201,16 +222,24 @@ class DigitalTwin(Singleton):
         )
 
         self.simulation_engine = SimulationEngine(self.state_manager)
-        forecast_config = ConstantsService().get_digital_twin_model().FORECAST_CHECK
+        model = ConstantsService().get_digital_twin_model()
+        forecast_config = model.FORECAST_CHECK
         if forecast_config.enabled and self.thresholds:
             from circman5.manufacturing.digital_twin.simulation.forecast import ForecastChecker
 
-            self.forecast_checker = ForecastChecker(
+            checker = ForecastChecker(
                 self.simulation_engine,
                 self.thresholds,
                 forecast_config,
                 self.event_publisher.publish,
+                model_paths=self.forecast_model_paths,
+                step_s=model.SIMULATION_PARAMETERS.time_step_s,
+                wall_clock=time.time,
             )
+            # learn from the history the twin already keeps: no blind start after a restart
+            # (not from the initial state just set, whose values are defaults, not samples)
+            checker.warm_start(self.state_manager.history_snapshots())
+            self.forecast_checker = checker
 
     # -- updates ------------------------------------------------------------------------------
     def update(self, external_data: Mapping[str, Any] | None = None) -> bool:
@@ -226,7 +255,9 @@ class DigitalTwin(Singleton):
         if self._pulls_data:
             update_data.update(self._collect_sensor_data())
             update_data.update(self._collect_system_data())
+        epoch: float | None = None
         if "timestamp" not in update_data:
+            epoch = time.time()
             update_data["timestamp"] = now_iso()
         ok = self.state_manager.update_state(update_data)
         if ok is False:
@@ -239,7 +270,14 @@ class DigitalTwin(Singleton):
             return False
         self.update_count += 1
         if self.thresholds:
-            self._check_thresholds(update_data, "", update_data["timestamp"])
+            checker = self.forecast_checker
+            observe: Observe | None = None
+            if checker is not None and checker.statistical is not None:
+                if epoch is None:
+                    epoch = _epoch(update_data["timestamp"])
+                if epoch is not None:
+                    observe = checker.observe  # the forecaster learns from every sample
+            self._check_thresholds(update_data, "", update_data["timestamp"], observe, epoch or 0.0)
         status = update_data.get("system_status")
         if status is not None and status != self._system_status:
             previous = self._system_status
@@ -288,16 +326,28 @@ class DigitalTwin(Singleton):
         return {}
 
     # -- thresholds ---------------------------------------------------------------------------
-    def _check_thresholds(self, data: Mapping[str, Any], prefix: str, timestamp: str) -> None:
-        """Check the leaves of ``data`` (only the paths this update changed)."""
+    def _check_thresholds(
+        self,
+        data: Mapping[str, Any],
+        prefix: str,
+        timestamp: str,
+        observe: Observe | None = None,
+        epoch: float = 0.0,
+    ) -> None:
+        """Check the leaves of ``data`` (only the paths this update changed); ``observe``
+        (the forecaster's) gets every monitored leaf with the update's ``epoch``."""
         thresholds = self.thresholds
         for key, value in data.items():
             path = prefix + key
             if isinstance(value, dict):
-                self._check_thresholds(value, path + ".", timestamp)
+                self._check_thresholds(value, path + ".", timestamp, observe, epoch)
                 continue
             rule = thresholds.get(path)
-            if rule is None or isinstance(value, bool) or not isinstance(value, int | float):
+            if rule is None:
+                continue
+            if observe is not None:
+                observe(path, epoch, value)  # ignores what is not a number
+            if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             self._evaluate(rule, float(value), timestamp)
 

@@ -280,6 +280,10 @@ class ForecastEvent(Event):
 
     ``direction`` is ``"exceed"`` (upper limit) or ``"fall below"`` (lower limit). The message
     reads e.g. ``production_line.temperature predicted to exceed 27.0 in 12 steps (p=0.83)``.
+    Optional, keyword only: ``seconds_ahead`` (the expected time to the breach in seconds) and
+    ``forecaster`` (``"process_model"`` or ``"statistical:<method>"``); given, they join the
+    details, and the message gives the time in seconds and names the forecaster, e.g.
+    ``... predicted to exceed 27.0 in 3.2 s (p=0.93, statistical:damped_holt)``.
     """
 
     DIRECTIONS: ClassVar[tuple[str, ...]] = ("exceed", "fall below")
@@ -291,24 +295,36 @@ class ForecastEvent(Event):
         steps_ahead: int,
         probability: float,
         direction: str = "exceed",
+        *,
+        seconds_ahead: float | None = None,
+        forecaster: str | None = None,
         **kwargs: Any,
     ) -> None:
         if direction not in self.DIRECTIONS:
             raise ValueError(f"direction must be one of {self.DIRECTIONS}, got {direction!r}")
+        details: dict[str, Any] = {
+            "parameter": parameter,
+            "threshold": threshold,
+            "steps_ahead": steps_ahead,
+            "probability": probability,
+            "direction": direction,
+            "forecast": True,
+        }
+        if seconds_ahead is None:
+            when = f"{steps_ahead} steps"
+        else:
+            details["seconds_ahead"] = seconds_ahead
+            when = f"{seconds_ahead:.1f} s"
+        by = ""
+        if forecaster is not None:
+            details["forecaster"] = forecaster
+            by = f", {forecaster}"
         _init_event(
             self,
             EventCategory.THRESHOLD,
             EventSeverity.WARNING,
-            f"{parameter} predicted to {direction} {threshold} in {steps_ahead} steps "
-            f"(p={probability:.2f})",
-            {
-                "parameter": parameter,
-                "threshold": threshold,
-                "steps_ahead": steps_ahead,
-                "probability": probability,
-                "direction": direction,
-                "forecast": True,
-            },
+            f"{parameter} predicted to {direction} {threshold} in {when} (p={probability:.2f}{by})",
+            details,
             kwargs,
         )
 

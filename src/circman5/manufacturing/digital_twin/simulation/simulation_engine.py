@@ -200,6 +200,7 @@ class SimulationEngine:
         self._use_calibration = use_calibration
         self._data_dir = data_dir
         self._calibration_stamp: tuple[int, int] | None = None
+        self._calibrated_paths: frozenset[str] = frozenset()
         self._parameter_set = BUILT_IN
         #: Why the engine does not follow the calibration (None while it does).
         self._pinned: str | None = None
@@ -251,6 +252,7 @@ class SimulationEngine:
             return
         label = BUILT_IN
         parameters = self._configured
+        accepted: frozenset[str] = frozenset()
         try:
             calibration = load_active_calibration(data_dir)
         except ConfigError as err:
@@ -259,12 +261,23 @@ class SimulationEngine:
         if calibration is not None:
             parameters = calibration.simulation_parameters(self._configured)
             label = calibration.label
+            accepted = calibration.accepted_paths
+        self._calibrated_paths = accepted
         self._model = PVManufacturingModel(parameters, rng=self._rng)
         self.parameters = parameters
         self._calibration_stamp = stamp
         if label != self._parameter_set:
             logger.info("simulation parameters: %s", label)
         self._parameter_set = label
+
+    @property
+    def calibrated_paths(self) -> frozenset[str]:
+        """The twin paths the active calibration's process model explains (empty without one,
+        and while explicit parameters or a registered model are used)."""
+        self._refresh_parameters()
+        if self._pinned is not None or not self._use_calibration:
+            return frozenset()
+        return self._calibrated_paths
 
     @property
     def _pv_model(self) -> PVManufacturingModel | None:
