@@ -213,19 +213,22 @@ def test_operator_workflow_in_the_browser(
             {"cmd": "stuck", "path": "production_line.temperature", "value": 29.5}
         )
     )
-    alert = wait(
+    # the threshold alarm's event (forecast warnings about the same path may come first)
+    breach = wait(
         driver,
         lambda d: next(
             (
-                li
-                for li in d.find_elements(By.CSS_SELECTOR, "#alerts li")
-                if "production_line.temperature" in li.text
+                e
+                for e in event_manager.get_events(category=EventCategory.THRESHOLD)
+                if e.details.get("parameter") == "production_line.temperature"
+                and not e.details.get("cleared")
             ),
             None,
         ),
     )
-    event_id = alert.get_attribute("data-event-id")
-    assert event_id
+    event_id = breach.event_id
+    row = f'#alerts li[data-event-id="{event_id}"]'
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, row))
     wait(
         driver,
         lambda d: (
@@ -239,7 +242,13 @@ def test_operator_workflow_in_the_browser(
         ),
     )
     driver.save_screenshot(str(shots / "alarm.png"))
-    alert.find_element(By.CSS_SELECTOR, "button.ack").click()
+
+    def acknowledge(d: WebDriver) -> bool:
+        # located afresh each try: the list is re-rendered as events arrive
+        d.find_element(By.CSS_SELECTOR, f"{row} button.ack").click()
+        return True
+
+    wait(driver, acknowledge)
     wait(
         driver,
         lambda d: not d.find_elements(By.CSS_SELECTOR, f'#alerts li[data-event-id="{event_id}"]'),

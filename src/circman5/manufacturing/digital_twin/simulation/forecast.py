@@ -202,7 +202,8 @@ class ForecastChecker:
     propagate. ``clock``: seconds, monotonic. ``seed``: for reproducible checks (tests).
     ``model_paths``: the paths on which a calibrated process model was accepted (empty: the
     statistical forecaster everywhere); None: follow the engine's ``calibrated_paths`` (the
-    active calibration's accepted paths, re-read when a new calibration is activated). ``step_s``: simulated seconds per model step.
+    active calibration's accepted paths, re-read when a new calibration is activated).
+    ``step_s``: simulated seconds per model step.
     ``wall_clock``: epoch seconds (``time.time``) for a live twin: while the samples are live
     (within ``LIVE_WINDOW_S`` of it), checks forecast from the wall clock, so a path that went
     silent is seen to hold its value; None: from the newest sample.
