@@ -42,6 +42,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("GET", "/api/calibration", None, "viewer"),
     ("POST", "/api/model/train", {"source": "influxdb"}, "engineer"),
     ("GET", "/api/model/info", None, "viewer"),
+    ("GET", "/api/forecast", None, "viewer"),
     ("GET", "/api/lca/report", None, "viewer"),
     ("GET", "/api/setpoints", None, "viewer"),
     ("POST", "/api/setpoints", {"path": "production_line.x", "value": 1.0}, "engineer"),
