@@ -301,3 +301,19 @@ def test_a_silent_path_is_learned_as_holding_its_value() -> None:
     assert forecaster.samples(PATH) > 11  # the silence became held samples
     forecast = forecaster.forecast(now=29.0)
     assert forecast.value_at(0, 5.0) < 27.5  # not still extrapolating the old ramp
+
+
+def test_samples_handed_over_by_the_twin_are_learned_by_the_next_check() -> None:
+    """``enqueue`` (the twin's update path) only queues; the check learns, at most one sample
+    per MIN_SPACING_S of a path, and always the newest one (a last step is never lost)."""
+    published: list[Event] = []
+    checker = make_checker(published)
+    assert checker.statistical is not None
+    for k in range(1000):  # 1,000 updates within 1 s: faster than the forecaster needs
+        checker.enqueue(PATH, 100.0 + k * 0.001, 22.0)
+    checker.enqueue(PATH, 101.0, 25.0)  # then a step, and silence
+    assert checker.statistical.latest_t < 100.0  # nothing learned yet
+    learned = checker.learn_pending()
+    assert learned <= 25  # about one per MIN_SPACING_S, not 1,001
+    assert checker.statistical.latest_t == 101.0  # the newest sample was learned
+    assert checker.learn_pending() == 0  # and only once

@@ -46,8 +46,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Side = Literal["high", "low"]
-#: A forecaster's ``observe(path, t, value)``.
-Observe = Callable[[str, float, Any], bool]
+#: Hands a sample to the forecaster: ``enqueue(path, t, value)``.
+Observe = Callable[[str, float, Any], object]
 
 
 def _epoch(timestamp: Any) -> float | None:
@@ -276,7 +276,7 @@ class DigitalTwin(Singleton):
                 if epoch is None:
                     epoch = _epoch(update_data["timestamp"])
                 if epoch is not None:
-                    observe = checker.observe  # the forecaster learns from every sample
+                    observe = checker.enqueue  # learned in the forecast thread
             self._check_thresholds(update_data, "", update_data["timestamp"], observe, epoch or 0.0)
         status = update_data.get("system_status")
         if status is not None and status != self._system_status:

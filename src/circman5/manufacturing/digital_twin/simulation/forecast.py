@@ -35,6 +35,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,6 +70,10 @@ __all__ = [
 
 Direction = Literal["exceed", "fall below"]
 EVENT_SOURCE = "simulation.forecast"
+#: Samples waiting for the forecast thread at most (about 10 s of 1,000 paths at 10 Hz).
+PENDING_MAX = 100_000
+#: Samples of one path closer than this (seconds) are learned at this resolution.
+MIN_SPACING_S = 0.05
 PROCESS_MODEL = "process_model"
 #: Samples within this many seconds of the wall clock are live (see ``wall_clock``).
 LIVE_WINDOW_S = 60.0
@@ -247,6 +252,13 @@ class ForecastChecker:
         self.model_paths: frozenset[str] = frozenset()
         self.set_model_paths(model_paths or ())
         self._follow_calibration = model_paths is None
+        #: samples handed over by :meth:`enqueue` (the twin's update path), learned by the next
+        #: check in the forecast thread; bounded, the oldest dropped (counted in ``dropped``)
+        self._pending: deque[tuple[str, float, Any]] = deque(maxlen=PENDING_MAX)
+        self._queued_t: dict[str, float] = {}  # per path: time of the last queued sample
+        self._latest: dict[str, tuple[float, Any]] = {}  # per path: the newest sample handed
+        self._learned_t: dict[str, float] = {}  # per path: the newest sample learned
+        self.dropped = 0
         self._next_due = -math.inf
         self._next_model_due = -math.inf
         self._slot_lock = threading.Lock()
@@ -284,6 +296,43 @@ class ForecastChecker:
         """
         statistical = self.statistical
         return statistical is not None and statistical.observe(path, t, value)
+
+    def enqueue(self, path: str, t: float, value: Any) -> None:
+        """Hand one sample to the forecaster without learning it now (cheap: one append).
+
+        The twin calls this on its update path; :meth:`check` and :meth:`path_forecasts` learn
+        what is pending first, in the forecast thread, so the per-sample cost of the learning
+        stays off ingestion.
+        """
+        # a path updated faster than MIN_SPACING_S is learned at that resolution (a forecast
+        # seconds ahead gains nothing from more); its newest sample is always learned too
+        self._latest[path] = (t, value)
+        queued = self._queued_t.get(path)
+        if queued is not None and t - queued < MIN_SPACING_S:
+            return
+        self._queued_t[path] = t
+        pending = self._pending
+        if len(pending) == PENDING_MAX:
+            self.dropped += 1
+        pending.append((path, t, value))
+
+    def learn_pending(self) -> int:
+        """Learn the samples handed over by :meth:`enqueue` (oldest first); how many."""
+        statistical = self.statistical
+        pending = self._pending
+        learned_t = self._learned_t
+        learned = 0
+        while pending:
+            path, t, value = pending.popleft()
+            learned_t[path] = t
+            if statistical is not None and statistical.observe(path, t, value):
+                learned += 1
+        for path, (t, value) in list(self._latest.items()):
+            if t > learned_t.get(path, -math.inf):
+                learned_t[path] = t
+                if statistical is not None and statistical.observe(path, t, value):
+                    learned += 1
+        return learned
 
     def warm_start(self, states: Iterable[Mapping[str, Any]]) -> int:
         """Learn from the twin's state history (oldest first) so a restart is not blind."""
@@ -368,6 +417,8 @@ class ForecastChecker:
     def path_forecasts(self, now: float | None = None) -> list[dict[str, Any]]:
         """Per monitored path: the statistical forecast over the horizon with its band, the
         limits, the probabilities and the forecaster that decides on the path (for the API)."""
+        with self._check_lock:
+            self.learn_pending()
         rows: list[dict[str, Any]] = []
         if self.statistical is None:
             for path, rule in self.thresholds.items():
@@ -415,6 +466,7 @@ class ForecastChecker:
         if self._follow_calibration:
             self._model_paths_from_engine()
         with self._check_lock:
+            self.learn_pending()
             stat: StatisticalForecast | None = None
             if now is None and self._wall_clock is not None and self.statistical is not None:
                 wall, latest = self._wall_clock(), self.statistical.latest_t
