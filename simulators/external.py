@@ -90,6 +90,7 @@ class ServerProcess:
         self.port = port or free_port()
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
+        self.killed_on_stop = 0
         self.log_path = self.workdir / f"{self.name}.log"
 
     # subclasses fill these in
@@ -129,8 +130,12 @@ class ServerProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Graceful stop (SIGTERM, then SIGKILL after ``timeout``)."""
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after ``timeout``).
+
+        A server that needed the SIGKILL may have lost what it had acknowledged but not yet
+        written (VictoriaMetrics keeps recent rows in memory for seconds): ``killed_on_stop``
+        counts those stops, so a test of zero loss can tell the server's loss from ours."""
         if self.process is None:
             return
         if self.process.poll() is None:
@@ -138,6 +143,7 @@ class ServerProcess:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.killed_on_stop += 1
                 self.process.kill()
                 self.process.wait()
         self.process = None

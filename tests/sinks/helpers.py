@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -106,6 +107,27 @@ def vm_export(url: str, selector: str) -> list[dict[str, Any]]:
 def vm_values(url: str, selector: str) -> list[float]:
     """Every value of every series matching ``selector``."""
     return [v for series in vm_export(url, selector) for v in series["values"]]
+
+
+def delivery_gaps(values: list[float], expected: int, may_repeat: int = 0) -> str:
+    """'' when ``values`` holds each of 0..expected-1, else a short account of what is wrong.
+
+    Delivery is at-least-once: a request whose answer was lost (the server stopped while it
+    was in flight) is sent again, and a server without deduplication then stores its points
+    twice. ``may_repeat`` is how many repeated points that can explain (one request's worth);
+    a missing or foreign value is always wrong. Cheap on a million points (pytest's own diff
+    of two lists that size runs for minutes)."""
+    counts = Counter(float(v) for v in values)
+    missing = [i for i in range(expected) if counts[float(i)] == 0]
+    repeated = sorted(v for v, n in counts.items() if n > 1)
+    foreign = sorted(v for v in counts if not (v.is_integer() and 0 <= v < expected))
+    if not (missing or foreign or len(repeated) > may_repeat):
+        return ""
+    return (
+        f"{len(values)} values for {expected} points: {len(missing)} missing {missing[:5]}, "
+        f"{len(repeated)} repeated {repeated[:5]} (at most {may_repeat} may repeat), "
+        f"{len(foreign)} unexpected {foreign[:5]}"
+    )
 
 
 def influx1_query(url: str, db: str, q: str) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from tests.sinks.helpers import (
     LineReader,
     Reply,
     ScriptedHTTPServer,
+    delivery_gaps,
     vm_values,
     wait_async,
 )
@@ -118,10 +119,13 @@ async def test_server_down_30s_under_load_loses_nothing(
             producing = False
         await asyncio.wait_for(outbox.drain(), 60)
     victoria_metrics.force_flush()
-    values = sorted(vm_values(victoria_metrics.url, '{__name__="sample_value"}'))
+    values = vm_values(victoria_metrics.url, '{__name__="sample_value"}')
     assert not during.sink_available and during.retried > 0
     assert during.depth_points > 100_000 and during.oldest_age_s is not None
-    assert values == [float(i) for i in range(written)]
+    assert victoria_metrics.killed_on_stop == 0  # else the server itself lost what it had
+    # one request may have been in flight when the server stopped: at-least-once may repeat it
+    gaps = delivery_gaps(values, written, may_repeat=settings.batch_max_points)
+    assert not gaps, gaps
     assert reporter.types().count("sink_unavailable") == 1
     assert reporter.types().count("sink_recovered") == 1
 
