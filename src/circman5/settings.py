@@ -128,6 +128,14 @@ class Settings(BaseSettings):
                 outputs[name] = section.model_copy(update=fill)
         if outputs:
             self.outputs = self.outputs.model_copy(update=outputs)
+        remote = self.outputs.influxdb is not None or self.outputs.influxdb1 is not None
+        for index, connector in enumerate(self.connectors):
+            if getattr(connector, "workers", 1) > 1 and not remote:
+                raise ValueError(
+                    f"connectors[{index}].workers: ingestion workers store their samples "
+                    "through outboxes of their own: configure [outputs.influxdb] or "
+                    "[outputs.influxdb1] (or workers = 1)"
+                )
         writable = {
             tag.path: connector.name
             for connector in self.connectors

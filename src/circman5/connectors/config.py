@@ -417,11 +417,40 @@ class MqttConnectorSettings(BaseModel):
     #: produced is committed to the outbox (or the embedded store), so a crash loses nothing the
     #: broker counted as delivered; ``receipt`` as soon as paho received them (the old way).
     acknowledge: Literal["durable", "receipt"] = "durable"
+    #: Ingestion worker processes sharing this connector's subscription (MQTT 5 shared
+    #: subscriptions): each decodes and stores its share of the messages and forwards the latest
+    #: value per path to the twin. 1: the connector runs in the service process (see
+    #: docs/operations.md, "Ingestion workers").
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    #: Subscribe through the shared subscription ``$share/<share_group>/<filter>`` (the broker
+    #: gives each message to one member of the group). Workers use ``circman5-<name>`` unless set.
+    share_group: Annotated[str, Field(pattern=r"^[^/+#$]+$", max_length=64)] | None = None
     tags: list[MqttTag] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shared(self) -> MqttConnectorSettings:
+        if self.workers > 1 and self.protocol != "5":
+            raise _located(
+                ("workers",),
+                f"{self.workers} workers share one subscription through MQTT 5 shared "
+                'subscriptions: set protocol = "5" (or workers = 1)',
+            )
+        return self
 
     @property
     def effective_client_id(self) -> str:
         return self.client_id or f"circman5-{self.name}"
+
+    @property
+    def effective_share_group(self) -> str:
+        """The shared-subscription group of the workers."""
+        return self.share_group or f"circman5-{self.name}"
+
+    def subscription(self, topic_filter: str) -> str:
+        """What to subscribe to for ``topic_filter`` (shared when ``share_group`` is set)."""
+        if self.share_group is None:
+            return topic_filter
+        return f"$share/{self.share_group}/{topic_filter}"
 
 
 # -- Modbus ---------------------------------------------------------------------------------------

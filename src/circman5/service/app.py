@@ -26,7 +26,6 @@ from typing import Any
 
 from circman5.adapters.services.constants_service import ConstantsService
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.factory import create_connectors
 from circman5.manufacturing.digital_twin.core.synchronization import SynchronizationEngine
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
@@ -40,6 +39,12 @@ from circman5.service.health import HealthServer
 from circman5.service.metrics import ServiceMetrics
 from circman5.service.outputs import durable_sample_sink, output_reasons
 from circman5.service.supervisor import Supervisor
+from circman5.service.workers import (
+    create_service_connectors,
+    stored_by_workers,
+    worker_outboxes,
+    worker_statuses,
+)
 from circman5.settings import Settings
 from circman5.sinks.mqtt_events import MqttEventPublisher
 from circman5.sinks.outbox import OutboxMetrics
@@ -80,6 +85,7 @@ class RunningService:
 
     def outboxes(self) -> list[OutboxMetrics]:
         found = [self.series.outbox.metrics] if self.series.outbox is not None else []
+        found += worker_outboxes(self.connectors)
         if self.mqtt is not None:
             found.append(self.mqtt.outbox.metrics)
         return found
@@ -159,7 +165,14 @@ class EdgeService:
                         if tag.unit
                     }
                 )
-                connectors = create_connectors(list(settings.connectors), reporter)
+                connectors = create_service_connectors(
+                    settings.connectors,
+                    settings.outputs,
+                    reporter,
+                    log_level=settings.log.level,
+                    log_format=settings.log.format,
+                    stop_timeout_s=settings.shutdown_timeout_s / 2,
+                )
                 # source timestamps older than the embedded store keeps are outside the window
                 retention = series.store.settings.max_age_s if series.store else None
                 for connector in connectors:
@@ -173,8 +186,13 @@ class EdgeService:
                     reporter=reporter,
                 )
                 # every raw sample to the time series; acknowledgements once it is committed
-                engine.add_sink(durable_sample_sink(series.writer), acknowledges=True)
+                # (ingestion workers store their connectors' samples themselves)
+                engine.add_sink(
+                    durable_sample_sink(series.writer, stored_by_workers(connectors)),
+                    acknowledges=True,
+                )
                 metrics.connectors = lambda: [c.status for c in connectors]
+                metrics.workers = lambda: worker_statuses(connectors)
                 metrics.sync = lambda: engine.stats
                 supervisor = Supervisor(report=self._report_failure)
                 health = None

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from circman5.connectors.status import ConnectorStatus
 from circman5.manufacturing.digital_twin.core.synchronization import SyncStats
 from circman5.manufacturing.digital_twin.event_notification.event_types import Event
+from circman5.service.workers.status import WorkerStatus
 from circman5.sinks.outbox import OutboxMetrics
 
 PREFIX = "circman5"
@@ -32,6 +33,40 @@ class _ComponentCollector(Collector):
         if sync is not None:
             yield from self._sync(sync)
         yield from self._outboxes(self._m.outboxes())
+        yield from self._workers(self._m.workers())
+
+    @staticmethod
+    def _workers(workers: Sequence[WorkerStatus]) -> Iterator[Any]:
+        labels = ["connector", "worker"]
+        alive = GaugeMetricFamily(
+            f"{PREFIX}_ingestion_worker_alive", "1 while the worker process runs", labels=labels
+        )
+        connected = GaugeMetricFamily(
+            f"{PREFIX}_ingestion_worker_connected",
+            "1 while the worker is connected to its broker",
+            labels=labels,
+        )
+        restarts = CounterMetricFamily(
+            f"{PREFIX}_ingestion_worker_restarts", "worker processes restarted", labels=labels
+        )
+        messages = CounterMetricFamily(
+            f"{PREFIX}_ingestion_worker_samples",
+            "samples the worker decoded and stored",
+            labels=labels,
+        )
+        depth = GaugeMetricFamily(
+            f"{PREFIX}_ingestion_worker_outbox_depth_points",
+            "points waiting in the worker's outbox",
+            labels=labels,
+        )
+        for w in workers:
+            key = [w.connector, str(w.index)]
+            alive.add_metric(key, 1.0 if w.alive else 0.0)
+            connected.add_metric(key, 1.0 if w.connected else 0.0)
+            restarts.add_metric(key, float(w.restarts))
+            messages.add_metric(key, float(w.messages))
+            depth.add_metric(key, float(w.outbox_depth_points))
+        yield from (alive, connected, restarts, messages, depth)
 
     @staticmethod
     def _connectors(statuses: Sequence[ConnectorStatus]) -> Iterator[Any]:
@@ -194,10 +229,12 @@ class ServiceMetrics:
         connectors: Callable[[], Sequence[ConnectorStatus]] = lambda: (),
         sync: Callable[[], SyncStats | None] = lambda: None,
         outboxes: Callable[[], Sequence[OutboxMetrics]] = lambda: (),
+        workers: Callable[[], Sequence[WorkerStatus]] = lambda: (),
     ) -> None:
         self.connectors = connectors
         self.sync = sync
         self.outboxes = outboxes
+        self.workers = workers
         self.registry = CollectorRegistry()
         self.events = Counter(
             f"{PREFIX}_events",

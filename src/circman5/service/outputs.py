@@ -13,15 +13,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from circman5.samples import Sample, acks_of, fire_acks
+from circman5.samples import Sample, SampleBatch, acks_of, fire_acks
 from circman5.sinks.outbox import OutboxMetrics
 from circman5.sinks.timeseries import SeriesWriter
 
 
-def durable_sample_sink(writer: SeriesWriter) -> Callable[[list[Sample]], None]:
-    """``sink(batch)`` for :meth:`SynchronizationEngine.add_sink` with ``acknowledges=True``."""
+def durable_sample_sink(
+    writer: SeriesWriter, stored_elsewhere: frozenset[str] = frozenset()
+) -> Callable[[list[Sample]], None]:
+    """``sink(batch)`` for :meth:`SynchronizationEngine.add_sink` with ``acknowledges=True``.
+
+    Samples whose ``source`` is in ``stored_elsewhere`` are not written (ingestion workers
+    stored every sample of those connectors already; the service sees only their latest).
+    """
 
     def write(batch: list[Sample]) -> None:
+        if stored_elsewhere:
+            kept = [s for s in batch if s.source not in stored_elsewhere]
+            if len(kept) != len(batch):
+                batch = SampleBatch(kept, acks_of(batch))
         acks = acks_of(batch)
         if acks:
             writer.write_samples(batch, partial(fire_acks, acks))

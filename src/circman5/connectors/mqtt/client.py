@@ -401,7 +401,8 @@ class MqttConnector(BaseConnector):
                 return
             self._session_up = True
             self.reconnect_policy.reset()
-            subscriptions = [(topic, qos) for topic, qos in self._filters.items()]
+            share = self.settings.subscription
+            subscriptions = [(share(topic), qos) for topic, qos in self._filters.items()]
             if subscriptions:
                 result, mid = client.subscribe(subscriptions)
                 if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
