@@ -48,7 +48,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 port, count, qos, topics = (int(a) for a in sys.argv[1:5])
 client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-flood", protocol=paho.MQTTv5)
-client.max_inflight_messages_set(0 if qos == 0 else 65000)
+client.max_inflight_messages_set(1000)
 client.max_queued_messages_set(0)
 client.connect("127.0.0.1", port)
 client.loop_start()
@@ -57,8 +57,8 @@ print(time.time(), flush=True)
 last = None
 for i in range(count):
     last = client.publish(names[i % topics], b'{"value": %d}' % i, qos=qos)
-    if qos and i % 20000 == 19999:
-        last.wait_for_publish(60)
+    if qos and i % 2000 == 1999:
+        last.wait_for_publish(120)
 last.wait_for_publish(120)
 client.disconnect()
 client.loop_stop()
