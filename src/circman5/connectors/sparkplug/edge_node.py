@@ -1,0 +1,530 @@
+"""A Sparkplug B edge node: values by name in, births, data, deaths and commands on the broker.
+
+Knows nothing of the twin: :meth:`SparkplugEdgeNode.update` takes ``{name: value}`` (the twin's
+dotted paths, as the service's glue hands them over) and the node does the rest:
+
+- ``NBIRTH`` after every (re)connect: the ``bdSeq`` metric (the number of this MQTT session,
+  0..255, also in the will), ``Node Control/Rebirth`` = false, and every selected name as a metric
+  (name, alias, data type, current value, ``engUnit`` property where a unit is known).
+  With ``devices = "sections"``: one ``DBIRTH`` per top-level section, names without it.
+- ``NDATA``/``DDATA`` per :meth:`update` call (one per tick): the metrics that changed by more
+  than the deadband, by alias (with their data type, which some hosts need), ``seq`` 0..255.
+- ``NDEATH`` as the MQTT will (QoS 1) with the session's ``bdSeq``; published explicitly on a
+  clean stop. A lost connection ends the session: the next one has ``bdSeq`` + 1 and a new birth.
+  The next ``bdSeq`` is kept in ``bd_seq_file`` so that a restarted process does not reuse the
+  number of a session whose will the broker may still publish.
+- ``NCMD`` ``Node Control/Rebirth`` = true: a new birth. Any other ``NCMD``/``DCMD`` metric is a
+  :class:`Command` for ``on_command`` (called on the event loop), which decides what to do.
+- A new name, or a value that does not fit its metric's type (an Int64 metric getting 2.5),
+  makes the next :meth:`update` publish a new birth instead of data.
+
+paho's network thread hands everything to the event loop with ``call_soon_threadsafe``; births
+and data are published from the loop only, so their ``seq`` order is the publish order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import paho.mqtt.client as paho
+from google.protobuf.message import DecodeError
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from circman5.connectors.mqtt.broker import new_client
+from circman5.connectors.sparkplug import payload as spb
+from circman5.connectors.sparkplug.config import NAMESPACE
+from circman5.connectors.sparkplug.edge_config import SparkplugEdgeSettings
+from circman5.reporting import LoggingProblemReporter, ProblemReporter, RateLimitedReporter
+from circman5.samples import SampleValue
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Command", "EdgeNodeStats", "SparkplugEdgeNode"]
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_U64: Final = 0xFFFF_FFFF_FFFF_FFFF
+_STOP_TIMEOUT_S: Final = 2.0
+_NODE_CONTROL: Final = "Node Control/"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A write asked for by a host: ``name`` (the twin path), the decoded value, where from."""
+
+    name: str
+    value: SampleValue
+    device: str
+    metric: str
+    datatype: str
+
+
+@dataclass(slots=True)
+class EdgeNodeStats:
+    connects: int = 0
+    births: int = 0
+    data_messages: int = 0
+    metrics_published: int = 0
+    within_deadband: int = 0
+    commands: int = 0
+    rebirth_requests: int = 0
+    bad_commands: int = 0
+    unpublishable: int = 0
+
+
+@dataclass(slots=True)
+class _Metric:
+    name: str  # the full name given to update() (the twin path)
+    device: str  # "" for a node metric
+    metric: str  # the metric name in its birth
+    alias: int
+    datatype: int
+    unit: str
+    published: SampleValue | None = None
+
+
+@dataclass(slots=True)
+class _Session:
+    """What belongs to one MQTT connection."""
+
+    bd_seq: int
+    seq: int = -1
+    born: bool = False
+
+    def next_seq(self) -> int:
+        self.seq = (self.seq + 1) % 256
+        return self.seq
+
+
+def _datatype_of(value: SampleValue, current: int | None) -> int | None:
+    """The Sparkplug type a value is published as (None: it has no Sparkplug form)."""
+    if isinstance(value, bool):
+        return spb.BOOLEAN
+    if isinstance(value, int):
+        if current == spb.DOUBLE or not _INT64_MIN <= value <= _INT64_MAX:
+            return spb.DOUBLE
+        return spb.INT64
+    if isinstance(value, float):
+        return spb.DOUBLE if math.isfinite(value) else None
+    if isinstance(value, str):
+        return spb.STRING
+    return None
+
+
+def _fits(datatype: int, value: SampleValue) -> bool:
+    if datatype == spb.DOUBLE:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if datatype == spb.INT64:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if datatype == spb.BOOLEAN:
+        return isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _set_value(metric: spb.Metric, datatype: int, value: SampleValue) -> None:
+    if datatype == spb.DOUBLE:
+        metric.double_value = float(value)
+    elif datatype == spb.INT64:
+        metric.long_value = int(value) & _U64
+    elif datatype == spb.BOOLEAN:
+        metric.boolean_value = bool(value)
+    else:
+        metric.string_value = str(value)
+
+
+class SparkplugEdgeNode:
+    """One edge node on the broker (see the module docstring). ``async with`` it, then call
+    :meth:`update` from the event loop."""
+
+    def __init__(
+        self,
+        settings: SparkplugEdgeSettings,
+        *,
+        units: Mapping[str, str] | None = None,
+        on_command: Callable[[Command], None] | None = None,
+        reporter: ProblemReporter | None = None,
+        bd_seq_file: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.stats = EdgeNodeStats()
+        self._units = dict(units or {})
+        self._on_command = on_command
+        self._problems = RateLimitedReporter(
+            reporter or LoggingProblemReporter(logger), f"sparkplug edge {settings.edge_node_id}"
+        )
+        self._bd_seq_file = bd_seq_file
+        self._clock = clock
+        self._select = settings.selection()
+        self._sections = settings.devices == "sections"
+        base = f"{NAMESPACE}/{settings.group_id}"
+        self._node = settings.edge_node_id
+        self._topics = {
+            kind: f"{base}/{kind}/{settings.edge_node_id}"
+            for kind in ("NBIRTH", "NDATA", "NDEATH", "NCMD", "DBIRTH", "DDATA", "DCMD")
+        }
+        self._metrics: dict[str, _Metric] = {}
+        self._by_scope: dict[tuple[str, str], _Metric] = {}  # (device, metric name)
+        self._latest: dict[str, SampleValue] = {}
+        self._next_alias = 1
+        self._birth_due = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: paho.Client | None = None
+        self._will_bd_seq = self._load_bd_seq()  # network thread after start
+        self._session: _Session | None = None  # on the loop: the connected session
+        self.connected = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> SparkplugEdgeNode:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        """Create the client with its will and start paho's thread (connects in the background)."""
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        client = new_client(s, client_id=s.effective_client_id, clean_start=True)
+        self._set_will(client, self._will_bd_seq)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+        client.loop_start()
+        self._client = client
+
+    async def stop(self) -> None:
+        """A clean end: ``NDEATH`` with the session's ``bdSeq``, then disconnect."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        session = self._session
+        if session is not None:
+            info = client.publish(
+                self._topics["NDEATH"], self._death(session.bd_seq), qos=1, retain=False
+            )
+            if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    await asyncio.to_thread(info.wait_for_publish, _STOP_TIMEOUT_S)
+        self._session = None
+        self.connected.clear()
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+
+    # -- bdSeq ---------------------------------------------------------------------------------
+
+    def _load_bd_seq(self) -> int:
+        if self._bd_seq_file is None:
+            return 0
+        try:
+            return int(self._bd_seq_file.read_text().strip()) % 256
+        except (OSError, ValueError):
+            return 0
+
+    def _save_bd_seq(self, next_bd_seq: int) -> None:
+        if self._bd_seq_file is None:
+            return
+        try:
+            self._bd_seq_file.parent.mkdir(parents=True, exist_ok=True)
+            self._bd_seq_file.write_text(f"{next_bd_seq}\n")
+        except OSError as err:
+            logger.warning("cannot keep the Sparkplug bdSeq in %s: %s", self._bd_seq_file, err)
+
+    def _death(self, bd_seq: int) -> bytes:
+        payload = spb.Payload(timestamp=self._now_ms())
+        metric = payload.metrics.add()
+        metric.name = spb.BD_SEQ
+        metric.datatype = spb.INT64
+        metric.long_value = bd_seq
+        return payload.SerializeToString()
+
+    def _set_will(self, client: paho.Client, bd_seq: int) -> None:
+        client.will_set(self._topics["NDEATH"], self._death(bd_seq), qos=1, retain=False)
+
+    # -- paho callbacks (network thread) -------------------------------------------------------
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
+                loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self._call(self._refused, str(reason))
+            return
+        client.subscribe([(self._topics["NCMD"], 1), (self._topics["DCMD"] + "/+", 1)])
+        self._call(self._session_started, self._will_bd_seq)
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # the next session registers the next bdSeq with its CONNECT
+        self._will_bd_seq = (self._will_bd_seq + 1) % 256
+        self._set_will(client, self._will_bd_seq)
+        self._call(self._session_ended, str(reason))
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._call(self._command_message, message.topic, bytes(message.payload))
+
+    # -- on the event loop ---------------------------------------------------------------------
+
+    def _refused(self, why: str) -> None:
+        self._problems.note("SparkplugConnectFailed", f"the broker refused the edge node: {why}")
+
+    def _session_started(self, bd_seq: int) -> None:
+        if self._client is None:
+            return
+        self._session = _Session(bd_seq)
+        self.stats.connects += 1
+        self._save_bd_seq((bd_seq + 1) % 256)
+        s = self.settings
+        logger.info(
+            "Sparkplug edge node %s/%s online at %s:%d (bdSeq %d)",
+            s.group_id,
+            s.edge_node_id,
+            s.host,
+            s.port,
+            bd_seq,
+        )
+        self._birth()
+        self.connected.set()
+
+    def _session_ended(self, why: str) -> None:
+        if self._session is None:
+            return
+        self._session = None
+        self.connected.clear()
+        if self._client is not None:
+            logger.warning("Sparkplug edge node offline (%s); reconnecting", why)
+
+    def update(self, values: Mapping[str, object]) -> None:
+        """Take new values by name; publish what changed (or a birth if the metrics changed)."""
+        select = self._select
+        changed: dict[str, list[tuple[_Metric, SampleValue]]] = {}
+        deadband = self.settings.deadband
+        for name, raw in values.items():
+            if not select(name):
+                continue
+            datatype = _datatype_of(raw, None)  # type: ignore[arg-type]
+            if datatype is None:
+                self.stats.unpublishable += 1
+                continue
+            value: SampleValue = raw  # type: ignore[assignment]
+            self._latest[name] = value
+            known = self._metrics.get(name)
+            if known is None or not _fits(known.datatype, value):
+                self._birth_due = True
+                continue
+            last = known.published
+            if value == last:
+                continue
+            if (
+                deadband
+                and last is not None
+                and known.datatype in (spb.DOUBLE, spb.INT64)
+                and abs(float(value) - float(last)) <= deadband
+            ):
+                self.stats.within_deadband += 1
+                continue
+            changed.setdefault(known.device, []).append((known, value))
+        session = self._session
+        if session is None or not session.born:
+            return
+        if self._birth_due:
+            self._birth()
+            return
+        for device, metrics in changed.items():
+            self._publish_data(session, device, metrics)
+
+    def _define(self) -> None:
+        """Metrics for every value seen (new names get the next alias; types follow values)."""
+        for name, value in self._latest.items():
+            known = self._metrics.get(name)
+            if known is not None:
+                if not _fits(known.datatype, value):
+                    known.datatype = _datatype_of(value, known.datatype) or known.datatype
+                continue
+            if len(self._metrics) >= self.settings.max_metrics:
+                self._problems.note(
+                    "SparkplugMetricLimit",
+                    f"more than {self.settings.max_metrics} metrics; '{name}' is not published",
+                    {"name": name},
+                )
+                continue
+            device, metric = self._scope_of(name)
+            datatype = _datatype_of(value, None)
+            if datatype is None:
+                continue
+            defined = _Metric(
+                name, device, metric, self._next_alias, datatype, self._units.get(name, "")
+            )
+            self._next_alias += 1
+            self._metrics[name] = defined
+            self._by_scope[(device, metric)] = defined
+
+    def _scope_of(self, name: str) -> tuple[str, str]:
+        if self._sections:
+            section, _, rest = name.partition(".")
+            if rest:
+                return section, rest
+        return "", name
+
+    def _birth(self) -> None:
+        """NBIRTH (and the DBIRTHs) with every metric and its current value."""
+        session = self._session
+        client = self._client
+        if session is None or client is None:
+            return
+        self._birth_due = False
+        self._define()
+        now = self._now_ms()
+        session.seq = -1
+        node = spb.Payload(timestamp=now, seq=session.next_seq())
+        bd = node.metrics.add()
+        bd.name, bd.datatype, bd.long_value, bd.timestamp = (
+            spb.BD_SEQ,
+            spb.INT64,
+            session.bd_seq,
+            now,
+        )
+        rebirth = node.metrics.add()
+        rebirth.name, rebirth.datatype, rebirth.boolean_value = spb.REBIRTH, spb.BOOLEAN, False
+        rebirth.timestamp = now
+        devices: dict[str, spb.Payload] = {}
+        for defined in self._metrics.values():
+            if defined.device:
+                target = devices.get(defined.device)
+                if target is None:
+                    target = devices[defined.device] = spb.Payload(timestamp=now)
+            else:
+                target = node
+            value = self._latest[defined.name]
+            metric = target.metrics.add()
+            metric.name = defined.metric
+            metric.alias = defined.alias
+            metric.datatype = defined.datatype
+            metric.timestamp = now
+            _set_value(metric, defined.datatype, value)
+            if defined.unit:
+                props = metric.properties
+                props.keys.append("engUnit")
+                unit = props.values.add()
+                unit.type = spb.STRING
+                unit.string_value = defined.unit
+            defined.published = value
+        ok = self._publish(client, self._topics["NBIRTH"], node)
+        for device, payload in devices.items():
+            payload.seq = session.next_seq()
+            ok = self._publish(client, f"{self._topics['DBIRTH']}/{device}", payload) and ok
+        session.born = True
+        self.stats.births += 1
+        if not ok:
+            logger.debug("a birth was not sent (disconnected); the next session sends one")
+
+    def _publish_data(
+        self, session: _Session, device: str, metrics: list[tuple[_Metric, SampleValue]]
+    ) -> None:
+        client = self._client
+        if client is None:
+            return
+        now = self._now_ms()
+        payload = spb.Payload(timestamp=now, seq=session.next_seq())
+        add = payload.metrics.add
+        for defined, value in metrics:
+            metric = add()
+            metric.alias = defined.alias
+            metric.datatype = defined.datatype
+            metric.timestamp = now
+            _set_value(metric, defined.datatype, value)
+            defined.published = value
+        topic = f"{self._topics['DDATA']}/{device}" if device else self._topics["NDATA"]
+        if self._publish(client, topic, payload):
+            self.stats.data_messages += 1
+            self.stats.metrics_published += len(metrics)
+
+    def _publish(self, client: paho.Client, topic: str, payload: spb.Payload) -> bool:
+        info = client.publish(topic, payload.SerializeToString(), qos=0, retain=False)
+        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def _command_message(self, topic: str, data: bytes) -> None:
+        parts = topic.split("/")
+        device = parts[4] if len(parts) > 4 and parts[2] == "DCMD" else ""
+        try:
+            payload = spb.decode(data)
+        except DecodeError as err:
+            self.stats.bad_commands += 1
+            self._problems.note(
+                "SparkplugBadCommand", f"a command on {topic} is not a Sparkplug B payload: {err}"
+            )
+            return
+        for metric in payload.metrics:
+            self._command_metric(topic, device, metric)
+
+    def _command_metric(self, topic: str, device: str, metric: spb.Metric) -> None:
+        known = None
+        if metric.name:
+            name = metric.name
+            known = self._by_scope.get((device, name))
+        else:
+            known = next(
+                (m for m in self._metrics.values() if m.alias == metric.alias and metric.alias),
+                None,
+            )
+            if known is None or known.device != device:
+                return self._bad_command(topic, f"unknown alias {metric.alias}")
+            name = known.metric
+        datatype = metric.datatype or (known.datatype if known is not None else 0)
+        reader = spb.reader_for(datatype)
+        if metric.is_null or reader is None:
+            return self._bad_command(topic, f"'{name}' has no usable value")
+        try:
+            value = spb.finish(reader.kind, getattr(metric, reader.field))
+        except ValueError as err:
+            return self._bad_command(topic, f"'{name}': {err}")
+        if not device and name.startswith(_NODE_CONTROL):
+            if name == spb.REBIRTH and value is True:
+                self.stats.rebirth_requests += 1
+                logger.info("Sparkplug rebirth requested by a host")
+                self._birth()
+                return None
+            return self._bad_command(topic, f"'{name}' is not supported")
+        full = f"{device}.{name}" if device else name
+        self.stats.commands += 1
+        if self._on_command is not None:
+            self._on_command(Command(full, value, device, name, spb.datatype_name(datatype)))
+        return None
+
+    def _bad_command(self, topic: str, why: str) -> None:
+        self.stats.bad_commands += 1
+        self._problems.note("SparkplugBadCommand", f"command on {topic}: {why}", {"topic": topic})
