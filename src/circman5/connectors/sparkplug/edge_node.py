@@ -125,7 +125,11 @@ def _fits(datatype: int, value: SampleValue) -> bool:
     if datatype == spb.DOUBLE:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if datatype == spb.INT64:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and _INT64_MIN <= value <= _INT64_MAX
+        )
     if datatype == spb.BOOLEAN:
         return isinstance(value, bool)
     return isinstance(value, str)
@@ -176,6 +180,7 @@ class SparkplugEdgeNode:
         self._metrics: dict[str, _Metric] = {}
         self._by_scope: dict[tuple[str, str], _Metric] = {}  # (device, metric name)
         self._latest: dict[str, SampleValue] = {}
+        self._unpublished: set[str] = set()  # beyond max_metrics
         self._next_alias = 1
         self._birth_due = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -325,42 +330,73 @@ class SparkplugEdgeNode:
 
     def update(self, values: Mapping[str, object]) -> None:
         """Take new values by name; publish what changed (or a birth if the metrics changed)."""
-        select = self._select
-        changed: dict[str, list[tuple[_Metric, SampleValue]]] = {}
+        metrics_get = self._metrics.get
+        latest = self._latest
         deadband = self.settings.deadband
+        double = spb.DOUBLE
+        changed: list[tuple[_Metric, SampleValue]] = []
+        append = changed.append
         for name, raw in values.items():
-            if not select(name):
+            known = metrics_get(name)
+            if known is None:
+                self._unknown(name, raw)
                 continue
-            datatype = _datatype_of(raw, None)  # type: ignore[arg-type]
-            if datatype is None:
-                self.stats.unpublishable += 1
+            kind = type(raw)
+            if kind is float:
+                if raw - raw != 0.0:  # type: ignore[operator]  # NaN or infinity
+                    self.stats.unpublishable += 1
+                    continue
+                if known.datatype != double:
+                    latest[name] = raw  # type: ignore[assignment]
+                    self._birth_due = True  # an Int64 metric becomes a Double
+                    continue
+            elif not _fits(known.datatype, raw):  # type: ignore[arg-type]
+                if _datatype_of(raw, known.datatype) is None:  # type: ignore[arg-type]
+                    self.stats.unpublishable += 1
+                else:
+                    latest[name] = raw  # type: ignore[assignment]
+                    self._birth_due = True
                 continue
             value: SampleValue = raw  # type: ignore[assignment]
-            self._latest[name] = value
-            known = self._metrics.get(name)
-            if known is None or not _fits(known.datatype, value):
-                self._birth_due = True
-                continue
+            latest[name] = value
             last = known.published
             if value == last:
                 continue
             if (
                 deadband
                 and last is not None
-                and known.datatype in (spb.DOUBLE, spb.INT64)
-                and abs(float(value) - float(last)) <= deadband
+                and (known.datatype == double or known.datatype == spb.INT64)
+                and abs(value - last) <= deadband  # type: ignore[operator]
             ):
                 self.stats.within_deadband += 1
                 continue
-            changed.setdefault(known.device, []).append((known, value))
+            append((known, value))
         session = self._session
         if session is None or not session.born:
             return
         if self._birth_due:
             self._birth()
             return
-        for device, metrics in changed.items():
+        if not changed:
+            return
+        if not self._sections:
+            self._publish_data(session, "", changed)
+            return
+        by_device: dict[str, list[tuple[_Metric, SampleValue]]] = {}
+        for item in changed:
+            by_device.setdefault(item[0].device, []).append(item)
+        for device, metrics in by_device.items():
             self._publish_data(session, device, metrics)
+
+    def _unknown(self, name: str, raw: object) -> None:
+        """A name without a metric: selected and publishable, it needs a new birth."""
+        if name in self._unpublished or not self._select(name):
+            return
+        if _datatype_of(raw, None) is None:  # type: ignore[arg-type]
+            self.stats.unpublishable += 1
+            return
+        self._latest[name] = raw  # type: ignore[assignment]
+        self._birth_due = True
 
     def _define(self) -> None:
         """Metrics for every value seen (new names get the next alias; types follow values)."""
@@ -371,6 +407,7 @@ class SparkplugEdgeNode:
                     known.datatype = _datatype_of(value, known.datatype) or known.datatype
                 continue
             if len(self._metrics) >= self.settings.max_metrics:
+                self._unpublished.add(name)
                 self._problems.note(
                     "SparkplugMetricLimit",
                     f"more than {self.settings.max_metrics} metrics; '{name}' is not published",
@@ -456,12 +493,20 @@ class SparkplugEdgeNode:
         now = self._now_ms()
         payload = spb.Payload(timestamp=now, seq=session.next_seq())
         add = payload.metrics.add
+        double, int64, boolean = spb.DOUBLE, spb.INT64, spb.BOOLEAN
         for defined, value in metrics:
             metric = add()
             metric.alias = defined.alias
-            metric.datatype = defined.datatype
+            datatype = metric.datatype = defined.datatype
             metric.timestamp = now
-            _set_value(metric, defined.datatype, value)
+            if datatype == double:
+                metric.double_value = value  # type: ignore[assignment]
+            elif datatype == int64:
+                metric.long_value = value & _U64  # type: ignore[operator]
+            elif datatype == boolean:
+                metric.boolean_value = value  # type: ignore[assignment]
+            else:
+                metric.string_value = value  # type: ignore[assignment]
             defined.published = value
         topic = f"{self._topics['DDATA']}/{device}" if device else self._topics["NDATA"]
         if self._publish(client, topic, payload):
