@@ -39,9 +39,10 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.config import ModbusConnectorSettings, ModbusTag, stale_timeout
+from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
 from circman5.connectors.modbus.codec import BlockDecoder, TagCodec
+from circman5.connectors.modbus.config import ModbusConnectorSettings, ModbusTag
 from circman5.connectors.modbus.plan import (
     BIT_TABLES,
     ReadItem,
