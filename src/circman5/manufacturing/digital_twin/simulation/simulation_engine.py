@@ -65,6 +65,7 @@ from circman5.manufacturing.digital_twin.simulation.calibration import (
     active_calibration_stamp,
     load_active_calibration,
 )
+from circman5.manufacturing.digital_twin.simulation.custom_models import StepFunction
 from circman5.manufacturing.digital_twin.simulation.monte_carlo import (
     FloatArray,
     MonteCarloSummary,
@@ -73,7 +74,6 @@ from circman5.manufacturing.digital_twin.simulation.monte_carlo import (
 from circman5.manufacturing.digital_twin.simulation.process_models import (
     LINE_STATUSES,
     PVManufacturingModel,
-    StepFunction,
     _timestamps,
     as_step_function,
     load_simulation_parameters,
