@@ -20,8 +20,8 @@ from circman5.sinks.influxdb import InfluxDB1Sink, InfluxDB2Sink
 from circman5.sinks.line_protocol import LineEncoder
 from simulators.external import InfluxDB1, VictoriaMetrics
 from tests.calibration.plant_history import PLANT_TAU_S, record_plant
+from tests.simulation.conftest import spec_state
 from tests.sinks.helpers import influx1_create_db
-from tests.unit.simulation.conftest import spec_state
 
 START = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - datetime.timedelta(hours=2)
 
