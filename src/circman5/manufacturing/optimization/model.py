@@ -1,5 +1,8 @@
 """The manufacturing model: predicts a line's outcomes from its process parameters.
 
+Why this module is long: the spec's ManufacturingModel with its documented methods (training,
+prediction with uncertainty, validation, persistence), all on one fitted pipeline.
+
 Feature set (``MODEL_CONFIG.features``, default ``temperature``, ``cycle_time``): the two
 setpoints the twin's process model responds to (technical manual 5.3). ``input_amount`` and
 ``thickness_uniformity`` of ``DEFAULT_PARAMETERS`` have no effect on the twin's process model,

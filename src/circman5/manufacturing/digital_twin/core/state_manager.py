@@ -1,5 +1,8 @@
 """The digital twin's state: the current snapshot, a bounded history, validation, persistence.
 
+Why this module is long: the spec's StateManager singleton (state-management document) with its
+documented methods: snapshot, history, validation and persistence act on one lock and one history.
+
 The StateManager is the singleton of the state-management document (``StateManager()`` always
 returns the same object; ``StateManager._reset_instance()`` / ``_reset()`` forget it in tests).
 

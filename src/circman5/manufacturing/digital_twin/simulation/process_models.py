@@ -1,5 +1,8 @@
 """Process models of the PV-module line (implementation guide 4.5.2, technical manual 5.3, 16.3.1).
 
+Why this module is long: the line's equations exist twice, per state (one trajectory) and on numpy
+arrays (a Monte Carlo ensemble), and must stay side by side so they stay the same equations.
+
 :class:`PVManufacturingModel` is the discrete-time state-space model ``x[t+1] = f(x[t], u, w[t])``
 of the twin state (technical manual 4.1), driven by ``SIMULATION_PARAMETERS``. Per step:
 

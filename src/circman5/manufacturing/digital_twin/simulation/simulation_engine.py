@@ -1,5 +1,9 @@
 """SimulationEngine: what-if runs and Monte Carlo from a twin state (technical manual 5).
 
+Why this module is long: the spec's SimulationEngine (technical manual 5) with its documented
+methods; the equations, Monte Carlo statistics and custom-model adaptation are in their own
+modules.
+
 The engine never touches the live twin state: it reads ``state_manager.get_current_state()``
 only when no ``initial_state`` is given, copies the starting state once, and builds new dicts
 for everything it changes.
