@@ -1,5 +1,5 @@
 """The Sparkplug B edge node against a real mosquitto, read by an independent host (MQTT.js and
-Eclipse Tahu's sparkplug-payload, see :mod:`tests.outputs.sparkplug_host`)."""
+Eclipse Tahu's sparkplug-payload, see :mod:`tests.ingestion.sparkplug_host`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from circman5.connectors.sparkplug.edge_config import SparkplugEdgeSettings
 from circman5.connectors.sparkplug.edge_node import Command, SparkplugEdgeNode
 from simulators.external import Mosquitto
 from tests.ingestion.conftest import eventually
-from tests.outputs.sparkplug_host import SparkplugHost, bd_seq_of, metrics_by_name
+from tests.ingestion.sparkplug_host import SparkplugHost, bd_seq_of, metrics_by_name
 
 GROUP = "Twins"
 NODE = "line1"

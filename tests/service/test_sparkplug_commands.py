@@ -20,7 +20,7 @@ from circman5.service.sparkplug_output import SparkplugOutput
 from simulators.external import Mosquitto
 from tests.api.plant_stack import CONNECTOR, SETPOINT_LIMITS, plant_stack
 from tests.ingestion.conftest import eventually
-from tests.outputs.sparkplug_host import SparkplugHost, metrics_by_name
+from tests.ingestion.sparkplug_host import SparkplugHost, metrics_by_name
 
 GROUP = "Twins"
 NODE = "line1"

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from simulators.external import Mosquitto, free_port
-from tests.e2e.service_process import ServiceProcess
-from tests.outputs.sparkplug_host import SparkplugHost, bd_seq_of, metrics_by_name
+from tests.ingestion.sparkplug_host import SparkplugHost, bd_seq_of, metrics_by_name
+from tests.service.service_process import ServiceProcess
 
 
 def edge_toml(broker_port: int, health_port: int) -> str:

@@ -16,7 +16,7 @@ from simulators.external import Mosquitto
 from simulators.process import SimulatorProcess
 from simulators.sparkplug_node import device_and_metric
 from tests.ingestion.conftest import collecting, eventually
-from tests.outputs.sparkplug_host import SparkplugHost, metrics_by_name
+from tests.ingestion.sparkplug_host import SparkplugHost, metrics_by_name
 
 GROUP, NODE = "Plant1", "sim-line1"
 PATHS = {

@@ -16,7 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from circman5.connectors.config import MqttTls, NonNegative, Positive
+from circman5.connectors.config_base import NonNegative, Positive
+from circman5.connectors.mqtt.config import MqttTls
 from circman5.connectors.sparkplug.config import _check_id
 
 __all__ = ["PathSelection", "SparkplugEdgeSettings"]

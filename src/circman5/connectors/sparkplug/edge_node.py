@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +43,16 @@ from circman5.connectors.mqtt.broker import new_client
 from circman5.connectors.sparkplug import payload as spb
 from circman5.connectors.sparkplug.config import NAMESPACE
 from circman5.connectors.sparkplug.edge_config import SparkplugEdgeSettings
+from circman5.connectors.sparkplug.edge_metrics import (
+    U64,
+    MetricDefinition,
+    MetricTable,
+    birth_payloads,
+    datatype_of,
+    death_payload,
+    fits,
+)
+from circman5.files import atomic_write
 from circman5.reporting import LoggingProblemReporter, ProblemReporter, RateLimitedReporter
 from circman5.samples import SampleValue
 
@@ -51,9 +60,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Command", "EdgeNodeStats", "SparkplugEdgeNode"]
 
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
-_U64: Final = 0xFFFF_FFFF_FFFF_FFFF
 _STOP_TIMEOUT_S: Final = 2.0
 _NODE_CONTROL: Final = "Node Control/"
 
@@ -83,17 +89,6 @@ class EdgeNodeStats:
 
 
 @dataclass(slots=True)
-class _Metric:
-    name: str  # the full name given to update() (the twin path)
-    device: str  # "" for a node metric
-    metric: str  # the metric name in its birth
-    alias: int
-    datatype: int
-    unit: str
-    published: SampleValue | None = None
-
-
-@dataclass(slots=True)
 class _Session:
     """What belongs to one MQTT connection."""
 
@@ -104,46 +99,6 @@ class _Session:
     def next_seq(self) -> int:
         self.seq = (self.seq + 1) % 256
         return self.seq
-
-
-def _datatype_of(value: SampleValue, current: int | None) -> int | None:
-    """The Sparkplug type a value is published as (None: it has no Sparkplug form)."""
-    if isinstance(value, bool):
-        return spb.BOOLEAN
-    if isinstance(value, int):
-        if current == spb.DOUBLE or not _INT64_MIN <= value <= _INT64_MAX:
-            return spb.DOUBLE
-        return spb.INT64
-    if isinstance(value, float):
-        return spb.DOUBLE if math.isfinite(value) else None
-    if isinstance(value, str):
-        return spb.STRING
-    return None
-
-
-def _fits(datatype: int, value: SampleValue) -> bool:
-    if datatype == spb.DOUBLE:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if datatype == spb.INT64:
-        return (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and _INT64_MIN <= value <= _INT64_MAX
-        )
-    if datatype == spb.BOOLEAN:
-        return isinstance(value, bool)
-    return isinstance(value, str)
-
-
-def _set_value(metric: spb.Metric, datatype: int, value: SampleValue) -> None:
-    if datatype == spb.DOUBLE:
-        metric.double_value = float(value)
-    elif datatype == spb.INT64:
-        metric.long_value = int(value) & _U64
-    elif datatype == spb.BOOLEAN:
-        metric.boolean_value = bool(value)
-    else:
-        metric.string_value = str(value)
 
 
 class SparkplugEdgeNode:
@@ -162,7 +117,6 @@ class SparkplugEdgeNode:
     ) -> None:
         self.settings = settings
         self.stats = EdgeNodeStats()
-        self._units = dict(units or {})
         self._on_command = on_command
         self._problems = RateLimitedReporter(
             reporter or LoggingProblemReporter(logger), f"sparkplug edge {settings.edge_node_id}"
@@ -170,18 +124,18 @@ class SparkplugEdgeNode:
         self._bd_seq_file = bd_seq_file
         self._clock = clock
         self._select = settings.selection()
-        self._sections = settings.devices == "sections"
+        self._table = MetricTable(
+            sections=settings.devices == "sections",
+            units=units or {},
+            max_metrics=settings.max_metrics,
+        )
+        self._sections = self._table.sections
         base = f"{NAMESPACE}/{settings.group_id}"
         self._node = settings.edge_node_id
         self._topics = {
             kind: f"{base}/{kind}/{settings.edge_node_id}"
             for kind in ("NBIRTH", "NDATA", "NDEATH", "NCMD", "DBIRTH", "DDATA", "DCMD")
         }
-        self._metrics: dict[str, _Metric] = {}
-        self._by_scope: dict[tuple[str, str], _Metric] = {}  # (device, metric name)
-        self._latest: dict[str, SampleValue] = {}
-        self._unpublished: set[str] = set()  # beyond max_metrics
-        self._next_alias = 1
         self._birth_due = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: paho.Client | None = None
@@ -244,17 +198,12 @@ class SparkplugEdgeNode:
             return
         try:
             self._bd_seq_file.parent.mkdir(parents=True, exist_ok=True)
-            self._bd_seq_file.write_text(f"{next_bd_seq}\n")
+            atomic_write(self._bd_seq_file, f"{next_bd_seq}\n")
         except OSError as err:
             logger.warning("cannot keep the Sparkplug bdSeq in %s: %s", self._bd_seq_file, err)
 
     def _death(self, bd_seq: int) -> bytes:
-        payload = spb.Payload(timestamp=self._now_ms())
-        metric = payload.metrics.add()
-        metric.name = spb.BD_SEQ
-        metric.datatype = spb.INT64
-        metric.long_value = bd_seq
-        return payload.SerializeToString()
+        return death_payload(bd_seq, self._now_ms())
 
     def _set_will(self, client: paho.Client, bd_seq: int) -> None:
         client.will_set(self._topics["NDEATH"], self._death(bd_seq), qos=1, retain=False)
@@ -330,11 +279,11 @@ class SparkplugEdgeNode:
 
     def update(self, values: Mapping[str, object]) -> None:
         """Take new values by name; publish what changed (or a birth if the metrics changed)."""
-        metrics_get = self._metrics.get
-        latest = self._latest
+        metrics_get = self._table.metrics.get
+        latest = self._table.latest
         deadband = self.settings.deadband
         double = spb.DOUBLE
-        changed: list[tuple[_Metric, SampleValue]] = []
+        changed: list[tuple[MetricDefinition, SampleValue]] = []
         append = changed.append
         for name, raw in values.items():
             known = metrics_get(name)
@@ -350,8 +299,8 @@ class SparkplugEdgeNode:
                     latest[name] = raw  # type: ignore[assignment]
                     self._birth_due = True  # an Int64 metric becomes a Double
                     continue
-            elif not _fits(known.datatype, raw):  # type: ignore[arg-type]
-                if _datatype_of(raw, known.datatype) is None:  # type: ignore[arg-type]
+            elif not fits(known.datatype, raw):  # type: ignore[arg-type]
+                if datatype_of(raw, known.datatype) is None:  # type: ignore[arg-type]
                     self.stats.unpublishable += 1
                 else:
                     latest[name] = raw  # type: ignore[assignment]
@@ -382,7 +331,7 @@ class SparkplugEdgeNode:
         if not self._sections:
             self._publish_data(session, "", changed)
             return
-        by_device: dict[str, list[tuple[_Metric, SampleValue]]] = {}
+        by_device: dict[str, list[tuple[MetricDefinition, SampleValue]]] = {}
         for item in changed:
             by_device.setdefault(item[0].device, []).append(item)
         for device, metrics in by_device.items():
@@ -390,47 +339,20 @@ class SparkplugEdgeNode:
 
     def _unknown(self, name: str, raw: object) -> None:
         """A name without a metric: selected and publishable, it needs a new birth."""
-        if name in self._unpublished or not self._select(name):
+        if name in self._table.unpublished or not self._select(name):
             return
-        if _datatype_of(raw, None) is None:  # type: ignore[arg-type]
+        if datatype_of(raw) is None:  # type: ignore[arg-type]
             self.stats.unpublishable += 1
             return
-        self._latest[name] = raw  # type: ignore[assignment]
+        self._table.latest[name] = raw  # type: ignore[assignment]
         self._birth_due = True
 
-    def _define(self) -> None:
-        """Metrics for every value seen (new names get the next alias; types follow values)."""
-        for name, value in self._latest.items():
-            known = self._metrics.get(name)
-            if known is not None:
-                if not _fits(known.datatype, value):
-                    known.datatype = _datatype_of(value, known.datatype) or known.datatype
-                continue
-            if len(self._metrics) >= self.settings.max_metrics:
-                self._unpublished.add(name)
-                self._problems.note(
-                    "SparkplugMetricLimit",
-                    f"more than {self.settings.max_metrics} metrics; '{name}' is not published",
-                    {"name": name},
-                )
-                continue
-            device, metric = self._scope_of(name)
-            datatype = _datatype_of(value, None)
-            if datatype is None:
-                continue
-            defined = _Metric(
-                name, device, metric, self._next_alias, datatype, self._units.get(name, "")
-            )
-            self._next_alias += 1
-            self._metrics[name] = defined
-            self._by_scope[(device, metric)] = defined
-
-    def _scope_of(self, name: str) -> tuple[str, str]:
-        if self._sections:
-            section, _, rest = name.partition(".")
-            if rest:
-                return section, rest
-        return "", name
+    def _over_limit(self, name: str) -> None:
+        self._problems.note(
+            "SparkplugMetricLimit",
+            f"more than {self.settings.max_metrics} metrics; '{name}' is not published",
+            {"name": name},
+        )
 
     def _birth(self) -> None:
         """NBIRTH (and the DBIRTHs) with every metric and its current value."""
@@ -439,42 +361,10 @@ class SparkplugEdgeNode:
         if session is None or client is None:
             return
         self._birth_due = False
-        self._define()
-        now = self._now_ms()
+        self._table.define(self._over_limit)
+        node, devices = birth_payloads(self._table, session.bd_seq, self._now_ms())
         session.seq = -1
-        node = spb.Payload(timestamp=now, seq=session.next_seq())
-        bd = node.metrics.add()
-        bd.name, bd.datatype, bd.long_value, bd.timestamp = (
-            spb.BD_SEQ,
-            spb.INT64,
-            session.bd_seq,
-            now,
-        )
-        rebirth = node.metrics.add()
-        rebirth.name, rebirth.datatype, rebirth.boolean_value = spb.REBIRTH, spb.BOOLEAN, False
-        rebirth.timestamp = now
-        devices: dict[str, spb.Payload] = {}
-        for defined in self._metrics.values():
-            if defined.device:
-                target = devices.get(defined.device)
-                if target is None:
-                    target = devices[defined.device] = spb.Payload(timestamp=now)
-            else:
-                target = node
-            value = self._latest[defined.name]
-            metric = target.metrics.add()
-            metric.name = defined.metric
-            metric.alias = defined.alias
-            metric.datatype = defined.datatype
-            metric.timestamp = now
-            _set_value(metric, defined.datatype, value)
-            if defined.unit:
-                props = metric.properties
-                props.keys.append("engUnit")
-                unit = props.values.add()
-                unit.type = spb.STRING
-                unit.string_value = defined.unit
-            defined.published = value
+        node.seq = session.next_seq()
         ok = self._publish(client, self._topics["NBIRTH"], node)
         for device, payload in devices.items():
             payload.seq = session.next_seq()
@@ -485,7 +375,10 @@ class SparkplugEdgeNode:
             logger.debug("a birth was not sent (disconnected); the next session sends one")
 
     def _publish_data(
-        self, session: _Session, device: str, metrics: list[tuple[_Metric, SampleValue]]
+        self,
+        session: _Session,
+        device: str,
+        metrics: list[tuple[MetricDefinition, SampleValue]],
     ) -> None:
         client = self._client
         if client is None:
@@ -502,7 +395,7 @@ class SparkplugEdgeNode:
             if datatype == double:
                 metric.double_value = value  # type: ignore[assignment]
             elif datatype == int64:
-                metric.long_value = value & _U64  # type: ignore[operator]
+                metric.long_value = value & U64  # type: ignore[operator]
             elif datatype == boolean:
                 metric.boolean_value = value  # type: ignore[assignment]
             else:
@@ -537,16 +430,12 @@ class SparkplugEdgeNode:
             self._command_metric(topic, device, metric)
 
     def _command_metric(self, topic: str, device: str, metric: spb.Metric) -> None:
-        known = None
         if metric.name:
             name = metric.name
-            known = self._by_scope.get((device, name))
+            known = self._table.by_name(device, name)
         else:
-            known = next(
-                (m for m in self._metrics.values() if m.alias == metric.alias and metric.alias),
-                None,
-            )
-            if known is None or known.device != device:
+            known = self._table.by_alias(device, metric.alias)
+            if known is None:
                 return self._bad_command(topic, f"unknown alias {metric.alias}")
             name = known.metric
         datatype = metric.datatype or (known.datatype if known is not None else 0)
