@@ -4,6 +4,7 @@ restart, and the explicit death on a clean stop."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from simulators.external import Mosquitto, free_port
@@ -46,6 +47,10 @@ def test_the_service_is_born_dies_by_will_and_stops_cleanly(
         assert metrics["production_line.temperature"]["type"] == "Double"
         first = bd_seq_of(birth)
         service.wait_ready()
+        scraped = service.metrics()
+        assert "circman5_sparkplug_connected 1.0" in scraped
+        births = re.search(r"^circman5_sparkplug_births_total (\S+)$", scraped, re.MULTILINE)
+        assert births is not None and float(births.group(1)) >= 1
 
         service.kill()  # no clean stop: the broker publishes the will
         index, will = host.wait_message("NDEATH", start=index, node="line1", within=60)

@@ -207,6 +207,8 @@ class EdgeService:
                         )
                     )
                     engine.add_update_listener(running.sparkplug.on_update)
+                    node = running.sparkplug.node
+                    metrics.sparkplug = lambda: (node.connected.is_set(), node.stats)
                 self._wire_state_outputs(running)
                 supervisor.add("synchronization", engine.run)
                 supervisor.add("kpis", lambda: self._write_kpis(running))
