@@ -207,3 +207,36 @@ async def test_a_new_session_after_the_broker_returns(
         _, second = await host.await_message("NBIRTH", start=index, node=NODE)
         assert bd_seq_of(second) == bd_seq_of(first) + 1
         assert metrics_by_name(second)["production_line.temperature"]["value"] == 22.0
+
+
+async def test_a_primary_host_decides_when_the_node_is_born(
+    mosquitto: Mosquitto, host: SparkplugHost
+) -> None:
+    node = SparkplugEdgeNode(edge_settings(mosquitto.port, primary_host_id="scada"))
+    node.update({"production_line.temperature": 22.0})
+    async with node:
+        await node.connected.wait()
+        # no STATE yet: connected, but no birth until the host says it is online
+        await host.asend("state", host="scada", online=True, timestamp=1000)
+        index, _ = await host.await_for(lambda m: m.get("ok") == "state")
+        first_birth, birth = await host.await_message("NBIRTH", node=NODE)
+        assert first_birth > index
+        bd_seq = bd_seq_of(birth)
+
+        # the host goes offline: NDEATH, and no data while it is away
+        await host.asend("state", host="scada", online=False, timestamp=2000)
+        index, death = await host.await_message("NDEATH", start=first_birth, node=NODE)
+        assert bd_seq_of(death) == bd_seq
+        node.update({"production_line.temperature": 23.0})
+        assert node.stats.data_messages == 0
+        # an older STATE does not count
+        await host.asend("state", host="scada", online=True, timestamp=1500)
+        await host.asend("state", host="scada", online=True, timestamp=3000)
+        index, reborn = await host.await_message("NBIRTH", start=index, node=NODE)
+        assert metrics_by_name(reborn)["production_line.temperature"]["value"] == 23.0
+        assert not any(
+            m.get("type") in ("NBIRTH", "NDATA") for m in host.messages[first_birth + 1 : index]
+        )
+        node.update({"production_line.temperature": 24.0})
+        _, data = await host.await_message("NDATA", start=index, node=NODE)
+        assert data["metrics"][0]["value"] == 24.0

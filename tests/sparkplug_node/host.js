@@ -6,7 +6,8 @@
 // "value", "properties"}]}, and {"event": "subscribed"} once listening. Commands on stdin:
 // {"op": "ncmd", "node": N, "metrics": [...]}, {"op": "dcmd", "node": N, "device": D,
 // "metrics": [...]} (metrics as sparkplug-payload takes them), {"op": "raw", "topic": T,
-// "base64": B}; each answered with {"ok": op} once published.
+// "base64": B}, {"op": "state", "host": H, "online": bool, "timestamp": ms} (a primary host's
+// retained STATE); each answered with {"ok": op} once published.
 "use strict";
 
 const readline = require("readline");
@@ -83,6 +84,15 @@ lines.on("line", (line) => {
       break;
     case "dcmd":
       publish(`spBv1.0/${groupId}/DCMD/${cmd.node}/${cmd.device}`, payload(), cmd.op);
+      break;
+    case "state":
+      // the primary host's STATE (Sparkplug 3.0): retained JSON, QoS 1
+      client.publish(
+        `spBv1.0/STATE/${cmd.host}`,
+        JSON.stringify({ online: cmd.online, timestamp: cmd.timestamp }),
+        { qos: 1, retain: true },
+        (err) => say(err ? { error: String(err) } : { ok: cmd.op }),
+      );
       break;
     case "raw":
       publish(cmd.topic, Buffer.from(cmd.base64, "base64"), cmd.op);

@@ -78,13 +78,18 @@ class SparkplugEdgeSettings(BaseModel):
     deadband: NonNegative = 0.0
     #: Twin paths a host may write with NCMD/DCMD (each one of ``[[setpoints]]``).
     writable: list[str] = Field(default_factory=list)
+    #: Sparkplug 3.0 primary host: wait for its ``STATE`` (``spBv1.0/STATE/{id}``) to say
+    #: online before the birth; when it says offline, publish ``NDEATH`` and pause until it is
+    #: back (then a new birth). None: publish regardless of any host.
+    primary_host_id: SparkplugId | None = None
     #: Most metrics in one birth; further paths are not published (reported once).
     max_metrics: Annotated[int, Field(ge=1, le=100_000)] = 10_000
 
-    @field_validator("group_id", "edge_node_id")
+    @field_validator("group_id", "edge_node_id", "primary_host_id")
     @classmethod
-    def _ids(cls, value: str) -> str:
-        _check_id("id", value, wildcard=False)
+    def _ids(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_id("id", value, wildcard=False)
         return value
 
     @field_validator("publish", "exclude")

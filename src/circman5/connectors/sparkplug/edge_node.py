@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
 import paho.mqtt.client as paho
 from google.protobuf.message import DecodeError
 from paho.mqtt.enums import MQTTErrorCode
@@ -136,6 +137,10 @@ class SparkplugEdgeNode:
             kind: f"{base}/{kind}/{settings.edge_node_id}"
             for kind in ("NBIRTH", "NDATA", "NDEATH", "NCMD", "DBIRTH", "DDATA", "DCMD")
         }
+        host = settings.primary_host_id
+        self._state_topic = f"{NAMESPACE}/STATE/{host}" if host else None
+        self._host_online = host is None  # without a primary host: always "online"
+        self._host_timestamp = -1
         self._birth_due = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: paho.Client | None = None
@@ -227,7 +232,10 @@ class SparkplugEdgeNode:
         if reason.is_failure:
             self._call(self._refused, str(reason))
             return
-        client.subscribe([(self._topics["NCMD"], 1), (self._topics["DCMD"] + "/+", 1)])
+        topics = [(self._topics["NCMD"], 1), (self._topics["DCMD"] + "/+", 1)]
+        if self._state_topic is not None:
+            topics.append((self._state_topic, 1))
+        client.subscribe(topics)
         self._call(self._session_started, self._will_bd_seq)
 
     def _on_disconnect(
@@ -244,7 +252,10 @@ class SparkplugEdgeNode:
         self._call(self._session_ended, str(reason))
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self._call(self._command_message, message.topic, bytes(message.payload))
+        if message.topic == self._state_topic:
+            self._call(self._host_state, bytes(message.payload))
+        else:
+            self._call(self._command_message, message.topic, bytes(message.payload))
 
     # -- on the event loop ---------------------------------------------------------------------
 
@@ -266,7 +277,10 @@ class SparkplugEdgeNode:
             s.port,
             bd_seq,
         )
-        self._birth()
+        if self._host_online:
+            self._birth()
+        else:
+            logger.info("waiting for the primary host's STATE before the birth")
         self.connected.set()
 
     def _session_ended(self, why: str) -> None:
@@ -274,8 +288,42 @@ class SparkplugEdgeNode:
             return
         self._session = None
         self.connected.clear()
+        if self._state_topic is not None:
+            self._host_online = False  # the next session waits for the (retained) STATE again
         if self._client is not None:
             logger.warning("Sparkplug edge node offline (%s); reconnecting", why)
+
+    def _host_state(self, data: bytes) -> None:
+        """The primary host's ``STATE``: birth when it is online, death while it is not."""
+        try:
+            state = orjson.loads(data)
+            online, stamp = state["online"], int(state.get("timestamp", 0))
+            if not isinstance(online, bool):
+                raise TypeError("'online' is not a boolean")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as err:
+            self._problems.note(
+                "SparkplugBadState", f"the primary host's STATE is not usable: {err}"
+            )
+            return
+        if stamp < self._host_timestamp:
+            return  # an older message than the one that decided the current state
+        self._host_timestamp = stamp
+        if online == self._host_online:
+            return
+        self._host_online = online
+        session, client = self._session, self._client
+        logger.info(
+            "primary host %s is %s",
+            self.settings.primary_host_id,
+            "online" if online else "offline",
+        )
+        if session is None or client is None:
+            return
+        if online:
+            self._birth()
+        elif session.born:
+            session.born = False  # no data until the host is back and a new birth is out
+            client.publish(self._topics["NDEATH"], self._death(session.bd_seq), qos=1)
 
     def update(self, values: Mapping[str, object]) -> None:
         """Take new values by name; publish what changed (or a birth if the metrics changed)."""
@@ -358,7 +406,7 @@ class SparkplugEdgeNode:
         """NBIRTH (and the DBIRTHs) with every metric and its current value."""
         session = self._session
         client = self._client
-        if session is None or client is None:
+        if session is None or client is None or not self._host_online:
             return
         self._birth_due = False
         self._table.define(self._over_limit)
