@@ -240,7 +240,7 @@ async def _edge_rates(count: int, rounds: int) -> tuple[float, float]:
     return per_pass / best["bare"], per_pass / best["edge"]
 
 
-def bench_edge_ndata(count: int, rounds: int = 15) -> Row:
+def bench_edge_ndata(count: int, rounds: int = 40) -> Row:
     """``rounds`` alternating passes of ``EDGE_TICKS`` ticks, every metric changed each tick:
     the edge node's :meth:`update` (selection, type check, deadband, alias, protobuf, paho) against
     a bare loop that builds the same NDATA with the same protobuf classes and publishes it with
