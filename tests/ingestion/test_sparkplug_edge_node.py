@@ -11,6 +11,7 @@ import pytest
 
 from circman5.connectors.sparkplug.edge_config import SparkplugEdgeSettings
 from circman5.connectors.sparkplug.edge_node import Command, SparkplugEdgeNode
+from circman5.samples import Quality
 from simulators.external import Mosquitto
 from tests.ingestion.conftest import eventually
 from tests.ingestion.sparkplug_host import SparkplugHost, bd_seq_of, metrics_by_name
@@ -240,3 +241,56 @@ async def test_a_primary_host_decides_when_the_node_is_born(
         node.update({"production_line.temperature": 24.0})
         _, data = await host.await_message("NDATA", start=index, node=NODE)
         assert data["metrics"][0]["value"] == 24.0
+
+
+async def test_the_products_own_host_reads_the_twins_edge_node(
+    mosquitto: Mosquitto,
+) -> None:
+    """Both directions of the product agree: its host connector reads its edge node's births
+    and data by alias (devices per section, Int64, Boolean, String, Double)."""
+    from circman5.connectors.sparkplug.client import SparkplugConnector
+    from circman5.connectors.sparkplug.config import SparkplugConnectorSettings
+    from tests.ingestion.conftest import collecting
+
+    node = SparkplugEdgeNode(edge_settings(mosquitto.port, devices="sections"))
+    node.update(
+        {
+            "production_line.temperature": 22.5,
+            "production_line.count": -3,
+            "production_line.running": True,
+            "materials.silicon_wafer.grade": "A",
+        }
+    )
+    reader = SparkplugConnector(
+        SparkplugConnectorSettings.model_validate(
+            {
+                "type": "sparkplug",
+                "name": "loop",
+                "port": mosquitto.port,
+                "tags": [
+                    {"address": f"{GROUP}/{NODE}/production_line/temperature", "path": "copy.t"},
+                    {"address": f"{GROUP}/{NODE}/production_line/count", "path": "copy.n"},
+                    {"address": f"{GROUP}/{NODE}/production_line/running", "path": "copy.r"},
+                    {"address": f"{GROUP}/{NODE}/materials/silicon_wafer.grade", "path": "copy.g"},
+                ],
+            }
+        )
+    )
+    async with collecting(reader) as collector:
+        async with node:
+            await eventually(
+                lambda: set(collector.latest()) == {"copy.t", "copy.n", "copy.r", "copy.g"}
+            )
+            latest = collector.latest()
+            assert (latest["copy.t"].value, latest["copy.n"].value) == (22.5, -3)
+            assert (latest["copy.r"].value, latest["copy.g"].value) == (True, "A")
+            node.update({"production_line.temperature": 23.25, "production_line.count": 7})
+            await eventually(lambda: collector.values("copy.n")[-1:] == [7], what="DDATA by alias")
+            assert collector.values("copy.t")[-1] == 23.25
+            assert reader.stats.rebirth_requests == 0 and reader.stats.seq_gaps == 0
+        await eventually(
+            lambda: (
+                set(collector.latest(Quality.STALE)) == {"copy.t", "copy.n", "copy.r", "copy.g"}
+            ),
+            what="stale after the NDEATH",
+        )

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["SOURCE", "SparkplugOutput"]
 
 SOURCE = "sparkplug"
+MAX_PENDING_WRITES = 64
+"""More writes under way than this (a host flooding commands) and further ones are refused."""
 
 
 class SparkplugOutput:
@@ -73,6 +75,7 @@ class SparkplugOutput:
         self._tasks: asyncio.TaskGroup | None = None
         self.commands_written = 0
         self.commands_refused = 0
+        self._pending = 0
 
     async def __aenter__(self) -> SparkplugOutput:
         async with contextlib.AsyncExitStack() as stack:
@@ -105,6 +108,10 @@ class SparkplugOutput:
         if self._setpoints is None or self._tasks is None:
             self._refuse(command, "no setpoint service")
             return
+        if self._pending >= MAX_PENDING_WRITES:
+            self._refuse(command, f"{MAX_PENDING_WRITES} writes are already under way")
+            return
+        self._pending += 1
         self._tasks.create_task(self._write(command), name=f"sparkplug write {command.name}")
 
     async def _write(self, command: Command) -> None:
@@ -119,6 +126,8 @@ class SparkplugOutput:
             self.commands_refused += 1
             logger.exception("Sparkplug write of %s failed", command.name)
             return
+        finally:
+            self._pending -= 1
         self.commands_written += 1
 
     def _refuse(self, command: Command, reason: str) -> None:
