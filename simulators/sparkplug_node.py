@@ -16,7 +16,7 @@ as gateways do (``materials.silicon_wafer.inventory`` -> device ``materials``, m
   out of range is refused and logged), which the next ``DDATA`` shows.
 
 The payloads are the official Eclipse Tahu ``sparkplug_b.proto``, compiled for the product
-(``circman5/connectors/sparkplug/proto``) and run by ``protobuf``; the node's logic is its own.
+(``circman5.connectors.sparkplug.payload``) and run by ``protobuf``; the node's logic is its own.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from circman5.connectors.sparkplug.proto import sparkplug_b_pb2 as pb
+from circman5.connectors.sparkplug import payload as spb
 from simulators.config import SparkplugConfig
 from simulators.lifecycle import Lifecycle
 from simulators.plant import Plant
@@ -42,12 +42,7 @@ __all__ = ["SparkplugConfig", "SparkplugNode"]
 
 log = logging.getLogger(__name__)
 
-_TYPES = {
-    "float": pb.DataType.Double,
-    "int": pb.DataType.Int64,
-    "bool": pb.DataType.Boolean,
-    "str": pb.DataType.String,
-}
+_TYPES = {"float": spb.DOUBLE, "int": spb.INT64, "bool": spb.BOOLEAN, "str": spb.STRING}
 _REBIRTH = "Node Control/Rebirth"
 _SETPOINT_ARGS = {
     "production_line.target_temperature": "target_temperature",
@@ -67,15 +62,15 @@ def _now_ms() -> int:
 
 
 def _set(metric: Any, datatype: int, value: Value) -> None:
-    if datatype == pb.DataType.Double:
+    if datatype == spb.DOUBLE:
         number = float(value)
         if math.isfinite(number):
             metric.double_value = number
         else:
             metric.is_null = True
-    elif datatype == pb.DataType.Int64:
+    elif datatype == spb.INT64:
         metric.long_value = int(value) & 0xFFFF_FFFF_FFFF_FFFF
-    elif datatype == pb.DataType.Boolean:
+    elif datatype == spb.BOOLEAN:
         metric.boolean_value = bool(value)
     else:
         metric.string_value = str(value)
@@ -173,10 +168,11 @@ class SparkplugNode(Lifecycle):
     # -- births and deaths ---------------------------------------------------------------------
 
     def _death(self, bd_seq: int) -> bytes:
-        payload = pb.Payload(timestamp=_now_ms())
-        metric = payload.metrics.add(name="bdSeq", datatype=pb.DataType.Int64)
+        payload = spb.Payload(timestamp=_now_ms())
+        metric = payload.metrics.add(name="bdSeq", datatype=spb.INT64)
         metric.long_value = bd_seq
-        return payload.SerializeToString()
+        data: bytes = payload.SerializeToString()
+        return data
 
     def _set_will(self, client: mqtt.Client) -> None:
         client.will_set(self._node_topic.format("NDEATH"), self._death(self._bd_seq), qos=1)
@@ -191,15 +187,15 @@ class SparkplugNode(Lifecycle):
             return
         now = _now_ms()
         self._seq = -1
-        node = pb.Payload(timestamp=now, seq=self._next_seq())
-        bd = node.metrics.add(name="bdSeq", datatype=pb.DataType.Int64, timestamp=now)
+        node = spb.Payload(timestamp=now, seq=self._next_seq())
+        bd = node.metrics.add(name="bdSeq", datatype=spb.INT64, timestamp=now)
         bd.long_value = bd_seq
-        rebirth = node.metrics.add(name=_REBIRTH, datatype=pb.DataType.Boolean, timestamp=now)
+        rebirth = node.metrics.add(name=_REBIRTH, datatype=spb.BOOLEAN, timestamp=now)
         rebirth.boolean_value = False
         self._send(self._node_topic.format("NBIRTH"), node)
         values = self.plant.snapshot()
         for device in self._devices:
-            payload = pb.Payload(timestamp=now, seq=self._next_seq())
+            payload = spb.Payload(timestamp=now, seq=self._next_seq())
             for path, (dev, name, alias, datatype, unit) in self._metrics.items():
                 if dev != device:
                     continue
@@ -214,7 +210,7 @@ class SparkplugNode(Lifecycle):
                     self._published[path] = value
                 if unit:
                     metric.properties.keys.append("engUnit")
-                    metric.properties.values.add(type=pb.DataType.String, string_value=unit)
+                    metric.properties.values.add(type=spb.STRING, string_value=unit)
             self._send(f"{self._node_topic.format('DBIRTH')}/{device}", payload)
 
     def _data(self) -> None:
@@ -222,7 +218,7 @@ class SparkplugNode(Lifecycle):
             return
         now = _now_ms()
         values = self.plant.snapshot()
-        changed: dict[str, pb.Payload] = {}
+        changed: dict[str, spb.Payload] = {}
         for path, value in values.items():
             spec = self._metrics.get(path)
             if spec is None or self._published.get(path) == value:
@@ -230,7 +226,7 @@ class SparkplugNode(Lifecycle):
             device, _, alias, datatype, _ = spec
             payload = changed.get(device)
             if payload is None:
-                payload = changed[device] = pb.Payload(timestamp=now)
+                payload = changed[device] = spb.Payload(timestamp=now)
             metric = payload.metrics.add(alias=alias, datatype=datatype, timestamp=now)
             _set(metric, datatype, value)
             self._published[path] = value
@@ -238,7 +234,7 @@ class SparkplugNode(Lifecycle):
             payload.seq = self._next_seq()
             self._send(f"{self._node_topic.format('DDATA')}/{device}", payload)
 
-    def _send(self, topic: str, payload: pb.Payload) -> None:
+    def _send(self, topic: str, payload: spb.Payload) -> None:
         client = self._client
         if client is not None:
             client.publish(topic, payload.SerializeToString(), qos=0)
@@ -296,7 +292,7 @@ class SparkplugNode(Lifecycle):
     def _command(self, topic: str, data: bytes) -> None:
         parts = topic.split("/")
         try:
-            payload = pb.Payload.FromString(data)
+            payload = spb.Payload.FromString(data)
         except Exception as err:  # protobuf's DecodeError: a broken command, not ours to crash
             log.warning("Sparkplug node: undecodable command on %s: %s", topic, err)
             return
