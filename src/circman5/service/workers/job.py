@@ -13,7 +13,7 @@ import pickle
 from dataclasses import dataclass
 from typing import IO
 
-from circman5.connectors.config import MqttConnectorSettings
+from circman5.connectors.mqtt.config import MqttConnectorSettings
 from circman5.sinks.config import OutputSettings
 
 

@@ -25,8 +25,8 @@ from typing import Any, Literal, cast
 
 import orjson
 
-from circman5.connectors.config import MqttConnectorSettings
 from circman5.connectors.mqtt.client import MqttConnector
+from circman5.connectors.mqtt.config import MqttConnectorSettings
 from circman5.errors import ConfigError
 from circman5.logging_setup import configure_logging
 from circman5.samples import Sample
