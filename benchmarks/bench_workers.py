@@ -93,6 +93,7 @@ name = "flood"
 port = {mqtt_port}
 protocol = "5"
 client_id = "bench-{tag}"
+share_group = "bench-{tag}"  # an earlier round's offline sessions would take a share
 qos = {qos}
 workers = {workers}
 
@@ -258,8 +259,9 @@ def run_all(workdir: Path) -> list[Row]:
                         f" worker {result.rss_worker_mb:.0f} MB, load {loads[-1]}",
                         flush=True,
                     )
-            one = max(results[1], key=lambda r: r.rate)
-            two = max(results[2], key=lambda r: r.rate)
+            # the best complete round of each (a round that lost messages is not a rate)
+            one = max(results[1], key=lambda r: (r.stored == MESSAGES, r.rate))
+            two = max(results[2], key=lambda r: (r.stored == MESSAGES, r.rate))
             rows += [
                 Row(f"QoS {qos}: one process, stored msg/s", one.rate, "msg/s", None),
                 Row(
