@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from circman5.api.auth import LoginRateLimiter, TokenService, resolve_secret
 from circman5.api.setpoints import SetpointService
+from circman5.api.site_source import SiteSource
 from circman5.api.users import UserStore
 from circman5.errors import FeatureUnavailable
 from circman5.settings import ApiSettings
@@ -174,6 +175,8 @@ class ApiContext:
     #: Reads recorded history for calibration and model training (None: the twin's own
     #: state history only).
     history_reader: HistoryArraysReader | None = None
+    #: Every line of the site from the lines' MQTT topics (None: no site page).
+    site_view: SiteSource | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()

@@ -43,6 +43,7 @@ from circman5.service.supervisor import Supervisor
 from circman5.settings import Settings
 from circman5.sinks.mqtt_events import MqttEventPublisher
 from circman5.sinks.outbox import OutboxMetrics
+from circman5.sinks.site_watch import SiteWatcher
 from circman5.sinks.timeseries import SeriesOutput, open_series_output
 
 logger = logging.getLogger(__name__)
@@ -332,8 +333,21 @@ class EdgeService:
             setpoints=setpoints,
             connector_status=status_provider(running.connectors),
             history_reader=self._history_reader(),
+            site_view=self._site_watcher(stack),
         )
         return ApiServer(create_app(context), settings.api)
+
+    def _site_watcher(self, stack: contextlib.AsyncExitStack) -> SiteWatcher | None:
+        """The site page's view of every line (``[site_view]``), stopped with the service."""
+        settings = self.settings
+        if not settings.site_view.enabled:
+            return None
+        watcher = SiteWatcher(
+            settings.site_view, settings.site, instance=f"{settings.site}-{settings.line}"
+        )
+        watcher.start()
+        stack.push_async_callback(watcher.stop)
+        return watcher
 
     def _history_reader(self) -> Any:
         """Recorded history for calibration and model training (``embedded``, ``influxdb``)."""
