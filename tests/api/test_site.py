@@ -162,6 +162,23 @@ async def test_every_line_with_its_status_values_alarms_and_the_will(
     assert [(s["site"], s["online"], s["offline"]) for s in body["sites"]] == [("plantA", 1, 1)]
 
 
+async def test_a_site_view_started_later_sees_the_alarms_raised_before(
+    lines: Lines, mosquitto: Mosquitto
+) -> None:
+    await lines.start("plantA", "line9", 31.0)
+    settings = SiteViewSettings(enabled=True, port=mosquitto.port, client_id="late-view")
+    async with SiteWatcher(settings, "plantA") as late:
+
+        async def alarm_seen() -> bool:
+            return any(ln["alarms"] for ln in late.lines())
+
+        await _await_true(alarm_seen, 30, "the retained alarm list")
+        (line,) = late.lines()
+        assert line["line"] == "line9" and line["online"]
+        assert [a["parameter"] for a in line["alarms"]] == [TEMPERATURE]
+        assert "31" in line["alarms"][0]["message"]
+
+
 async def _await_true(check: Callable[[], Awaitable[bool]], within_s: float, what: str) -> None:
     deadline = time.monotonic() + within_s
     while not await check():

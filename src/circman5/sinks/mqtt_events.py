@@ -8,6 +8,9 @@ Topics (``{base}`` = ``{topic_prefix}/{site}/{line}``):
   broker acknowledged it (PUBACK).
 * ``{base}/state``: the twin state snapshot as JSON, retained, QoS 1, republished at most every
   ``state_interval_s`` when it changed; with MQTT 5 it expires after ``state_expiry_s``.
+* ``{base}/alarms``: the active threshold alarms as a JSON list (``parameter``, ``message``,
+  ``severity``, ``since``, ``event_id``), retained, QoS 1, republished when one is raised or
+  cleared and on every connect, so a site view that starts later still sees them.
 * ``{base}/status``: ``online`` (retained birth message, sent on every connect) or ``offline``
   (retained; sent on a clean stop, and by the broker as last will when the service dies).
 
@@ -350,6 +353,10 @@ class MqttLink:
     def state_props(self) -> Properties | None:
         return self._state_props
 
+    @property
+    def json_props(self) -> Properties | None:
+        return self._json_props
+
 
 class MqttEventPublisher(BackgroundService):
     """Publishes events (through a disk-backed outbox), the retained twin state and status.
@@ -383,6 +390,11 @@ class MqttEventPublisher(BackgroundService):
         self.link.add_connect_listener(self._state_now)
         self.events_topic = f"{settings.base_topic}/events"
         self.state_topic = f"{settings.base_topic}/state"
+        self.alarms_topic = f"{settings.base_topic}/alarms"
+        self._alarms: dict[str, dict[str, object]] = {}
+        self._alarms_version = 0
+        self._alarms_published = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._state: Mapping[str, object] | None = None
         self._state_version = 0
         self._published_version = 0
@@ -409,6 +421,36 @@ class MqttEventPublisher(BackgroundService):
         self.outbox.submit(encode_record(topic, payload), 1)
         with self._lock:
             self._events_accepted += 1
+        if topic.endswith("/threshold"):
+            self._track_alarm(event)
+
+    def _track_alarm(self, event: EventLike) -> None:
+        """Keep the active alarms (raised by threshold events, cleared by the cleared ones)."""
+        data = event.to_dict()
+        details = data.get("details")
+        if not isinstance(details, Mapping) or not isinstance(details.get("parameter"), str):
+            return
+        parameter = details["parameter"]
+        with self._lock:
+            if details.get("cleared"):
+                if self._alarms.pop(parameter, None) is None:
+                    return
+            else:
+                self._alarms[parameter] = {
+                    "parameter": parameter,
+                    "message": str(data.get("message", "")),
+                    "severity": str(data.get("severity", "warning")),
+                    "since": data.get("timestamp"),
+                    "event_id": data.get("event_id"),
+                }
+            self._alarms_version += 1
+        self._call_soon(self._state_wake.set)
+
+    def _call_soon(self, fn: Callable[[], object]) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed while shutting down
+                loop.call_soon_threadsafe(fn)
 
     def set_state(self, state: Mapping[str, object]) -> None:
         """The latest twin state; published (retained) at the configured rate. Pass a snapshot
@@ -420,6 +462,7 @@ class MqttEventPublisher(BackgroundService):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def _open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.link.start()
         try:
             await self.outbox.__aenter__()
@@ -431,6 +474,7 @@ class MqttEventPublisher(BackgroundService):
         self._state_wake.set()
 
     def _state_now(self) -> None:
+        self._alarms_published = -1  # the retained alarms again on every connect
         self._state_wake.set()
 
     async def _serve(self) -> None:
@@ -438,6 +482,7 @@ class MqttEventPublisher(BackgroundService):
         while not self._stopping:
             if interval > 0:
                 self._publish_state()
+            self._publish_alarms()
             self._state_wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._state_wake.wait(), interval if interval > 0 else None)
@@ -456,6 +501,16 @@ class MqttEventPublisher(BackgroundService):
         if self.link.publish_retained(self.state_topic, payload, self.link.state_props):
             self._published_version = version
             self._states_published += 1
+
+    def _publish_alarms(self) -> None:
+        with self._lock:
+            version = self._alarms_version
+            if version == self._alarms_published:
+                return
+            alarms = sorted(self._alarms.values(), key=lambda a: str(a["parameter"]))
+        payload = orjson.dumps(alarms, default=_json_default, option=_JSON_OPTIONS)
+        if self.link.publish_retained(self.alarms_topic, payload, self.link.json_props):
+            self._alarms_published = version
 
     async def _close(self) -> None:
         try:

@@ -7,10 +7,11 @@
   cleared by an operator) removes the line from the view.
 * ``{prefix}/{site}/+/state``: the retained twin state; its ``timestamp`` and the configured key
   values are kept.
-* ``{prefix}/{site}/+/events/threshold``: threshold events raise an alarm for their parameter,
-  the matching ``ThresholdClearedEvent`` clears it. Events are not retained: alarms raised before
-  the watcher connected show once they are raised again (a restarted twin re-raises what is
-  still out of range); a line that comes back ``online`` starts without alarms.
+* ``{prefix}/{site}/+/alarms``: the line's active alarms (retained JSON list), so alarms raised
+  before the watcher connected show at once; and ``{prefix}/{site}/+/events/threshold``, whose
+  threshold events raise an alarm for their parameter and whose ``ThresholdClearedEvent``
+  clears it (the alarms topic follows a moment later and replaces the list). A line that comes
+  back ``online`` starts without alarms until its alarms topic says otherwise.
 
 paho's network thread decodes each message (the state's JSON is parsed there) and hands the
 small result to the event loop with ``call_soon_threadsafe``; :meth:`SiteWatcher.lines` reads
@@ -198,7 +199,7 @@ class SiteWatcher:
         topics = [
             (f"{self._prefix}/{site}/+/{kind}", 1)
             for site in self.sites
-            for kind in ("status", "state", "events/threshold")
+            for kind in ("status", "state", "alarms", "events/threshold")
         ]
         client.subscribe(topics)
         self._call(self._set_connected, True, "")
@@ -241,12 +242,18 @@ class SiteWatcher:
         if kind == "status":
             text = payload.decode("utf-8", "replace").strip()
             return (site, line, kind, text) if text in ("online", "offline", "") else None
-        if not payload:  # a cleared retained state
-            return (site, line, kind, None) if kind == "state" else None
+        if not payload:  # a cleared retained state or alarm list
+            return (site, line, kind, None) if kind in ("state", "alarms") else None
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return None
+        if kind == "alarms":
+            if not isinstance(data, list) or not all(
+                isinstance(a, dict) and isinstance(a.get("parameter"), str) for a in data
+            ):
+                return None
+            return site, line, kind, data[:_MAX_ALARMS]
         if not isinstance(data, dict):
             return None
         if kind == "state":
@@ -305,6 +312,9 @@ class SiteWatcher:
             record.state_time, record.values = data
             record.state_received_at = received
             self._states[(site, line)] = raw
+        elif kind == "alarms":
+            record = self._record(site, line)
+            record.alarms = {a["parameter"]: dict(a) for a in data or []}
         else:
             record = self._record(site, line)
             details = data["details"]
