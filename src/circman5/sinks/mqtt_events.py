@@ -29,6 +29,7 @@ import contextlib
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,11 @@ _OFFLINE_TIMEOUT_S = 2.0
 # server busy).
 _TRANSIENT_REASONS = frozenset({0x97, 0x89})
 _NOT_AUTHORIZED = 0x87
+_SESSION_TAKEN_OVER = 0x8E
+# closed by the broker this many times in a row, each within this long of connecting: another
+# client with the same client id (a second instance of the line) is taking the session over
+_QUICK_DROPS = 3
+_QUICK_DROP_S = 5.0
 
 
 class EventCategoryLike(Protocol):
@@ -114,6 +120,10 @@ class MqttLink:
         self._name = name
         self.connected = False
         self.connects = 0
+        self.takeovers = 0
+        self._takeover_logged = False
+        self._up_at = 0.0
+        self._quick_drops = 0
         self._stopping = False
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -245,7 +255,7 @@ class MqttLink:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._call(self._set_down, f"disconnected: {reason}")
+        self._call(self._set_down, f"disconnected: {reason}", reason.value == _SESSION_TAKEN_OVER)
 
     def _on_publish(
         self,
@@ -262,6 +272,7 @@ class MqttLink:
     def _set_up(self) -> None:
         self.connected = True
         self.connects += 1
+        self._up_at = time.monotonic()
         s = self.settings
         if self._down_since_logged or self.connects == 1:
             logger.info("MQTT output connected to %s:%d", s.host, s.port)
@@ -269,7 +280,12 @@ class MqttLink:
         for callback in self._listeners:
             callback()
 
-    def _set_down(self, why: str | None) -> None:
+    def _set_down(self, why: str | None, taken_over: bool = False) -> None:
+        if why is not None and not self._stopping and self.connected:
+            quick = time.monotonic() - self._up_at < _QUICK_DROP_S
+            self._quick_drops = self._quick_drops + 1 if quick else 0
+            if taken_over or self._quick_drops >= _QUICK_DROPS:
+                self._taken_over()
         self.connected = False
         failure = SinkUnavailable(f"{self._name}: {why or 'stopped'}")
         acks, self._acks = self._acks, {}
@@ -283,6 +299,22 @@ class MqttLink:
             s = self.settings
             logger.warning("MQTT output %s:%d %s; reconnecting", s.host, s.port, why)
             self._down_since_logged = True
+
+    def _taken_over(self) -> None:
+        """Another client connected with our client id: most likely a second instance
+        configured for the same site and line (they would publish into one namespace). MQTT 5
+        brokers may say so (reason "Session taken over"); mosquitto just closes the connection,
+        so connections that the broker closes again and again right after they were made count
+        too."""
+        self.takeovers += 1
+        if not self._takeover_logged:
+            self._takeover_logged = True
+            logger.error(
+                "MQTT output: another client connected as '%s' and took over the session: is a "
+                "second instance running for %s? Each line needs its own site/line.",
+                self.settings.effective_client_id,
+                self.settings.base_topic,
+            )
 
     def _acked(self, mid: int, reason: ReasonCode) -> None:
         fut = self._acks.pop(mid, None)
