@@ -23,7 +23,7 @@ from circman5.sinks.site_config import SiteViewSettings
 from circman5.sinks.site_watch import SiteWatcher
 from simulators.external import Mosquitto
 
-LINE_SCRIPT = str(Path(__file__).parents[1] / "site" / "line_process.py")
+LINE_SCRIPT = str(Path(__file__).with_name("line_process.py"))
 TEMPERATURE = "production_line.temperature"
 
 

@@ -8,9 +8,8 @@ Topics (``{base}`` = ``{topic_prefix}/{site}/{line}``):
   broker acknowledged it (PUBACK).
 * ``{base}/state``: the twin state snapshot as JSON, retained, QoS 1, republished at most every
   ``state_interval_s`` when it changed; with MQTT 5 it expires after ``state_expiry_s``.
-* ``{base}/alarms``: the active threshold alarms as a JSON list (``parameter``, ``message``,
-  ``severity``, ``since``, ``event_id``), retained, QoS 1, republished when one is raised or
-  cleared and on every connect, so a site view that starts later still sees them.
+* ``{base}/alarms``: the active threshold alarms (JSON list, retained, QoS 1), republished when
+  one is raised or cleared and on every connect, so a site view started later sees them.
 * ``{base}/status``: ``online`` (retained birth message, sent on every connect) or ``offline``
   (retained; sent on a clean stop, and by the broker as last will when the service dies).
 
@@ -29,7 +28,6 @@ import contextlib
 import logging
 import ssl
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +43,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from circman5.errors import ConfigError, SinkRejected, SinkUnavailable
 from circman5.reporting import ProblemReporter
 from circman5.sinks._sqlite import BackgroundService
+from circman5.sinks.active_alarms import ActiveAlarms
 from circman5.sinks.config import MqttOutputSettings
 from circman5.sinks.outbox import Outbox, OutboxMetrics
+from circman5.sinks.session_takeover import TakeoverWatch
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,6 @@ _OFFLINE_TIMEOUT_S = 2.0
 # server busy).
 _TRANSIENT_REASONS = frozenset({0x97, 0x89})
 _NOT_AUTHORIZED = 0x87
-_SESSION_TAKEN_OVER = 0x8E
-# closed by the broker this many times in a row, each within this long of connecting: another
-# client with the same client id (a second instance of the line) is taking the session over
-_QUICK_DROPS = 3
-_QUICK_DROP_S = 5.0
 
 
 class EventCategoryLike(Protocol):
@@ -120,10 +115,7 @@ class MqttLink:
         self._name = name
         self.connected = False
         self.connects = 0
-        self.takeovers = 0
-        self._takeover_logged = False
-        self._up_at = 0.0
-        self._quick_drops = 0
+        self.takeover = TakeoverWatch(settings.effective_client_id, settings.base_topic)
         self._stopping = False
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -255,7 +247,7 @@ class MqttLink:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._call(self._set_down, f"disconnected: {reason}", reason.value == _SESSION_TAKEN_OVER)
+        self._call(self._set_down, f"disconnected: {reason}", reason.value)
 
     def _on_publish(
         self,
@@ -272,7 +264,7 @@ class MqttLink:
     def _set_up(self) -> None:
         self.connected = True
         self.connects += 1
-        self._up_at = time.monotonic()
+        self.takeover.up()
         s = self.settings
         if self._down_since_logged or self.connects == 1:
             logger.info("MQTT output connected to %s:%d", s.host, s.port)
@@ -280,12 +272,9 @@ class MqttLink:
         for callback in self._listeners:
             callback()
 
-    def _set_down(self, why: str | None, taken_over: bool = False) -> None:
+    def _set_down(self, why: str | None, reason_code: int | None = None) -> None:
         if why is not None and not self._stopping and self.connected:
-            quick = time.monotonic() - self._up_at < _QUICK_DROP_S
-            self._quick_drops = self._quick_drops + 1 if quick else 0
-            if taken_over or self._quick_drops >= _QUICK_DROPS:
-                self._taken_over()
+            self.takeover.down(reason_code)
         self.connected = False
         failure = SinkUnavailable(f"{self._name}: {why or 'stopped'}")
         acks, self._acks = self._acks, {}
@@ -299,22 +288,6 @@ class MqttLink:
             s = self.settings
             logger.warning("MQTT output %s:%d %s; reconnecting", s.host, s.port, why)
             self._down_since_logged = True
-
-    def _taken_over(self) -> None:
-        """Another client connected with our client id: most likely a second instance
-        configured for the same site and line (they would publish into one namespace). MQTT 5
-        brokers may say so (reason "Session taken over"); mosquitto just closes the connection,
-        so connections that the broker closes again and again right after they were made count
-        too."""
-        self.takeovers += 1
-        if not self._takeover_logged:
-            self._takeover_logged = True
-            logger.error(
-                "MQTT output: another client connected as '%s' and took over the session: is a "
-                "second instance running for %s? Each line needs its own site/line.",
-                self.settings.effective_client_id,
-                self.settings.base_topic,
-            )
 
     def _acked(self, mid: int, reason: ReasonCode) -> None:
         fut = self._acks.pop(mid, None)
@@ -385,10 +358,6 @@ class MqttLink:
     def state_props(self) -> Properties | None:
         return self._state_props
 
-    @property
-    def json_props(self) -> Properties | None:
-        return self._json_props
-
 
 class MqttEventPublisher(BackgroundService):
     """Publishes events (through a disk-backed outbox), the retained twin state and status.
@@ -423,10 +392,8 @@ class MqttEventPublisher(BackgroundService):
         self.events_topic = f"{settings.base_topic}/events"
         self.state_topic = f"{settings.base_topic}/state"
         self.alarms_topic = f"{settings.base_topic}/alarms"
-        self._alarms: dict[str, dict[str, object]] = {}
-        self._alarms_version = 0
+        self.alarms = ActiveAlarms()
         self._alarms_published = -1
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._state: Mapping[str, object] | None = None
         self._state_version = 0
         self._published_version = 0
@@ -453,36 +420,8 @@ class MqttEventPublisher(BackgroundService):
         self.outbox.submit(encode_record(topic, payload), 1)
         with self._lock:
             self._events_accepted += 1
-        if topic.endswith("/threshold"):
-            self._track_alarm(event)
-
-    def _track_alarm(self, event: EventLike) -> None:
-        """Keep the active alarms (raised by threshold events, cleared by the cleared ones)."""
-        data = event.to_dict()
-        details = data.get("details")
-        if not isinstance(details, Mapping) or not isinstance(details.get("parameter"), str):
-            return
-        parameter = details["parameter"]
-        with self._lock:
-            if details.get("cleared"):
-                if self._alarms.pop(parameter, None) is None:
-                    return
-            else:
-                self._alarms[parameter] = {
-                    "parameter": parameter,
-                    "message": str(data.get("message", "")),
-                    "severity": str(data.get("severity", "warning")),
-                    "since": data.get("timestamp"),
-                    "event_id": data.get("event_id"),
-                }
-            self._alarms_version += 1
-        self._call_soon(self._state_wake.set)
-
-    def _call_soon(self, fn: Callable[[], object]) -> None:
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # loop closed while shutting down
-                loop.call_soon_threadsafe(fn)
+        if topic.endswith("/threshold") and self.alarms.track(event.to_dict()):
+            self.link._call(self._state_wake.set)  # the alarm list goes out at once
 
     def set_state(self, state: Mapping[str, object]) -> None:
         """The latest twin state; published (retained) at the configured rate. Pass a snapshot
@@ -494,7 +433,6 @@ class MqttEventPublisher(BackgroundService):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        self._loop = asyncio.get_running_loop()
         self.link.start()
         try:
             await self.outbox.__aenter__()
@@ -535,13 +473,11 @@ class MqttEventPublisher(BackgroundService):
             self._states_published += 1
 
     def _publish_alarms(self) -> None:
-        with self._lock:
-            version = self._alarms_version
-            if version == self._alarms_published:
-                return
-            alarms = sorted(self._alarms.values(), key=lambda a: str(a["parameter"]))
+        version, alarms = self.alarms.snapshot()
+        if version == self._alarms_published:
+            return
         payload = orjson.dumps(alarms, default=_json_default, option=_JSON_OPTIONS)
-        if self.link.publish_retained(self.alarms_topic, payload, self.link.json_props):
+        if self.link.publish_retained(self.alarms_topic, payload, self.link._json_props):
             self._alarms_published = version
 
     async def _close(self) -> None:

@@ -17,8 +17,8 @@ import pytest
 from circman5.api.users import UserStore
 from circman5.service.demo_config import DemoPorts, demo_settings_toml
 from simulators.external import Mosquitto, VictoriaMetrics, free_port, wait_until
-from tests.e2e.service_process import ServiceProcess
-from tests.e2e.test_service_run import TopicLog
+from tests.service.service_process import ServiceProcess
+from tests.service.test_service_run import TopicLog
 
 TEMPERATURE = "production_line.temperature"
 #: Each line's simulator holds the laminator temperature at its own value (line 2 above the

@@ -32,7 +32,10 @@ async def test_a_second_instance_of_the_same_line_is_reported(
     async with MqttEventPublisher(settings) as first:
         await _until(lambda: first.link.connected, "the first instance")
         async with MqttEventPublisher(settings) as second:
-            await _until(lambda: first.link.takeovers + second.link.takeovers >= 1, "a takeover")
+            await _until(
+                lambda: first.link.takeover.takeovers + second.link.takeover.takeovers >= 1,
+                "a takeover",
+            )
     reports = [r.getMessage() for r in caplog.records if "took over the session" in r.message]
     assert reports and "circman5-plant-line1" in reports[0] and "plant/line1" in reports[0]
 
@@ -49,4 +52,4 @@ async def test_two_lines_never_take_over_each_other(mosquitto: Mosquitto) -> Non
             lambda: first.metrics.states_published and second.metrics.states_published, "states"
         )
         assert (first.link.connects, second.link.connects) == (1, 1)
-        assert (first.link.takeovers, second.link.takeovers) == (0, 0)
+        assert (first.link.takeover.takeovers, second.link.takeover.takeovers) == (0, 0)
