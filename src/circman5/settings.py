@@ -187,6 +187,17 @@ def line_client_ids(connectors: list[Any], site: str, line: str) -> list[Any]:
 def namespace_problems(settings: Settings) -> list[str]:
     """Ways this instance would publish into a namespace it does not own (empty: none)."""
     problems: list[str] = []
+    sessions: dict[tuple[str, int, str], int] = {}
+    for index, configured in enumerate(settings.connectors):
+        session: Any = configured
+        if getattr(session, "type", None) in ("mqtt", "sparkplug"):
+            key = (session.host, session.port, session.client_id)
+            if key in sessions:
+                problems.append(
+                    f"connectors[{index}].client_id: '{session.client_id}' is also the client id "
+                    f"of connectors[{sessions[key]}] on the same broker (one session for both)"
+                )
+            sessions.setdefault(key, index)
     series, out = settings.outputs.series, settings.outputs.mqtt
     if out is not None and (series.site, series.line) != (out.site, out.line):
         problems.append(

@@ -116,3 +116,15 @@ dashboards = { "plant/line1" = "http://edge1:8080/hmi/" }
     ]:
         error = _refused(tmp_path, BASE + f"\n[site_view]\n{bad}\n")
         assert key in error.key, (bad, error)
+
+
+def test_two_connectors_sharing_a_client_id_are_refused(tmp_path: Path) -> None:
+    second = (
+        MES.replace('name = "mes"', 'name = "mes2"')
+        .format(extra='client_id = "shared"', topic="b/c")
+        .replace('path = "batch.current.batch_id"', 'path = "batch.other"')
+    )
+    error = _refused(
+        tmp_path, BASE + MES.format(extra='client_id = "shared"', topic="a/b") + second
+    )
+    assert "connectors[1].client_id" in str(error) and "connectors[0]" in error.reason
