@@ -39,6 +39,11 @@ class DeviceUnavailable(ConnectorError):
     """The device is not connected (timeout, refused, closed session)."""
 
 
+class SessionLost(DeviceUnavailable):
+    """The connection or session to a device ended (watchdog, status change, closed socket);
+    the connector marks its tags stale and reconnects."""
+
+
 class TagWriteError(ConnectorError):
     """A write to a device tag failed or was refused."""
 
