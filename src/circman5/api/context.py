@@ -12,9 +12,11 @@ The composition root builds it from the running parts and hands it to
     )
     app = create_app(context)
 
-Everything else has a default: the event manager singleton, the user store in the data
-directory, a scenario manager on the twin's simulation engine, the AI and LCA integrations
-(created on first use), the interface manager and the digital twin adapter singletons.
+Everything else has a default (the service passes each one explicitly; the defaults serve
+tests and scripts that build an app by hand): the event manager singleton, the user store in
+the data directory, a scenario manager on the twin's simulation engine, the AI and LCA
+integrations (created on first use), the interface manager and the digital twin adapter
+singletons.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from circman5.api.auth import LoginRateLimiter, TokenService, resolve_secret
@@ -174,6 +177,8 @@ class ApiContext:
     #: Reads recorded history for calibration and model training (None: the twin's own
     #: state history only).
     history_reader: HistoryArraysReader | None = None
+    #: Where calibrations are saved (None: :func:`circman5.paths.data_dir` when needed).
+    data_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
