@@ -19,6 +19,7 @@ from circman5.connectors.opcua.client import OpcUaConnector
 from circman5.connectors.opcua.discovery import discovered_path
 from simulators.external import free_port
 from tests.ingestion.conftest import RecordingReporter, collecting, eventually
+from tests.ingestion.opcua_server import SmallOpcUaServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -27,12 +28,8 @@ CELLS = 12
 CAP = 5
 
 
-class BrowseServer:
+class BrowseServer(SmallOpcUaServer):
     """asyncua server: ``Plant/Cells/Cell00..Cell11`` and ``Plant/Seq/{0,1,SiliconWafer}``."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.server: Server | None = None
 
     async def start(self) -> None:
         server = Server()
@@ -50,11 +47,6 @@ class BrowseServer:
             await seq.add_variable(ua.NodeId(f"Plant.Seq.{name}", index), name, 1.5)
         await server.start()
         self.server = server
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
 
 
 @asynccontextmanager
