@@ -80,6 +80,10 @@ class SinkUnavailable(SinkError):
         self.overloaded = overloaded
 
 
+class FluxNotSupported(SinkError):
+    """The server accepts the v2 write API but has no Flux query endpoint (VictoriaMetrics)."""
+
+
 class SinkRejected(SinkError):
     """Permanent: the server refused this batch (4xx other than 429). Quarantine it."""
 

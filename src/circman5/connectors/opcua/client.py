@@ -50,7 +50,8 @@ from asyncua.client.client import Client
 from asyncua.ua.object_ids import ObjectIds
 
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.config import OpcUaConnectorSettings, OpcUaTag, stale_timeout
+from circman5.connectors.config_base import stale_timeout
+from circman5.connectors.opcua.config import OpcUaConnectorSettings, OpcUaTag
 from circman5.connectors.opcua.discovery import BrowseDiscovery
 from circman5.connectors.opcua.expiry import CertificateExpiry
 from circman5.connectors.opcua.refusals import (

@@ -25,8 +25,8 @@ from asyncua.client.client import Client
 from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 
-from circman5.connectors.config import OpcUaConnectorSettings, OpcUaDiscovery, OpcUaTag
 from circman5.connectors.mqtt.topics import is_path_part
+from circman5.connectors.opcua.config import OpcUaConnectorSettings, OpcUaDiscovery, OpcUaTag
 from circman5.connectors.opcua.nodeid import parse_node_address
 from circman5.connectors.opcua.tags import CompiledTag
 from circman5.connectors.opcua.ua_nodes import address_of, node_id

@@ -17,8 +17,8 @@ from asyncua.crypto import security_policies
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from cryptography import x509
 
-from circman5.connectors.config import OpcUaConnectorSettings
 from circman5.connectors.opcua.certificates import sha1_thumbprint
+from circman5.connectors.opcua.config import OpcUaConnectorSettings
 from circman5.connectors.opcua.refusals import SERVER_UNTRUSTED, OpcUaRefused
 from circman5.errors import SessionLost
 

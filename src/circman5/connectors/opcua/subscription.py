@@ -15,7 +15,7 @@ from asyncua.common.subscription import Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 
-from circman5.connectors.config import OpcUaConnectorSettings
+from circman5.connectors.opcua.config import OpcUaConnectorSettings
 from circman5.connectors.opcua.tags import CompiledTag
 
 __all__ = ["Notifications", "create_subscription", "item_request", "monitor"]

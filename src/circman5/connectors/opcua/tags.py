@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from asyncua import ua
 
-from circman5.connectors.config import OpcUaTag
+from circman5.connectors.opcua.config import OpcUaTag
 from circman5.connectors.opcua.nodeid import NodeAddress, parse_node_address
 from circman5.samples import SampleValue
 

@@ -19,7 +19,7 @@ from circman5.service.app import EdgeService
 from circman5.settings import load_settings
 from tests.ingestion.conftest import eventually
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_chosen_directories_beat_the_environment_only_inside_the_block(

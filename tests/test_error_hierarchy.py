@@ -13,7 +13,7 @@ from circman5 import errors
 from circman5.connectors.opcua.client import SessionLost as OpcUaSessionLost
 from circman5.connectors.opcua.refusals import OpcUaRefused
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "circman5"
+SRC = Path(__file__).resolve().parents[1] / "src" / "circman5"
 
 NOT_YET_MOVED = {
     ("connectors/mqtt/client.py", "_Malformed"),
