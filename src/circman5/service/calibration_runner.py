@@ -145,4 +145,3 @@ def _read_influx(
         timeout_s=influx.timeout_s,
         headers={"Authorization": f"Token {token}"} if token else None,
     )
-
