@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from circman5.adapters.services.constants_service import ConstantsService
+from circman5.api.setpoints import SetpointLimit, SetpointService
 from circman5.connectors.base import BaseConnector
 from circman5.connectors.factory import create_connectors
 from circman5.manufacturing.digital_twin.core.synchronization import SynchronizationEngine
@@ -38,6 +39,7 @@ from circman5.service.batches import BatchTracker
 from circman5.service.health import HealthServer
 from circman5.service.metrics import ServiceMetrics
 from circman5.service.outputs import durable_sample_sink, output_reasons
+from circman5.service.sparkplug_output import SparkplugOutput
 from circman5.service.supervisor import Supervisor
 from circman5.settings import Settings
 from circman5.sinks.mqtt_events import MqttEventPublisher
@@ -74,6 +76,7 @@ class RunningService:
     supervisor: Supervisor
     health: HealthServer | None
     mqtt: MqttEventPublisher | None = None
+    sparkplug: SparkplugOutput | None = None
     api_url: str | None = None
     started_at: float = field(default_factory=time.monotonic)
 
@@ -93,6 +96,8 @@ class RunningService:
         reasons += output_reasons(self.outboxes())
         if self.mqtt is not None and not self.mqtt.link.connected:
             reasons.append("mqtt events: broker not connected")
+        if self.sparkplug is not None and not self.sparkplug.connected:
+            reasons.append("sparkplug edge node: broker not connected")
         reasons += [
             f"component {s.name}: {s.last_error or 'not running'}"
             for s in self.supervisor.statuses
@@ -158,14 +163,13 @@ class EdgeService:
                 # initialized once the outputs listen, so its start-up events go out too
                 if not twin.initialize():
                     raise RuntimeError("the digital twin did not initialize (see the log)")
-                twin.set_units(
-                    {
-                        tag.path: tag.unit
-                        for connector in settings.connectors
-                        for tag in connector.tags
-                        if tag.unit
-                    }
-                )
+                units = {
+                    tag.path: tag.unit
+                    for connector in settings.connectors
+                    for tag in connector.tags
+                    if tag.unit
+                }
+                twin.set_units(units)
                 connectors = create_connectors(list(settings.connectors), reporter)
                 # source timestamps older than the embedded store keeps are outside the window
                 retention = series.store.settings.max_age_s if series.store else None
@@ -196,6 +200,22 @@ class EdgeService:
                     twin, engine, connectors, series, metrics, supervisor, health, mqtt
                 )
                 metrics.outboxes = running.outboxes
+                setpoints = self._setpoint_service(running)
+                spb = settings.outputs.sparkplug
+                if spb is not None and spb.enabled:
+                    running.sparkplug = await stack.enter_async_context(
+                        SparkplugOutput(
+                            spb,
+                            running.twin.state_manager.snapshot,
+                            setpoints=setpoints,
+                            units={**{s.path: s.unit for s in settings.setpoints}, **units},
+                            publish_event=event_manager.publish,
+                            reporter=reporter,
+                        )
+                    )
+                    engine.add_update_listener(running.sparkplug.on_update)
+                    node = running.sparkplug.node
+                    metrics.sparkplug = lambda: (node.connected.is_set(), node.stats)
                 self._wire_state_outputs(running)
                 supervisor.add("synchronization", engine.run)
                 kpi_interval_s = float(constants.get_monitoring_config()["KPI_RATE_S"])
@@ -206,7 +226,7 @@ class EdgeService:
                     supervisor.add("batches", tracker.run)
                 if health is not None:
                     supervisor.add("health", health.run)
-                api_server = self._api_server(running, stack) if settings.api.enabled else None
+                api_server = self._api_server(running, setpoints) if settings.api.enabled else None
                 if api_server is not None:
                     supervisor.add("api", api_server.serve)
                 self.running = running
@@ -309,18 +329,8 @@ class EdgeService:
         footprint = BatchFootprint(running.series.writer.write_kpi, event_manager.publish)
         return BatchTracker(self.settings.batches, footprint.on_batch_end)
 
-    def _api_server(self, running: RunningService, stack: contextlib.AsyncExitStack) -> Any:
-        from circman5.api.app import create_app
-        from circman5.api.context import ApiContext, status_provider
-        from circman5.api.server import ApiServer
-        from circman5.api.setpoints import SetpointLimit, SetpointService
-        from circman5.manufacturing.human_interface.adapters.digital_twin_adapter import (
-            digital_twin_adapter,
-        )
-        from circman5.manufacturing.human_interface.core.interface_manager import (
-            interface_manager,
-        )
-
+    def _setpoint_service(self, running: RunningService) -> SetpointService:
+        """The one path of setpoint writes (the API's and Sparkplug's): limits, write, confirm."""
         settings = self.settings
         limits = [
             SetpointLimit(
@@ -333,12 +343,25 @@ class EdgeService:
             )
             for s in settings.setpoints
         ]
-        setpoints = SetpointService(
+        return SetpointService(
             limits,
             {c.name: c for c in running.connectors},
             running.twin.get_current_state,
             event_manager.publish,
         )
+
+    def _api_server(self, running: RunningService, setpoints: SetpointService) -> Any:
+        from circman5.api.app import create_app
+        from circman5.api.context import ApiContext, status_provider
+        from circman5.api.server import ApiServer
+        from circman5.manufacturing.human_interface.adapters.digital_twin_adapter import (
+            digital_twin_adapter,
+        )
+        from circman5.manufacturing.human_interface.core.interface_manager import (
+            interface_manager,
+        )
+
+        settings = self.settings
         # every dependency handed over here, none left to the context's singleton defaults
         context = ApiContext(
             twin=running.twin,
