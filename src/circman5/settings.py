@@ -23,6 +23,7 @@ from circman5.adapters.base.config_adapter import describe_validation_error
 from circman5.connectors.config import ConnectorList
 from circman5.errors import ConfigError
 from circman5.sinks.config import OutputSettings
+from circman5.storage.config import DatabaseSettings
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 
@@ -111,6 +112,7 @@ class Settings(BaseSettings):
     outputs: OutputSettings = Field(default_factory=OutputSettings)
     setpoints: list[SetpointSettings] = Field(default_factory=list)
     batches: BatchTrackingSettings = Field(default_factory=BatchTrackingSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
 
     @model_validator(mode="after")

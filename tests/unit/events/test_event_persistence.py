@@ -286,9 +286,9 @@ def test_write_failures_are_counted_and_logged_once(
 def test_large_batches_are_split_into_one_transaction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from circman5.manufacturing.digital_twin.event_notification import event_persistence
+    from circman5.storage import sqlite as storage_sqlite
 
-    monkeypatch.setattr(event_persistence, "_MAX_BATCH", 7)
+    monkeypatch.setattr(storage_sqlite, "_MAX_BATCH", 7)
     store = EventPersistence(tmp_path / "events.db", max_events=None)
     try:
         with store._db_lock:  # hold the writer back so that one batch collects everything
