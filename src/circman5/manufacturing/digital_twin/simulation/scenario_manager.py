@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from circman5.errors import InvalidInputError, StorageError
+from circman5.errors import InvalidInputError, SchemaVersionError, StorageError
 from circman5.manufacturing.digital_twin.simulation.simulation_engine import SimulationEngine
 from circman5.quantities import finite_number
 from circman5.storage.contracts import ScenarioRow, ScenarioStore, SimulationRow
@@ -559,7 +559,7 @@ class ScenarioManager:
         """Call the store, raising :class:`ScenarioStoreError` for a database failure."""
         try:
             return method(*args)
-        except ScenarioStoreError:
+        except (ScenarioStoreError, SchemaVersionError):
             raise
         except StorageError as err:
             raise ScenarioStoreError(str(err)) from err
