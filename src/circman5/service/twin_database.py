@@ -1,0 +1,59 @@
+"""The twin's database for the service: SQLite files by default, PostgreSQL by ``[database]``.
+
+With a PostgreSQL URL the service connects and migrates at start (a server that is down, or a
+schema newer than this release, stops the start with the reason), points the event manager at
+PostgreSQL, and gives the API a ``ScenarioManager`` on it; at shutdown the queued events are
+written and the pool closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
+from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
+from circman5.manufacturing.digital_twin.event_notification.event_persistence import (
+    EventPersistence,
+)
+from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
+from circman5.storage.config import DatabaseSettings
+from circman5.storage.database import TwinDatabase, open_database
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["scenario_manager_on", "twin_database"]
+
+
+@contextlib.asynccontextmanager
+async def twin_database(settings: DatabaseSettings) -> AsyncIterator[TwinDatabase | None]:
+    """Open the configured database (None: the default SQLite files) for the service's life."""
+    database = await asyncio.to_thread(open_database, settings)
+    if database is None:
+        yield None
+        return
+    logger.info("twin database: PostgreSQL %s", database.location)
+    persistence = EventPersistence(
+        max_events=event_manager.setting("max_events"), store=database.events
+    )
+    event_manager.configure(persistence=persistence)
+    try:
+        yield database
+    finally:
+        await asyncio.to_thread(persistence.close)
+        await asyncio.to_thread(database.close)
+
+
+def scenario_manager_on(database: TwinDatabase | None, twin: DigitalTwin) -> ScenarioManager | None:
+    """A ScenarioManager on the shared database, simulating with the HMI adapter's engine for
+    ``twin`` (None: the default SQLite file, made by the adapter on first use)."""
+    if database is None:
+        return None
+    from circman5.manufacturing.human_interface.adapters.digital_twin_adapter import (
+        digital_twin_adapter,
+    )
+
+    digital_twin_adapter.attach(twin)
+    return ScenarioManager(engine=digital_twin_adapter.simulation_engine, store=database.scenarios)
