@@ -288,14 +288,17 @@ class PostgreSQL(ServerProcess):
     ``initdb`` makes the cluster in a directory of its own (under the system temp dir, not the
     workdir: the server runs as the ``postgres`` user when we are root, since PostgreSQL refuses
     to run as root, and that user cannot enter pytest's private temp dirs). ``fsync`` is off: a
-    crash of the test machine loses the cluster, which is thrown away anyway. The superuser is
+    crash of the test machine loses the cluster, which is thrown away anyway (unless
+    ``durable``). The superuser is
     ``postgres``; ``create_database()`` makes a fresh database and returns its DSN.
+    ``durable=True`` keeps PostgreSQL's defaults (fsync, full page writes: benchmarks).
     """
 
     name = "postgresql"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, durable: bool = False) -> None:
         super().__init__(workdir, port, ready_timeout=60.0)
+        self.durable = durable
         self.initdb = _postgres_binary("initdb")
         self.binary = _postgres_binary("postgres")
         self._run_as: list[str] = []
@@ -366,13 +369,10 @@ class PostgreSQL(ServerProcess):
             "-c",
             "listen_addresses=127.0.0.1",
             "-c",
-            "fsync=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
             "max_connections=200",
             "-c",
             "shared_buffers=128MB",
+            *([] if self.durable else ["-c", "fsync=off", "-c", "full_page_writes=off"]),
         ]
 
     def is_ready(self) -> bool:
