@@ -121,8 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return init_config(args.directory, args.force)
         if args.command == "user":
             from circman5.api.user_cli import run_user_command
+            from circman5.service.twin_database import user_store_for
 
-            return run_user_command(args)
+            with user_store_for(args.settings_file) as users:
+                return run_user_command(args, users)
         if args.command == "calibrate":
             from circman5.service.calibration_cli import run_calibrate_command
 

@@ -40,7 +40,7 @@ from circman5.service.health import HealthServer
 from circman5.service.metrics import ServiceMetrics
 from circman5.service.outputs import durable_sample_sink, output_reasons
 from circman5.service.supervisor import Supervisor
-from circman5.service.twin_database import scenario_manager_on, twin_database
+from circman5.service.twin_database import api_database_parts, twin_database
 from circman5.settings import Settings
 from circman5.sinks.mqtt_events import MqttEventPublisher
 from circman5.sinks.outbox import OutboxMetrics
@@ -333,11 +333,11 @@ class EdgeService:
         )
         context = ApiContext(
             twin=running.twin,
-            scenarios=scenario_manager_on(self.database, running.twin),
             settings=settings.api,
             setpoints=setpoints,
             connector_status=status_provider(running.connectors),
             history_reader=self._history_reader(),
+            **api_database_parts(self.database, running.twin),
         )
         return ApiServer(create_app(context), settings.api)
 

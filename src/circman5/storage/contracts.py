@@ -16,6 +16,8 @@ __all__ = [
     "ScenarioRow",
     "ScenarioStore",
     "SimulationRow",
+    "UserRecords",
+    "UserRow",
     "WriteOutcome",
 ]
 
@@ -134,3 +136,36 @@ class ScenarioStore(Protocol):
     def get_simulation(self, simulation_id: str) -> SimulationRow | None: ...
 
     def close(self) -> None: ...
+
+
+class UserRow(NamedTuple):
+    """A user of the API/HMI as stored (an argon2 hash, never the password)."""
+
+    username: str
+    role: str
+    password_hash: str
+    created_at: str
+    updated_at: str
+
+
+class UserRecords(Protocol):
+    """The ``users`` table (the standalone deployment keeps ``api/users.json`` instead)."""
+
+    @property
+    def location(self) -> str: ...
+
+    def list_all(self) -> list[UserRow]:
+        """Every user, by name."""
+        ...
+
+    def get(self, username: str) -> UserRow | None: ...
+
+    def insert(self, row: UserRow) -> WriteOutcome:
+        """``duplicate`` when the name is taken."""
+        ...
+
+    def update(self, row: UserRow) -> WriteOutcome:
+        """Replace role, hash and updated_at (``missing``: no such user)."""
+        ...
+
+    def delete(self, username: str) -> bool: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .config import DatabaseSettings
-from .contracts import EventStore, ScenarioStore
+from .contracts import EventStore, ScenarioStore, UserRecords
 
 __all__ = ["TwinDatabase", "open_database"]
 
@@ -22,6 +22,9 @@ class TwinDatabase(Protocol):
 
     @property
     def scenarios(self) -> ScenarioStore: ...
+
+    @property
+    def users(self) -> UserRecords: ...
 
     @property
     def location(self) -> str: ...

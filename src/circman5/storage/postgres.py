@@ -33,7 +33,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from circman5.errors import StorageError
 
-from .contracts import EventRow, ScenarioRow, SimulationRow, WriteOutcome
+from .contracts import EventRow, ScenarioRow, SimulationRow, UserRow, WriteOutcome
 from .migrations import Migration, pending
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ __all__ = [
     "PostgresDatabase",
     "PostgresEventStore",
     "PostgresScenarioStore",
+    "PostgresUserRecords",
 ]
 
 _VERSION_TABLE = (
@@ -103,9 +104,26 @@ SCENARIO_MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+USER_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "users of the API and HMI (argon2 hashes)",
+        (
+            """CREATE TABLE IF NOT EXISTS users (
+                username TEXT COLLATE "C" PRIMARY KEY,
+                role TEXT NOT NULL,
+                password_hash TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+
 COMPONENTS: dict[str, tuple[Migration, ...]] = {
     "events": EVENT_MIGRATIONS,
     "scenarios": SCENARIO_MIGRATIONS,
+    "users": USER_MIGRATIONS,
 }
 
 
@@ -157,6 +175,7 @@ class PostgresDatabase:
             raise
         self.events = PostgresEventStore(self)
         self.scenarios = PostgresScenarioStore(self)
+        self.users = PostgresUserRecords(self)
 
     @contextlib.contextmanager
     def transaction_raw(self) -> Iterator[psycopg.Connection[Any]]:
@@ -486,3 +505,55 @@ class PostgresScenarioStore:
 
     def close(self) -> None:
         """The pool belongs to the :class:`PostgresDatabase`."""
+
+
+# -- users -------------------------------------------------------------------------------------
+
+_USER_COLUMNS = "username, role, password_hash, created_at, updated_at"
+
+
+class PostgresUserRecords:
+    """The ``users`` table of a :class:`PostgresDatabase`: every API instance sees the same
+    users, and a change is one row (two instances adding different users both succeed)."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
+
+    @property
+    def location(self) -> str:
+        return self._db.location
+
+    def list_all(self) -> list[UserRow]:
+        with self._db.transaction() as conn:
+            rows = conn.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY username").fetchall()
+        return [UserRow(*r) for r in rows]
+
+    def get(self, username: str) -> UserRow | None:
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                f"SELECT {_USER_COLUMNS} FROM users WHERE username = %s", (_text(username),)
+            ).fetchone()
+        return UserRow(*row) if row else None
+
+    def insert(self, row: UserRow) -> WriteOutcome:
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (username) DO NOTHING",
+                tuple(row),
+            )
+            return "ok" if cursor.rowcount == 1 else "duplicate"
+
+    def update(self, row: UserRow) -> WriteOutcome:
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE users SET role = %s, password_hash = %s, updated_at = %s "
+                "WHERE username = %s",
+                (row.role, row.password_hash, row.updated_at, row.username),
+            )
+            return "ok" if cursor.rowcount == 1 else "missing"
+
+    def delete(self, username: str) -> bool:
+        with self._db.transaction() as conn:
+            cursor = conn.execute("DELETE FROM users WHERE username = %s", (_text(username),))
+            return cursor.rowcount > 0

@@ -105,7 +105,7 @@ def test_postgres_migrates_at_open_and_refuses_a_newer_schema(
         "WHERE table_schema = 'public'",
         database_name,
     )
-    assert tables == "events,scenarios,schema_version,simulations"
+    assert tables == "events,scenarios,schema_version,simulations,users"
     postgresql_server.psql(
         "UPDATE schema_version SET version = 9 WHERE component = 'scenarios'", database_name
     )
