@@ -192,6 +192,13 @@ class PostgresDatabase:
         except (psycopg.Error, PoolTimeout) as err:
             raise StorageError(f"database {self.location}: {err}") from err
 
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> None:
+        """Bring another component's tables up to date (the job queue's, ...)."""
+        try:
+            self._migrate(component, migrations)
+        except psycopg.Error as err:
+            raise StorageError(f"database {self.location}: {err}") from err
+
     def _migrate(self, component: str, migrations: Sequence[Migration]) -> None:
         with self._pool.connection() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
