@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from circman5 import paths
 from circman5.api.roles import ROLES, Role, is_role
 from circman5.errors import UserFileError, UserStoreError
+from circman5.files import atomic_write
 from circman5.storage.contracts import UserRecords, UserRow
 
 logger = logging.getLogger(__name__)
@@ -103,28 +103,6 @@ def check_role(role: object) -> Role:
     if not is_role(role):
         raise UserStoreError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     return role
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Readers see the old or the new file, never half of one; the file is 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 class UserStore:
@@ -222,7 +200,7 @@ class UserStore:
                 for u in sorted(users.values(), key=lambda u: u.username)
             },
         }
-        _atomic_write(self.path, json.dumps(document, indent=2) + "\n")
+        atomic_write(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
         self._users = users
         self._stamp = self._file_stamp()
         self._checked_at = time.monotonic()

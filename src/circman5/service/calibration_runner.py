@@ -99,7 +99,8 @@ def histories(arrays: Mapping[str, tuple[FloatArray, FloatArray]]) -> dict[str, 
 
 def default_source(settings: Settings) -> HistorySource:
     """``influxdb`` when the service writes to a server, else ``embedded``."""
-    return "influxdb" if settings.outputs.influxdb is not None else "embedded"
+    outputs = settings.outputs
+    return "influxdb" if outputs.influxdb or outputs.influxdb1 else "embedded"
 
 
 def read_history(
@@ -132,23 +133,66 @@ def read_arrays(
             kpi_measurement=series.kpi_measurement,
         )
     if source == "influxdb":
-        influx = settings.outputs.influxdb
-        if influx is None:
-            raise ConfigError("settings", "outputs.influxdb", "no InfluxDB server is configured")
-        from circman5.sinks.history import read_export_history
+        return _read_influx(settings, window, paths)
+    raise InvalidInputError(f"source '{source}' cannot be read here; use embedded or influxdb")
 
-        token = influx.token.get_secret_value()
-        headers = {"Authorization": f"Token {token}"} if token else None
-        return read_export_history(
-            influx.url,
+
+def _read_influx(
+    settings: Settings, window: Window, paths: Sequence[str]
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """From the configured server: InfluxQL for ``influxdb1``; Flux for ``influxdb`` (v2 API),
+    or VictoriaMetrics' export API when the server has no Flux."""
+    from circman5.sinks.history import read_export_history
+    from circman5.sinks.influx_history import (
+        FluxNotSupported,
+        read_flux_history,
+        read_influxql_history,
+    )
+
+    series = settings.outputs.series
+    measurements = (series.sample_measurement, series.kpi_measurement)
+    v1 = settings.outputs.influxdb1
+    if v1 is not None:
+        return read_influxql_history(
+            v1.url,
+            v1.database,
             paths,
             window.start_s,
             window.end_s,
-            measurements=(series.sample_measurement, series.kpi_measurement),
-            timeout_s=influx.timeout_s,
-            headers=headers,
+            retention_policy=v1.retention_policy,
+            measurements=measurements,
+            username=v1.username,
+            password=v1.password.get_secret_value() if v1.password else None,
+            timeout_s=v1.timeout_s,
         )
-    raise InvalidInputError(f"source '{source}' cannot be read here; use embedded or influxdb")
+    influx = settings.outputs.influxdb
+    if influx is None:
+        raise ConfigError("settings", "outputs.influxdb", "no InfluxDB server is configured")
+    token = influx.token.get_secret_value()
+    try:
+        return read_flux_history(
+            influx.url,
+            influx.org,
+            influx.bucket,
+            paths,
+            window.start_s,
+            window.end_s,
+            token=token,
+            measurements=measurements,
+            timeout_s=influx.timeout_s,
+            verify_ssl=influx.verify_ssl,
+        )
+    except FluxNotSupported:
+        logger.info("%s has no Flux: reading its export API (VictoriaMetrics)", influx.url)
+    return read_export_history(
+        influx.url,
+        paths,
+        window.start_s,
+        window.end_s,
+        measurements=measurements,
+        timeout_s=influx.timeout_s,
+        headers={"Authorization": f"Token {token}"} if token else None,
+    )
 
 
 def run_calibration(

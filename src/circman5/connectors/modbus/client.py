@@ -1,5 +1,8 @@
 """The Modbus connector: pymodbus 3 async clients (TCP, RTU serial, RTU framing over TCP).
 
+Why this module is long: one connector class whose polling, decoding and writes share the compiled
+read plan and the per-unit state; the plan, codec and config are separate modules.
+
 Tags are compiled once: each tag's codec (data type, byte and word order), and a read plan that
 merges the tags of one unit and table into as few requests as the limits allow
 (:func:`~circman5.connectors.modbus.plan.plan_reads`). Every ``poll_interval_s`` each due unit is
@@ -39,9 +42,10 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.config import ModbusConnectorSettings, ModbusTag, stale_timeout
+from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
 from circman5.connectors.modbus.codec import BlockDecoder, TagCodec
+from circman5.connectors.modbus.config import ModbusConnectorSettings, ModbusTag
 from circman5.connectors.modbus.plan import (
     BIT_TABLES,
     ReadItem,

@@ -23,13 +23,13 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography import x509
 
-from circman5.connectors.config import OpcUaConnectorSettings, OpcUaSecurity
 from circman5.connectors.opcua.certificates import (
     certificate_from_bytes,
     describe_certificate,
     load_certificate,
     sha1_thumbprint,
 )
+from circman5.connectors.opcua.config import OpcUaConnectorSettings, OpcUaSecurity
 from circman5.errors import ConnectorError, DeviceUnavailable
 from circman5.retry import server_absent
 

@@ -38,7 +38,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.config import stale_timeout
+from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
 from circman5.connectors.mqtt.broker import new_client
 from circman5.connectors.mqtt.topics import TopicPattern

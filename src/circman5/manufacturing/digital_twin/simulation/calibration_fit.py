@@ -1,6 +1,10 @@
 """The fitting behind :func:`~.calibration.calibrate`: resample the history onto one grid, fit
 each path's equation of the process model with ``scipy.optimize.least_squares`` (one-step
-residuals, bounded parameters) and judge it on a free run (see :mod:`.calibration`)."""
+residuals, bounded parameters) and judge it on a free run (see :mod:`.calibration`).
+
+Why this module is long: one fitting procedure (resampling, one least-squares problem per equation
+of the process model, a free-run judgement) whose steps share the grid and the parameter bounds.
+"""
 
 from __future__ import annotations
 

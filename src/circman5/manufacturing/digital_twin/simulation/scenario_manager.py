@@ -18,6 +18,10 @@ raises :class:`ScenarioLimitError`.
 
 Comparisons run every scenario from the same starting state with the same seed (common random
 numbers), so the differences in the KPI table come from the parameters, not from the noise.
+
+Why this module is long: the spec documents ``ScenarioManager`` and its result types (Scenario,
+ScenarioRun, ScenarioComparison, the KPI helpers) at this import path; the storage itself is in
+:mod:`circman5.storage`.
 """
 
 from __future__ import annotations

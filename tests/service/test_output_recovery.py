@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from simulators.external import Mosquitto, VictoriaMetrics, free_port, wait_until
-from tests.e2e.service_process import EventLog, SequencePublisher, ServiceProcess
-from tests.e2e.test_durability import TOPIC, service_toml, stored
+from tests.service.service_process import EventLog, SequencePublisher, ServiceProcess
+from tests.service.test_durability import TOPIC, service_toml, stored
 
 BASE = "circman5/dur/line1"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "ai_and_lca.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "ai_and_lca.md"
 
 
 def test_the_documented_example_runs(capsys: pytest.CaptureFixture[str]) -> None:

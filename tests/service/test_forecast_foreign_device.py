@@ -24,7 +24,7 @@ import pytest
 from asyncua import Server, ua
 
 from simulators.external import Mosquitto, free_port, http_status
-from tests.e2e.test_service_run import TopicLog
+from tests.service.test_service_run import TopicLog
 
 PATH = "production_line.temperature"
 NAMESPACE = "urn:othervendor:line"

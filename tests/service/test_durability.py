@@ -15,7 +15,7 @@ import pytest
 
 from circman5.sinks.embedded_store import EmbeddedStore
 from simulators.external import Mosquitto, VictoriaMetrics, free_port, wait_until
-from tests.e2e.service_process import RetainedState, SequencePublisher, ServiceProcess
+from tests.service.service_process import RetainedState, SequencePublisher, ServiceProcess
 from tests.sinks.helpers import vm_values
 
 TOPIC = "durability/seq"

@@ -15,7 +15,7 @@ from circman5.storage.jobs import Job, JobQueue, JobWorker
 from circman5.storage.postgres import PostgresDatabase
 from simulators.external import wait_until
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Workers:

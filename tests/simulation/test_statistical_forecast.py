@@ -277,7 +277,7 @@ def test_bad_statistical_settings_fail_at_load(
 
 
 def test_the_settings_example_in_the_docs_loads(tmp_path: Path) -> None:
-    doc = Path(__file__).resolve().parents[3] / "docs" / "forecasting.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "forecasting.md"
     block = doc.read_text().split("```json\n", 1)[1].split("```", 1)[0]
     (tmp_path / "digital_twin.json").write_text(block)
     ConstantsService._reset_instance()

@@ -26,7 +26,7 @@ from circman5.manufacturing.digital_twin.simulation.process_models import (
 )
 from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
 from circman5.manufacturing.digital_twin.simulation.simulation_engine import SimulationEngine
-from tests.unit.simulation.conftest import spec_state
+from tests.simulation.conftest import spec_state
 
 TRUE = {
     "temperature_regulation": 0.04,

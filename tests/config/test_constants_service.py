@@ -12,7 +12,7 @@ from circman5.adapters.config.adapters import DigitalTwinAdapter
 from circman5.adapters.services.constants_service import ConstantsService
 from circman5.errors import ConfigError
 
-REPO_CONFIG = Path(__file__).resolve().parents[3] / "config"
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 @pytest.fixture(autouse=True)
