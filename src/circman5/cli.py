@@ -22,10 +22,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from circman5 import __version__
 from circman5.errors import ConfigError
 from circman5.paths import CONFIG_DIR_ENV, DATA_DIR_ENV
+
+if TYPE_CHECKING:
+    from circman5.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=argparse.SUPPRESS,
         help="service settings file (edge.toml); same as the global --config",
+    )
+    run.add_argument(
+        "--role",
+        choices=("all", "processing"),
+        default="all",
+        help="all: the edge service (default); processing: a worker on the PostgreSQL job "
+        "queue ([database] url)",
     )
 
     demo = commands.add_parser("demo", help="run the twin on its embedded defaults, live")
@@ -114,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.log_level,
                 data_dir=args.data_dir,
                 constants_dir=args.constants_dir,
+                role=args.role,
             )
         if args.command == "check-config":
             return check_config(args.settings_file)
@@ -216,11 +228,30 @@ def init_config(directory: Path, force: bool) -> int:
     return 0
 
 
+def _run_processing(settings: Settings, settings_file: str) -> int:
+    """``circman5 run --role processing``: jobs until SIGTERM or SIGINT (exit 0)."""
+    import asyncio
+    import signal
+
+    from circman5.service.processing import ProcessingWorker
+
+    async def serve() -> None:
+        worker = ProcessingWorker(settings, settings_file)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(serve())
+    return 0
+
+
 def run_service(
     settings_file: Path | None,
     log_level: str | None,
     data_dir: Path | None = None,
     constants_dir: Path | None = None,
+    role: str = "all",
 ) -> int:
     """``circman5 run``: until SIGTERM or SIGINT, then a graceful stop (exit 0)."""
     import asyncio
@@ -237,6 +268,9 @@ def run_service(
         overrides["config_dir"] = constants_dir
     settings = load_settings(settings_file, **overrides)
     configure_logging(log_level or settings.log.level, settings.log.format)
+
+    if role == "processing":
+        return _run_processing(settings, str(settings_file or "environment (CIRCMAN5_*)"))
 
     async def serve() -> None:
         service = EdgeService(settings)

@@ -28,6 +28,9 @@ class DatabaseSettings(BaseModel):
     min_connections: Annotated[int, Field(ge=0, le=100)] = 1
     max_connections: Annotated[int, Field(ge=1, le=100)] = 8
     connect_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    #: How long a processing worker that stopped answering keeps its job before another
+    #: worker retries it (its heartbeat renews the lease every third of this).
+    job_lease_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
     @field_validator("url")
     @classmethod
