@@ -40,7 +40,8 @@ class EventStore(Protocol):
     """The ``events`` table (technical manual 11.2).
 
     ``insert`` takes rows serialized as JSON arrays ``[event_id, timestamp, epoch seconds,
-    category, severity, source, message, details (any JSON), acknowledged (0/1), event_type]``
+    category, severity, source, message, details (its JSON text, a string), acknowledged (0/1),
+    event_type]``
     and stores them in one transaction, in order; an event id stored before (or earlier in the
     same batch) is replaced, and the replacement counts as the newest event.
     """

@@ -33,15 +33,16 @@ ON CONFLICT (event_id) DO UPDATE SET
     message = excluded.message, details = excluded.details,
     acknowledged = excluded.acknowledged, event_type = excluded.event_type
 """
-# The fast path: the batch as ONE parameter, the JSON array the twin serialized, taken apart by
-# PostgreSQL (no Python per row). ``json`` keeps each row's details text exactly as written.
+# The fast path: the batch as ONE parameter, the JSON array the twin serialized, parsed once by
+# PostgreSQL (jsonb) and taken apart there (no Python per row); the details are a JSON string
+# in the row, so their text is stored exactly as the twin wrote it.
 _INSERT_JSON_EVENTS = (
     """
 INSERT INTO events (event_id, timestamp, ts_epoch, category, severity, source, message,
                     details, acknowledged, event_type)
-SELECT r->>0, r->>1, (r->>2)::float8, r->>3, r->>4, r->>5, r->>6, (r->7)::text,
+SELECT r->>0, r->>1, (r->>2)::float8, r->>3, r->>4, r->>5, r->>6, r->>7,
        (r->>8)::int <> 0, r->>9
-FROM json_array_elements(%s::json) WITH ORDINALITY AS batch(r, n) ORDER BY n"""
+FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS batch(r, n) ORDER BY n"""
     + _UPSERT
 )
 _INSERT_EVENTS = (
@@ -94,6 +95,8 @@ def _decode_rows(rows: Sequence[bytes]) -> list[Any]:
 
 
 def _details_text(details: Any) -> str:
+    if isinstance(details, str):  # the twin's rows carry the details' JSON text
+        return clean_text(details)
     try:
         return orjson.dumps(details).decode()
     except TypeError:  # integers beyond 64 bits, lone surrogates

@@ -52,7 +52,8 @@ __all__ = ["DEFAULT_DB_PARTS", "EventPersistence"]
 DEFAULT_DB_PARTS: tuple[str, str] = ("events", "events.db")
 
 # A queued row: the JSON array [event_id, timestamp, epoch, category, severity, source, message,
-# details (an object), acknowledged (0/1), event_type].
+# details (its JSON text, as a string: stored as written, by either backend), acknowledged (0/1),
+# event_type].
 _Row = bytes
 
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -83,6 +84,21 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, set | frozenset):
         return list(value)
     return str(value)
+
+
+def _details_json(details: Any) -> str:
+    """The details as JSON text; NaN/inf become null, unknown objects ``str()``, and what JSON
+    cannot hold at all (circular structures, ...) a note with their ``repr``."""
+    try:
+        return orjson.dumps(details, default=_json_default, option=_JSON_OPTIONS).decode()
+    except TypeError:  # orjson refuses integers beyond 64 bits and lone surrogates
+        pass
+    try:
+        return json.dumps(details, default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as err:  # circular details, NaN in a key, ...
+        return json.dumps(
+            {"unserializable_details": repr(details), "error": str(err)}, default=repr
+        )
 
 
 def _load_details(text: str) -> Any:
@@ -206,19 +222,14 @@ class EventPersistence:
             event.severity.value,
             event.source,
             event.message,
-            event.details,
+            _details_json(event.details),
             1 if event.acknowledged else 0,
             type(event).__name__,
         ]
         try:
-            return orjson.dumps(row, default=_json_default, option=_JSON_OPTIONS)
-        except TypeError:  # orjson refuses integers beyond 64 bits and lone surrogates
-            pass
-        try:
-            return json.dumps(row, default=_json_default, allow_nan=False).encode()
-        except (TypeError, ValueError) as err:  # circular details, NaN in a key, ...
-            row[7] = {"unserializable_details": repr(event.details), "error": str(err)}
-            return json.dumps(row, default=repr).encode()
+            return orjson.dumps(row)
+        except TypeError:  # a lone surrogate in a text field
+            return json.dumps(row).encode()
 
     def save_event(self, event: Event) -> None:
         """Queue ``event`` for writing.
