@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from circman5 import __version__
 from circman5.errors import ConfigError
-from circman5.paths import CONFIG_DIR_ENV, DATA_DIR_ENV
+from circman5.paths import locations
 
 if TYPE_CHECKING:
     from circman5.settings import Settings
@@ -112,57 +111,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        _apply_locations(args)
-        if args.command == "demo":
-            from circman5.service.demo import run_demo
-
-            return run_demo(
-                duration=args.duration, rate=args.rate, plain=args.plain, log_level=args.log_level
-            )
-        if args.command == "run":
-            return run_service(
-                args.settings_file,
-                args.log_level,
-                data_dir=args.data_dir,
-                constants_dir=args.constants_dir,
-                role=args.role,
-            )
-        if args.command == "check-config":
-            return check_config(args.settings_file)
-        if args.command == "init-config":
-            return init_config(args.directory, args.force)
-        if args.command == "user":
-            from circman5.api.user_cli import run_user_command
-            from circman5.service.twin_database import user_store_for
-
-            with user_store_for(args.settings_file) as users:
-                return run_user_command(args, users)
-        if args.command == "calibrate":
-            from circman5.service.calibration_cli import run_calibrate_command
-
-            return run_calibrate_command(args)
-        if args.command == "opcua":
-            from circman5.service.opcua_cli import run_opcua_command
-
-            return run_opcua_command(args)
-        if args.command == "sparkplug":
-            from circman5.connectors.sparkplug.cli import run_sparkplug_command
-
-            return run_sparkplug_command(args)
+        with locations(*_locations_of(args)):
+            return _dispatch(parser, args)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from circman5.service.demo import run_demo
+
+        return run_demo(
+            duration=args.duration, rate=args.rate, plain=args.plain, log_level=args.log_level
+        )
+    if args.command == "run":
+        return run_service(
+            args.settings_file,
+            args.log_level,
+            data_dir=args.data_dir,
+            constants_dir=args.constants_dir,
+            role=args.role,
+        )
+    if args.command == "check-config":
+        return check_config(args.settings_file)
+    if args.command == "init-config":
+        return init_config(args.directory, args.force)
+    if args.command == "user":
+        from circman5.api.user_cli import run_user_command
+        from circman5.service.twin_database import user_store_for
+
+        with user_store_for(args.settings_file) as users:
+            return run_user_command(args, users)
+    if args.command == "calibrate":
+        from circman5.service.calibration_cli import run_calibrate_command
+
+        return run_calibrate_command(args)
+    if args.command == "opcua":
+        from circman5.service.opcua_cli import run_opcua_command
+
+        return run_opcua_command(args)
+    if args.command == "sparkplug":
+        from circman5.connectors.sparkplug.cli import run_sparkplug_command
+
+        return run_sparkplug_command(args)
     parser.print_help()
     return 0
 
 
-def _apply_locations(args: argparse.Namespace) -> None:
-    """Fix the process's data and constants directories once, from the flags and the TOML.
+def _locations_of(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """The data and constants directories of this command, from the flags and the TOML.
 
     The command line is the outermost composition root: it decides once, before anything
-    reads them, where this process keeps its files and finds its constants.
+    reads them, where this process keeps its files and finds its constants
+    (:func:`circman5.paths.locations`; the process environment is left alone).
     """
     if getattr(args, "check_file", None) is not None:
         args.settings_file = args.check_file
@@ -182,10 +186,7 @@ def _apply_locations(args: argparse.Namespace) -> None:
         settings = load_settings(settings_file)
         data_dir = data_dir or settings.data_dir
         constants_dir = constants_dir or settings.config_dir
-    if data_dir is not None:
-        os.environ[DATA_DIR_ENV] = str(data_dir)
-    if constants_dir is not None:
-        os.environ[CONFIG_DIR_ENV] = str(constants_dir)
+    return data_dir, constants_dir
 
 
 def check_config(settings_file: Path | None) -> int:
@@ -257,6 +258,7 @@ def run_service(
     import asyncio
     import signal
 
+    from circman5.adapters.services.constants_service import ConstantsService
     from circman5.logging_setup import configure_logging
     from circman5.service.app import EdgeService
     from circman5.settings import load_settings
@@ -273,7 +275,7 @@ def run_service(
         return _run_processing(settings, str(settings_file or "environment (CIRCMAN5_*)"))
 
     async def serve() -> None:
-        service = EdgeService(settings)
+        service = EdgeService(settings, ConstantsService(settings.config_dir))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stop)

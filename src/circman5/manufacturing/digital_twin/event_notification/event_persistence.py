@@ -16,7 +16,7 @@ reopens it); an ``atexit`` hook flushes every open instance.
 The database is ``<data dir>/events/events.db`` unless a path is given (WAL journal,
 ``synchronous=NORMAL``: an application crash loses nothing committed, a power cut may lose the
 last transactions). Without an explicit path the data directory is resolved when the database is
-opened, and re-resolved when ``CIRCMAN5_DATA_DIR`` changes (tests give each test its own).
+opened, and re-resolved when the data directory changes (tests give each test its own).
 
 Nothing is opened at construction: creating an ``EventPersistence`` is free.
 """
@@ -39,7 +39,6 @@ import orjson
 
 from circman5 import paths
 from circman5.errors import InvalidInputError, StorageError
-from circman5.paths import DATA_DIR_ENV
 from circman5.storage.contracts import EventRow, EventStore
 from circman5.storage.sqlite import SqliteEventStore
 
@@ -169,19 +168,20 @@ class EventPersistence:
         """The database file (without an explicit path: in the current data directory)."""
         if self._explicit_path is not None:
             return self._explicit_path
-        if self._bound_path is not None and os.environ.get(DATA_DIR_ENV) == self._bound_env:
+        if self._bound_path is not None and paths.data_dir_source() == self._bound_env:
             return self._bound_path
         return paths.data_dir(create=False).joinpath(*DEFAULT_DB_PARTS)
 
     def _bind(self) -> None:
         """Without an explicit path: tie the queue to the current data directory.
 
-        Called by every save and read before it touches the queue. When ``CIRCMAN5_DATA_DIR``
-        changed since, what is queued is written to the old database, which is closed.
+        Called by every save and read before it touches the queue. When the data directory
+        (:func:`circman5.paths.data_dir_source`) changed since, what is queued is written to
+        the old database, which is closed.
         """
         if self._injected is not None:
             return
-        env = os.environ.get(DATA_DIR_ENV)
+        env = paths.data_dir_source()
         if self._bound_path is not None and env == self._bound_env:
             return
         with self._db_lock:
