@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from circman5 import __version__
-from circman5.errors import ConfigError
+from circman5.errors import ConfigError, StorageError
 from circman5.paths import locations
 
 if TYPE_CHECKING:
@@ -116,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
+    except StorageError as err:  # the database is unreachable, or its schema is newer
+        print(f"database error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
 

@@ -77,3 +77,20 @@ def test_an_unreachable_server_is_a_storage_error_without_the_password(tmp_path:
         open_database(settings.database)
     assert f"127.0.0.1:{port}" in str(caught.value)
     assert "never-shown" not in str(caught.value)
+
+
+def test_the_command_line_reports_an_unreachable_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from circman5.cli import main
+
+    port = free_port()
+    path = write(
+        tmp_path,
+        f'[database]\nurl = "postgresql://circman5@127.0.0.1:{port}/circman5"\n'
+        "connect_timeout_s = 2\n",
+    )
+    assert main(["--config", str(path), "user", "list"]) == 1
+    assert f"database error: database postgresql://circman5@127.0.0.1:{port}" in (
+        capsys.readouterr().err
+    )
