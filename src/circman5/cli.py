@@ -21,10 +21,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from circman5 import __version__
-from circman5.errors import ConfigError
+from circman5.errors import ConfigError, StorageError
 from circman5.paths import locations
+
+if TYPE_CHECKING:
+    from circman5.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=argparse.SUPPRESS,
         help="service settings file (edge.toml); same as the global --config",
+    )
+    run.add_argument(
+        "--role",
+        choices=("all", "processing"),
+        default="all",
+        help="all: the edge service (default); processing: a worker on the PostgreSQL job "
+        "queue ([database] url)",
     )
 
     demo = commands.add_parser("demo", help="run the twin on its embedded defaults, live")
@@ -105,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
+    except StorageError as err:  # the database is unreachable, or its schema is newer
+        print(f"database error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
 
@@ -122,6 +136,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             args.log_level,
             data_dir=args.data_dir,
             constants_dir=args.constants_dir,
+            role=args.role,
         )
     if args.command == "check-config":
         return check_config(args.settings_file)
@@ -129,8 +144,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return init_config(args.directory, args.force)
     if args.command == "user":
         from circman5.api.user_cli import run_user_command
+        from circman5.service.twin_database import user_store_for
 
-        return run_user_command(args)
+        with user_store_for(args.settings_file) as users:
+            return run_user_command(args, users)
     if args.command == "calibrate":
         from circman5.service.calibration_cli import run_calibrate_command
 
@@ -215,11 +232,30 @@ def init_config(directory: Path, force: bool) -> int:
     return 0
 
 
+def _run_processing(settings: Settings, settings_file: str) -> int:
+    """``circman5 run --role processing``: jobs until SIGTERM or SIGINT (exit 0)."""
+    import asyncio
+    import signal
+
+    from circman5.service.processing import ProcessingWorker
+
+    async def serve() -> None:
+        worker = ProcessingWorker(settings, settings_file)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(serve())
+    return 0
+
+
 def run_service(
     settings_file: Path | None,
     log_level: str | None,
     data_dir: Path | None = None,
     constants_dir: Path | None = None,
+    role: str = "all",
 ) -> int:
     """``circman5 run``: until SIGTERM or SIGINT, then a graceful stop (exit 0)."""
     import asyncio
@@ -237,6 +273,9 @@ def run_service(
         overrides["config_dir"] = constants_dir
     settings = load_settings(settings_file, **overrides)
     configure_logging(log_level or settings.log.level, settings.log.format)
+
+    if role == "processing":
+        return _run_processing(settings, str(settings_file or "environment (CIRCMAN5_*)"))
 
     async def serve() -> None:
         service = EdgeService(settings, ConstantsService(settings.config_dir))

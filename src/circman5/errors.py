@@ -163,3 +163,28 @@ class SetpointConfirmTimeout(CommandRejected):
 
 class FeatureUnavailable(Circman5Error, RuntimeError):
     """An optional part of the service (AI, LCA, setpoints) is not available."""
+
+
+# -- the twin's database -------------------------------------------------------------------------
+
+
+class StorageError(SinkError):
+    """The twin's database (SQLite file or PostgreSQL) could not be read or written."""
+
+
+class SchemaVersionError(StorageError):
+    """The database's schema is newer than this version of circman5 knows.
+
+    Raised at start, before anything is written: an older release must not run against a schema
+    a newer release migrated (it could misread or damage the data)."""
+
+    def __init__(self, location: str, component: str, found: int, known: int) -> None:
+        super().__init__(
+            f"{location}: the '{component}' schema is at version {found}, newer than the "
+            f"version {known} this circman5 knows; upgrade circman5 (or point it at another "
+            "database)"
+        )
+        self.location = location
+        self.component = component
+        self.found = found
+        self.known = known

@@ -25,6 +25,7 @@ from circman5.connectors.sparkplug.edge_config import SparkplugEdgeSettings
 from circman5.errors import ConfigError
 from circman5.sinks.config import OutputSettings
 from circman5.sinks.site_config import SiteViewSettings
+from circman5.storage.config import DatabaseSettings
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 
@@ -122,6 +123,7 @@ class Settings(BaseSettings):
     setpoints: list[SetpointSettings] = Field(default_factory=list)
     batches: BatchTrackingSettings = Field(default_factory=BatchTrackingSettings)
     site_view: SiteViewSettings = Field(default_factory=SiteViewSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
 
     @model_validator(mode="after")

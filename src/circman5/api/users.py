@@ -6,6 +6,10 @@ it while the service runs: the store re-reads the file when it changed (checked 
 ``reload_interval_s``). Passwords are hashed with argon2id (argon2-cffi); hashes made with older
 parameters are upgraded at the next successful login.
 
+With ``records=`` (the service passes PostgreSQL's ``users`` table when ``[database] url`` is
+set) the users live in that table instead of the file, each change one row, and every read asks
+the database, so all API instances on the database see the same users at once.
+
 Nothing is read or created before first use.
 """
 
@@ -30,6 +34,7 @@ from circman5 import paths
 from circman5.api.roles import ROLES, Role, is_role
 from circman5.errors import UserFileError, UserStoreError
 from circman5.files import atomic_write
+from circman5.storage.contracts import UserRecords, UserRow
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +130,7 @@ class UserStore:
 
     ``path``: the file (default ``<data dir>/api/users.json``, resolved on first use).
     ``hasher``: the argon2 ``PasswordHasher`` (default parameters of argon2-cffi, RFC 9106 low
-    memory profile).
+    memory profile). ``records``: the users table to use instead of the file.
     """
 
     def __init__(
@@ -133,7 +138,9 @@ class UserStore:
         path: str | os.PathLike[str] | None = None,
         hasher: PasswordHasher | None = None,
         reload_interval_s: float = 1.0,
+        records: UserRecords | None = None,
     ) -> None:
+        self._records = records
         self._path = Path(path) if path is not None else None
         self.hasher = hasher or PasswordHasher()
         self.reload_interval_s = reload_interval_s
@@ -221,16 +228,36 @@ class UserStore:
         self._checked_at = time.monotonic()
         self._loaded = True
 
+    # -- the users table (records=) ------------------------------------------------------------
+    @staticmethod
+    def _user(row: UserRow) -> User:
+        return User(
+            row.username, check_role(row.role), row.password_hash, row.created_at, row.updated_at
+        )
+
+    @staticmethod
+    def _row(user: User) -> UserRow:
+        return UserRow(
+            user.username, user.role, user.password_hash, user.created_at, user.updated_at
+        )
+
     # -- queries ------------------------------------------------------------------------------
     def get(self, username: str) -> User | None:
+        if self._records is not None:
+            row = self._records.get(username)
+            return self._user(row) if row is not None else None
         self._refresh()
         return self._users.get(username)
 
     def list_users(self) -> list[User]:
+        if self._records is not None:
+            return [self._user(row) for row in self._records.list_all()]
         self._refresh()
         return sorted(self._users.values(), key=lambda u: u.username)
 
     def count(self) -> int:
+        if self._records is not None:
+            return len(self._records.list_all())
         self._refresh()
         return len(self._users)
 
@@ -242,6 +269,13 @@ class UserStore:
         valid_role = check_role(role)
         scope = check_sites(sites)
         password_hash = self.hasher.hash(check_password(password))
+        if self._records is not None:
+            now = _now()
+            user = User(name, valid_role, password_hash, now, now)
+            if self._records.insert(self._row(user)) != "ok":
+                raise UserStoreError(f"user '{name}' already exists")
+            logger.info("user added: %s (%s)", name, valid_role)
+            return user
         with self._lock:
             self._refresh(force=True)
             if name in self._users:
@@ -264,8 +298,9 @@ class UserStore:
         valid_role = check_role(role) if role is not None else None
         scope = check_sites(sites) if sites is not KEEP_SITES else KEEP_SITES
         with self._lock:
-            self._refresh(force=True)
-            current = self._users.get(username)
+            if self._records is None:
+                self._refresh(force=True)
+            current = self.get(username) if self._records is not None else self._users.get(username)
             if current is None:
                 raise UserStoreError(f"no user '{username}'")
             user = User(
@@ -276,11 +311,20 @@ class UserStore:
                 updated_at=_now(),
                 sites=current.sites if scope is KEEP_SITES else scope,
             )
-            self._write({**self._users, username: user})
+            if self._records is not None:
+                if self._records.update(self._row(user)) != "ok":
+                    raise UserStoreError(f"no user '{username}'")
+            else:
+                self._write({**self._users, username: user})
         logger.info("user updated: %s (%s)", username, user.role)
         return user
 
     def remove(self, username: str) -> None:
+        if self._records is not None:
+            if not self._records.delete(username):
+                raise UserStoreError(f"no user '{username}'")
+            logger.info("user removed: %s", username)
+            return
         with self._lock:
             self._refresh(force=True)
             if username not in self._users:

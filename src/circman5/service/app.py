@@ -41,11 +41,13 @@ from circman5.service.metrics import ServiceMetrics
 from circman5.service.outputs import durable_sample_sink, output_reasons
 from circman5.service.sparkplug_output import SparkplugOutput
 from circman5.service.supervisor import Supervisor
+from circman5.service.twin_database import api_database_parts, twin_database
 from circman5.settings import Settings
 from circman5.sinks.mqtt_events import MqttEventPublisher
 from circman5.sinks.outbox import OutboxMetrics
 from circman5.sinks.site_watch import SiteWatcher
 from circman5.sinks.timeseries import SeriesOutput, open_series_output
+from circman5.storage.database import TwinDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ class EdgeService:
         self._stop = asyncio.Event()
         self.running: RunningService | None = None
         self.ready = asyncio.Event()
+        self.database: TwinDatabase | None = None
 
     def stop(self) -> None:
         """Ask the service to shut down (signal handlers call this)."""
@@ -151,6 +154,8 @@ class EdgeService:
         logger.info("data directory %s", data_dir())
         try:
             async with contextlib.AsyncExitStack() as stack:
+                # first: the twin's start-up events already go to the configured database
+                self.database = await stack.enter_async_context(twin_database(settings.database))
                 series = await stack.enter_async_context(
                     open_series_output(settings.outputs, reporter)
                 )
@@ -383,6 +388,7 @@ class EdgeService:
             data_dir=data_dir(),
             adapter=digital_twin_adapter,
             interface=interface_manager,
+            **api_database_parts(self.database, running.twin),
         )
         return ApiServer(create_app(context), settings.api)
 
