@@ -13,6 +13,7 @@ from circman5.api.user_cli import run_user_command
 from circman5.api.users import UserStore
 from circman5.errors import UserStoreError
 from tests.api.test_users import _parse
+from tests.fixtures.databases import TwinBackend
 
 
 def test_sites_are_stored_and_read_back(fast_hasher: PasswordHasher) -> None:
@@ -57,3 +58,22 @@ def test_cli_sets_and_clears_sites(
     assert run(argv, "carol-password-3\n") == 0
     carol = store.get("carol")
     assert carol is not None and carol.sites is None
+
+
+def test_sites_survive_a_restart_on_both_backends(
+    twin_backend: TwinBackend, fast_hasher: PasswordHasher
+) -> None:
+    store = twin_backend.users(hasher=fast_hasher)
+    store.add("dora", "dora-password", "engineer", sites=["plant1"])
+    store.add("emil", "emil-password", "viewer")
+    again = twin_backend.users(hasher=fast_hasher)  # what a restarted process reads
+    dora, emil = again.get("dora"), again.get("emil")
+    assert dora is not None and dora.sites == ("plant1",)
+    assert emil is not None and emil.sites is None
+    assert again.update("dora", password="dora-password-2").sites == ("plant1",)
+    again.update("dora", sites=["plant2", "plant3"])
+    reread = twin_backend.users(hasher=fast_hasher).get("dora")
+    assert reread is not None and reread.sites == ("plant2", "plant3")
+    again.update("dora", sites=None)
+    cleared = twin_backend.users(hasher=fast_hasher).get("dora")
+    assert cleared is not None and cleared.sites is None

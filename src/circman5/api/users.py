@@ -231,14 +231,21 @@ class UserStore:
     # -- the users table (records=) ------------------------------------------------------------
     @staticmethod
     def _user(row: UserRow) -> User:
+        sites = check_sites(json.loads(row.sites)) if row.sites is not None else None
         return User(
-            row.username, check_role(row.role), row.password_hash, row.created_at, row.updated_at
+            row.username,
+            check_role(row.role),
+            row.password_hash,
+            row.created_at,
+            row.updated_at,
+            sites,
         )
 
     @staticmethod
     def _row(user: User) -> UserRow:
+        sites = json.dumps(list(user.sites)) if user.sites is not None else None
         return UserRow(
-            user.username, user.role, user.password_hash, user.created_at, user.updated_at
+            user.username, user.role, user.password_hash, user.created_at, user.updated_at, sites
         )
 
     # -- queries ------------------------------------------------------------------------------
@@ -271,7 +278,7 @@ class UserStore:
         password_hash = self.hasher.hash(check_password(password))
         if self._records is not None:
             now = _now()
-            user = User(name, valid_role, password_hash, now, now)
+            user = User(name, valid_role, password_hash, now, now, scope)
             if self._records.insert(self._row(user)) != "ok":
                 raise UserStoreError(f"user '{name}' already exists")
             logger.info("user added: %s (%s)", name, valid_role)
