@@ -1,4 +1,6 @@
-"""ScenarioManager: CRUD in SQLite, runs, side-by-side comparison, limits, restarts."""
+"""ScenarioManager: CRUD, runs, side-by-side comparison, limits, restarts.
+
+Tests taking ``manager`` or ``twin_backend`` run against both backends (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from circman5.manufacturing.digital_twin.simulation.scenario_manager import (
     trajectory_kpis,
 )
 from circman5.manufacturing.digital_twin.simulation.simulation_engine import SimulationEngine
+from tests.fixtures.databases import TwinBackend
 
 MakeState = Callable[..., dict[str, Any]]
 
@@ -27,8 +30,8 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def manager(engine: SimulationEngine, db: Path) -> ScenarioManager:
-    return ScenarioManager(engine=engine, db_path=db)
+def manager(engine: SimulationEngine, twin_backend: TwinBackend) -> ScenarioManager:
+    return twin_backend.scenarios(engine=engine)
 
 
 def test_default_location_is_under_the_data_dir(isolated_data_dir: Path) -> None:
@@ -38,7 +41,9 @@ def test_default_location_is_under_the_data_dir(isolated_data_dir: Path) -> None
     assert manager.max_scenarios == 100
 
 
-def test_tables_follow_the_manual(manager: ScenarioManager) -> None:
+def test_tables_follow_the_manual(engine: SimulationEngine, db: Path) -> None:
+    manager = ScenarioManager(engine=engine, db_path=db)
+    assert manager.db_path is not None
     with sqlite3.connect(manager.db_path) as conn:
         columns = {
             table: [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
@@ -92,17 +97,17 @@ def test_crud(manager: ScenarioManager) -> None:
         manager.get_scenario("very hot")
 
 
-def test_scenarios_survive_a_restart(engine: SimulationEngine, db: Path) -> None:
-    first = ScenarioManager(engine=engine, db_path=db)
+def test_scenarios_survive_a_restart(engine: SimulationEngine, twin_backend: TwinBackend) -> None:
+    first = twin_backend.scenarios(engine=engine)
     created = first.create_scenario("keep me", {"environment.humidity": 50.0}, "persisted")
     del first
-    second = ScenarioManager(engine=engine, db_path=db)
+    second = twin_backend.scenarios(engine=engine)
     assert second.list_scenarios() == [created]
     assert second.get_scenario("keep me").description == "persisted"
 
 
-def test_max_scenarios_is_enforced(engine: SimulationEngine, db: Path) -> None:
-    manager = ScenarioManager(engine=engine, db_path=db, max_scenarios=2)
+def test_max_scenarios_is_enforced(engine: SimulationEngine, twin_backend: TwinBackend) -> None:
+    manager = twin_backend.scenarios(engine=engine, max_scenarios=2)
     manager.create_scenario("a", {})
     manager.create_scenario("b", {})
     with pytest.raises(ScenarioLimitError, match="limit of 2 scenarios") as info:
@@ -176,9 +181,9 @@ def test_run_scenario_stores_the_simulation(
 
 
 def test_long_runs_store_kpis_but_not_every_state(
-    engine: SimulationEngine, db: Path, make_state: MakeState
+    engine: SimulationEngine, twin_backend: TwinBackend, make_state: MakeState
 ) -> None:
-    manager = ScenarioManager(engine=engine, db_path=db, store_states_limit=10)
+    manager = twin_backend.scenarios(engine=engine, store_states_limit=10)
     manager.create_scenario("base", {})
     run = manager.run_scenario("base", steps=50, initial_state=make_state(), seed=1)
     results = manager.get_simulation(run.simulation_id)["results"]
@@ -186,12 +191,12 @@ def test_long_runs_store_kpis_but_not_every_state(
     assert results["final_state"]["timestamp"] == run.states[-1]["timestamp"]
 
 
-def test_run_scenario_from_the_live_state(db: Path, make_state: MakeState) -> None:
+def test_run_scenario_from_the_live_state(twin_backend: TwinBackend, make_state: MakeState) -> None:
     class Live:
         def get_current_state(self) -> dict[str, Any]:
             return make_state(temperature=25.0)
 
-    manager = ScenarioManager(engine=SimulationEngine(Live()), db_path=db)
+    manager = twin_backend.scenarios(engine=SimulationEngine(Live()))
     manager.create_scenario("base", {})
     run = manager.run_scenario("base", steps=3, seed=1)
     assert run.states[0]["production_line"]["temperature"] == 25.0

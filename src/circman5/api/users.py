@@ -6,6 +6,10 @@ it while the service runs: the store re-reads the file when it changed (checked 
 ``reload_interval_s``). Passwords are hashed with argon2id (argon2-cffi); hashes made with older
 parameters are upgraded at the next successful login.
 
+With ``records=`` (the service passes PostgreSQL's ``users`` table when ``[database] url`` is
+set) the users live in that table instead of the file, each change one row, and every read asks
+the database, so all API instances on the database see the same users at once.
+
 Nothing is read or created before first use.
 """
 
@@ -30,10 +34,12 @@ from circman5 import paths
 from circman5.api.roles import ROLES, Role, is_role
 from circman5.errors import UserFileError, UserStoreError
 from circman5.files import atomic_write
+from circman5.storage.contracts import UserRecords, UserRow
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "KEEP_SITES",
     "MAX_PASSWORD_LENGTH",
     "MIN_PASSWORD_LENGTH",
     "USERNAME_PATTERN",
@@ -48,6 +54,9 @@ USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
 _USERNAME_RE = re.compile(USERNAME_PATTERN)
+_SITE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+#: ``update(..., sites=KEEP_SITES)`` leaves the user's site scope as it is.
+KEEP_SITES: Any = object()
 _FILE_VERSION = 1
 
 
@@ -60,13 +69,16 @@ class User:
     password_hash: str
     created_at: str
     updated_at: str
+    #: The sites this user sees on the site page (None: every site).
+    sites: tuple[str, ...] | None = None
 
-    def public(self) -> dict[str, str]:
+    def public(self) -> dict[str, Any]:
         return {
             "username": self.username,
             "role": self.role,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "sites": list(self.sites) if self.sites is not None else None,
         }
 
 
@@ -100,12 +112,25 @@ def check_role(role: object) -> Role:
     return role
 
 
+def check_sites(sites: object) -> tuple[str, ...] | None:
+    """A user's site scope: None (every site) or a list of site names."""
+    if sites is None:
+        return None
+    if not isinstance(sites, list | tuple) or not all(
+        isinstance(site, str) and _SITE_RE.fullmatch(site) for site in sites
+    ):
+        raise UserStoreError(
+            "sites is a list of site names (letters, digits, _ . -), or null for every site"
+        )
+    return tuple(dict.fromkeys(sites))
+
+
 class UserStore:
     """Thread-safe user store on a JSON file (see the module docstring).
 
     ``path``: the file (default ``<data dir>/api/users.json``, resolved on first use).
     ``hasher``: the argon2 ``PasswordHasher`` (default parameters of argon2-cffi, RFC 9106 low
-    memory profile).
+    memory profile). ``records``: the users table to use instead of the file.
     """
 
     def __init__(
@@ -113,7 +138,9 @@ class UserStore:
         path: str | os.PathLike[str] | None = None,
         hasher: PasswordHasher | None = None,
         reload_interval_s: float = 1.0,
+        records: UserRecords | None = None,
     ) -> None:
+        self._records = records
         self._path = Path(path) if path is not None else None
         self.hasher = hasher or PasswordHasher()
         self.reload_interval_s = reload_interval_s
@@ -170,6 +197,7 @@ class UserStore:
                     password_hash=str(entry["password_hash"]),
                     created_at=str(entry.get("created_at", "")),
                     updated_at=str(entry.get("updated_at", "")),
+                    sites=check_sites(entry.get("sites")),
                 )
             except (KeyError, TypeError, UserStoreError) as err:
                 logger.warning("user file %s: skipping invalid entry %r: %s", path, name, err)
@@ -189,6 +217,7 @@ class UserStore:
                     "password_hash": u.password_hash,
                     "created_at": u.created_at,
                     "updated_at": u.updated_at,
+                    **({"sites": list(u.sites)} if u.sites is not None else {}),
                 }
                 for u in sorted(users.values(), key=lambda u: u.username)
             },
@@ -199,42 +228,86 @@ class UserStore:
         self._checked_at = time.monotonic()
         self._loaded = True
 
+    # -- the users table (records=) ------------------------------------------------------------
+    @staticmethod
+    def _user(row: UserRow) -> User:
+        sites = check_sites(json.loads(row.sites)) if row.sites is not None else None
+        return User(
+            row.username,
+            check_role(row.role),
+            row.password_hash,
+            row.created_at,
+            row.updated_at,
+            sites,
+        )
+
+    @staticmethod
+    def _row(user: User) -> UserRow:
+        sites = json.dumps(list(user.sites)) if user.sites is not None else None
+        return UserRow(
+            user.username, user.role, user.password_hash, user.created_at, user.updated_at, sites
+        )
+
     # -- queries ------------------------------------------------------------------------------
     def get(self, username: str) -> User | None:
+        if self._records is not None:
+            row = self._records.get(username)
+            return self._user(row) if row is not None else None
         self._refresh()
         return self._users.get(username)
 
     def list_users(self) -> list[User]:
+        if self._records is not None:
+            return [self._user(row) for row in self._records.list_all()]
         self._refresh()
         return sorted(self._users.values(), key=lambda u: u.username)
 
     def count(self) -> int:
+        if self._records is not None:
+            return len(self._records.list_all())
         self._refresh()
         return len(self._users)
 
     # -- changes ------------------------------------------------------------------------------
-    def add(self, username: str, password: str, role: str) -> User:
-        """Create a user (``UserStoreError`` when the name is taken or the input is invalid)."""
+    def add(self, username: str, password: str, role: str, sites: list[str] | None = None) -> User:
+        """Create a user (``UserStoreError`` when the name is taken or the input is invalid).
+        ``sites``: the sites the user sees (None: every site)."""
         name = check_username(username)
         valid_role = check_role(role)
+        scope = check_sites(sites)
         password_hash = self.hasher.hash(check_password(password))
+        if self._records is not None:
+            now = _now()
+            user = User(name, valid_role, password_hash, now, now, scope)
+            if self._records.insert(self._row(user)) != "ok":
+                raise UserStoreError(f"user '{name}' already exists")
+            logger.info("user added: %s (%s)", name, valid_role)
+            return user
         with self._lock:
             self._refresh(force=True)
             if name in self._users:
                 raise UserStoreError(f"user '{name}' already exists")
             now = _now()
-            user = User(name, valid_role, password_hash, now, now)
+            user = User(name, valid_role, password_hash, now, now, scope)
             self._write({**self._users, name: user})
         logger.info("user added: %s (%s)", name, valid_role)
         return user
 
-    def update(self, username: str, password: str | None = None, role: str | None = None) -> User:
-        """Change a user's password and/or role."""
+    def update(
+        self,
+        username: str,
+        password: str | None = None,
+        role: str | None = None,
+        sites: Any = KEEP_SITES,
+    ) -> User:
+        """Change a user's password, role and/or site scope (``sites=None``: every site)."""
         password_hash = self.hasher.hash(check_password(password)) if password is not None else None
         valid_role = check_role(role) if role is not None else None
+        scope = check_sites(sites) if sites is not KEEP_SITES else KEEP_SITES
         with self._lock:
-            self._refresh(force=True)
-            current = self._users.get(username)
+            if self._records is None:
+                self._refresh(force=True)
+            current = self.get(username) if self._records is not None else self._users.get(username)
             if current is None:
                 raise UserStoreError(f"no user '{username}'")
             user = User(
@@ -243,12 +316,22 @@ class UserStore:
                 password_hash=password_hash or current.password_hash,
                 created_at=current.created_at,
                 updated_at=_now(),
+                sites=current.sites if scope is KEEP_SITES else scope,
             )
-            self._write({**self._users, username: user})
+            if self._records is not None:
+                if self._records.update(self._row(user)) != "ok":
+                    raise UserStoreError(f"no user '{username}'")
+            else:
+                self._write({**self._users, username: user})
         logger.info("user updated: %s (%s)", username, user.role)
         return user
 
     def remove(self, username: str) -> None:
+        if self._records is not None:
+            if not self._records.delete(username):
+                raise UserStoreError(f"no user '{username}'")
+            logger.info("user removed: %s", username)
+            return
         with self._lock:
             self._refresh(force=True)
             if username not in self._users:

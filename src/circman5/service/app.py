@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,13 +33,14 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
     ErrorEvent,
 )
 from circman5.manufacturing.digital_twin.event_notification.reporter import EventProblemReporter
-from circman5.paths import CONFIG_DIR_ENV, DATA_DIR_ENV, data_dir
+from circman5.paths import data_dir, locations
 from circman5.service.batches import BatchTracker
 from circman5.service.health import HealthServer
 from circman5.service.metrics import ServiceMetrics
 from circman5.service.outputs import durable_sample_sink, output_reasons
 from circman5.service.sparkplug_output import SparkplugOutput
 from circman5.service.supervisor import Supervisor
+from circman5.service.twin_database import api_database_parts, twin_database
 from circman5.service.workers import (
     create_service_connectors,
     stored_by_workers,
@@ -50,7 +50,9 @@ from circman5.service.workers import (
 from circman5.settings import Settings
 from circman5.sinks.mqtt_events import MqttEventPublisher
 from circman5.sinks.outbox import OutboxMetrics
+from circman5.sinks.site_watch import SiteWatcher
 from circman5.sinks.timeseries import SeriesOutput, open_series_output
+from circman5.storage.database import TwinDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -116,11 +118,15 @@ class RunningService:
 class EdgeService:
     """``circman5 run``: the edge service built from :class:`Settings`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, constants: ConstantsService | None = None) -> None:
+        """``constants``: the twin's constants (default: the ``ConstantsService`` singleton,
+        loaded from the settings' ``config_dir`` when it is first built)."""
         self.settings = settings
+        self.constants = constants
         self._stop = asyncio.Event()
         self.running: RunningService | None = None
         self.ready = asyncio.Event()
+        self.database: TwinDatabase | None = None
 
     def stop(self) -> None:
         """Ask the service to shut down (signal handlers call this)."""
@@ -135,13 +141,18 @@ class EdgeService:
             waiter.cancel()
 
     async def run(self) -> None:
-        """Run until :meth:`stop`; returns after a graceful shutdown."""
+        """Run until :meth:`stop`; returns after a graceful shutdown.
+
+        The settings' ``data_dir`` and ``config_dir`` are where everything started here keeps
+        its files and finds its constants (:func:`circman5.paths.locations`, for the run).
+        """
         settings = self.settings
-        if settings.data_dir is not None:
-            os.environ[DATA_DIR_ENV] = str(settings.data_dir)
-        if settings.config_dir is not None:
-            os.environ[CONFIG_DIR_ENV] = str(settings.config_dir)
-        constants = ConstantsService()
+        with locations(settings.data_dir, settings.config_dir):
+            await self._run()
+
+    async def _run(self) -> None:
+        settings = self.settings
+        constants = self.constants or ConstantsService()
         twin = DigitalTwin()
         reporter = EventProblemReporter()
         metrics = ServiceMetrics()
@@ -149,6 +160,8 @@ class EdgeService:
         logger.info("data directory %s", data_dir())
         try:
             async with contextlib.AsyncExitStack() as stack:
+                # first: the twin's start-up events already go to the configured database
+                self.database = await stack.enter_async_context(twin_database(settings.database))
                 series = await stack.enter_async_context(
                     open_series_output(settings.outputs, reporter)
                 )
@@ -229,14 +242,18 @@ class EdgeService:
                     metrics.sparkplug = lambda: (node.connected.is_set(), node.stats)
                 self._wire_state_outputs(running)
                 supervisor.add("synchronization", engine.run)
-                supervisor.add("kpis", lambda: self._write_kpis(running))
+                kpi_interval_s = float(constants.get_monitoring_config()["KPI_RATE_S"])
+                supervisor.add("kpis", lambda: self._write_kpis(running, kpi_interval_s))
                 if settings.batches.enabled:
                     tracker = self._batch_tracker(running)
                     engine.add_update_listener(tracker.on_update)
                     supervisor.add("batches", tracker.run)
                 if health is not None:
                     supervisor.add("health", health.run)
-                api_server = self._api_server(running, setpoints) if settings.api.enabled else None
+                api_server = None
+                if settings.api.enabled:
+                    site_view = self._site_watcher(stack)
+                    api_server = self._api_server(running, setpoints, site_view)
                 if api_server is not None:
                     supervisor.add("api", api_server.serve)
                 self.running = running
@@ -327,9 +344,8 @@ class EdgeService:
         running.engine.add_update_listener(publish_state)
         mqtt.set_state(snapshot())
 
-    async def _write_kpis(self, running: RunningService) -> None:
-        """The twin's numeric state as KPIs, every ``KPI_RATE_S`` seconds."""
-        interval = float(ConstantsService().get_monitoring_config()["KPI_RATE_S"])
+    async def _write_kpis(self, running: RunningService, interval: float) -> None:
+        """The twin's numeric state as KPIs, every ``interval`` (``KPI_RATE_S``) seconds."""
         while True:
             running.series.writer.write_state(running.twin.state_manager.snapshot())
             await asyncio.sleep(interval)
@@ -361,20 +377,50 @@ class EdgeService:
             event_manager.publish,
         )
 
-    def _api_server(self, running: RunningService, setpoints: SetpointService) -> Any:
+    def _api_server(
+        self,
+        running: RunningService,
+        setpoints: SetpointService,
+        site_view: SiteWatcher | None = None,
+    ) -> Any:
         from circman5.api.app import create_app
         from circman5.api.context import ApiContext, status_provider
         from circman5.api.server import ApiServer
+        from circman5.manufacturing.human_interface.adapters.digital_twin_adapter import (
+            digital_twin_adapter,
+        )
+        from circman5.manufacturing.human_interface.core.interface_manager import (
+            interface_manager,
+        )
 
         settings = self.settings
+        # every dependency handed over here, none left to the context's singleton defaults
         context = ApiContext(
             twin=running.twin,
             settings=settings.api,
+            events=event_manager,
             setpoints=setpoints,
             connector_status=status_provider(running.connectors),
             history_reader=self._history_reader(),
+            site_view=site_view,
+            data_dir=data_dir(),
+            adapter=digital_twin_adapter,
+            interface=interface_manager,
+            **api_database_parts(self.database, running.twin),
         )
         return ApiServer(create_app(context), settings.api)
+
+    def _site_watcher(self, stack: contextlib.AsyncExitStack) -> SiteWatcher | None:
+        """The site page's view of every line (``[site_view]``), stopped with the service."""
+        settings = self.settings
+        if not settings.site_view.enabled:
+            return None
+        watcher = SiteWatcher(
+            settings.site_view, settings.site, instance=f"{settings.site}-{settings.line}"
+        )
+        watcher.start()
+        stack.push_async_callback(watcher.stop)
+        return watcher
 
     def _history_reader(self) -> Any:
         """Recorded history for calibration and model training (``embedded``, ``influxdb``)."""

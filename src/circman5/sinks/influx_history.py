@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from circman5.errors import SinkError, SinkUnavailable
+from circman5.errors import FluxNotSupported, SinkError, SinkUnavailable
 from circman5.sinks.history import Arrays, arrays_of
 
 logger = logging.getLogger(__name__)
@@ -34,10 +34,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["FluxNotSupported", "read_flux_history", "read_influxql_history"]
 
 _CHUNK_SIZE = 10_000
-
-
-class FluxNotSupported(SinkError):
-    """The server accepts the v2 write API but has no Flux query endpoint (VictoriaMetrics)."""
 
 
 def _influxql_identifier(name: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,6 +13,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_manager import
 from circman5.manufacturing.digital_twin.event_notification.event_persistence import (
     EventPersistence,
 )
+from tests.fixtures.databases import TwinBackend
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,6 @@ def fresh_event_manager() -> Iterator[EventManager]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[EventPersistence]:
-    persistence = EventPersistence(tmp_path / "store" / "events.db", max_events=10_000)
-    yield persistence
-    persistence.close()
+def store(twin_backend: TwinBackend) -> EventPersistence:
+    """An event store on each backend (SQLite file, PostgreSQL): the test runs twice."""
+    return twin_backend.events(max_events=10_000)

@@ -1,4 +1,7 @@
-"""EventPersistence: SQLite storage, write-behind queue, retention, restarts, failures."""
+"""EventPersistence: write-behind queue, retention, restarts, failures.
+
+Tests taking ``store`` or ``twin_backend`` run against both backends (SQLite, PostgreSQL);
+the others test the SQLite file itself."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
     EventSeverity,
     ThresholdEvent,
 )
+from tests.fixtures.databases import TwinBackend
 
 PERSISTENCE_LOGGER = "circman5.manufacturing.digital_twin.event_notification.event_persistence"
 
@@ -45,23 +49,23 @@ def test_max_events_must_be_positive(max_events: Any) -> None:
         EventPersistence(max_events=max_events)
 
 
-def test_database_uses_wal(store: EventPersistence) -> None:
+def test_database_uses_wal(tmp_path: Path) -> None:
+    store = EventPersistence(tmp_path / "events.db")
     store.save_event(Event())
-    store.flush()
+    store.close()
     with sqlite3.connect(store.db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_events_and_acknowledgements_survive_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
-    first = EventPersistence(path)
+def test_events_and_acknowledgements_survive_a_restart(twin_backend: TwinBackend) -> None:
+    first = twin_backend.events()
     events = [ThresholdEvent("temperature", 25.0, 26.0 + i) for i in range(3)]
     for event in events:
         first.save_event(event)
     assert first.acknowledge_event(events[1].event_id)
     first.close()
 
-    second = EventPersistence(path)
+    second = twin_backend.events()
     try:
         stored = second.get_events()
         assert [e.event_id for e in stored] == [e.event_id for e in reversed(events)]
@@ -71,9 +75,8 @@ def test_events_and_acknowledgements_survive_a_restart(tmp_path: Path) -> None:
         second.close()
 
 
-def test_a_second_store_sees_what_the_first_flushed(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
-    writer, reader = EventPersistence(path), EventPersistence(path)
+def test_a_second_store_sees_what_the_first_flushed(twin_backend: TwinBackend) -> None:
+    writer, reader = twin_backend.events(), twin_backend.events()
     try:
         writer.save_event(Event(message="shared"))
         writer.flush()
@@ -97,8 +100,8 @@ def test_close_writes_everything_and_the_store_reopens(tmp_path: Path) -> None:
     store.close()
 
 
-def test_the_writer_thread_stops_when_idle_and_restarts(tmp_path: Path) -> None:
-    store = EventPersistence(tmp_path / "events.db", idle_seconds=0.05)
+def test_the_writer_thread_stops_when_idle_and_restarts(twin_backend: TwinBackend) -> None:
+    store = twin_backend.events(idle_seconds=0.05)
     try:
         store.save_event(Event(message="one"))
         thread = store._thread
@@ -139,8 +142,8 @@ def test_exit_flushes_queued_events(tmp_path: Path) -> None:
         store.close()
 
 
-def test_retention_keeps_the_newest(tmp_path: Path) -> None:
-    store = EventPersistence(tmp_path / "events.db", max_events=5)
+def test_retention_keeps_the_newest(twin_backend: TwinBackend) -> None:
+    store = twin_backend.events(max_events=5)
     try:
         for i in range(3):
             store.save_event(Event(message=f"early {i}"))
@@ -225,8 +228,8 @@ def test_unparseable_event_timestamps_count_as_now(store: EventPersistence) -> N
     assert store.get_events()[0].timestamp == "whenever"
 
 
-def test_back_pressure_writes_from_the_publisher(tmp_path: Path) -> None:
-    store = EventPersistence(tmp_path / "events.db", max_events=None, max_pending=10)
+def test_back_pressure_writes_from_the_publisher(twin_backend: TwinBackend) -> None:
+    store = twin_backend.events(max_events=None, max_pending=10)
     try:
         for i in range(105):
             store.save_event(Event(message=str(i)))
@@ -236,8 +239,8 @@ def test_back_pressure_writes_from_the_publisher(tmp_path: Path) -> None:
         store.close()
 
 
-def test_concurrent_writers_and_readers(tmp_path: Path) -> None:
-    store = EventPersistence(tmp_path / "events.db", max_events=None)
+def test_concurrent_writers_and_readers(twin_backend: TwinBackend) -> None:
+    store = twin_backend.events(max_events=None)
     barrier = threading.Barrier(5)
     seen: list[int] = []
 
@@ -286,9 +289,9 @@ def test_write_failures_are_counted_and_logged_once(
 def test_large_batches_are_split_into_one_transaction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from circman5.manufacturing.digital_twin.event_notification import event_persistence
+    from circman5.storage import sqlite as storage_sqlite
 
-    monkeypatch.setattr(event_persistence, "_MAX_BATCH", 7)
+    monkeypatch.setattr(storage_sqlite, "_MAX_BATCH", 7)
     store = EventPersistence(tmp_path / "events.db", max_events=None)
     try:
         with store._db_lock:  # hold the writer back so that one batch collects everything

@@ -66,7 +66,9 @@ class OpcUaDiscovery(BaseModel):
     ``pattern`` is ``/``-separated browse names below ``root`` with ``*`` (any characters in one
     name) and ``**`` (any number of levels), e.g. ``Line1/Synthetic/*/Tag*``. ``path`` is the twin
     path template: ``{name}`` is the node's browse name, ``{1}``, ``{2}``, ... the parts matched by
-    the ``*`` wildcards, all in snake_case (``SiliconWafer`` -> ``silicon_wafer``).
+    the ``*`` wildcards, all in snake_case (``SiliconWafer`` -> ``silicon_wafer``), then checked
+    by the MQTT wildcard rules (see :mod:`circman5.connectors.opcua.discovery`). ``max_nodes``
+    caps the tags a rule adds; more matching nodes are counted and reported once.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
