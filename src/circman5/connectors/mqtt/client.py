@@ -41,8 +41,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from circman5.connectors.base import BaseConnector
 from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
 from circman5.connectors.deadband import Deadband
-from circman5.connectors.mqtt.acks import InOrderAcks, ManualAckClient
+from circman5.connectors.mqtt.acks import InOrderAcks
 from circman5.connectors.mqtt.broker import new_client
+from circman5.connectors.mqtt.receive import DirectReceiveClient
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.connectors.status import ConnectorStatus
 from circman5.errors import DeviceUnavailable, TagWriteError
@@ -316,14 +317,16 @@ class MqttConnector(BaseConnector):
             client_id=s.effective_client_id,
             clean_start=s.clean_start,
             protocol=s.protocol,
-            client_class=ManualAckClient,
+            client_class=DirectReceiveClient,
             reconnect_on_failure=False,  # one reconnect policy: ours (see _run)
             manual_ack=self._manual_ack,
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # MQTT 5, QoS 2, paho debug logging
         client.on_subscribe = self._on_subscribe
+        if isinstance(client, DirectReceiveClient):
+            client.on_publish_received = self._on_publish
         return client
 
     async def _run(self) -> None:
@@ -447,24 +450,23 @@ class MqttConnector(BaseConnector):
         self._to_loop(self._session_over.set)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._on_publish(
+            message._topic, message.payload, message.timestamp, message.mid, message.qos
+        )
+
+    def _on_publish(
+        self, topic: bytes, payload: bytes | bytearray, received: float, mid: int, qos: int
+    ) -> None:
+        """One message, in paho's thread: into the inbox as a plain tuple (see ``_inbox``)."""
         inbox = self._inbox
         if len(inbox) >= self._inbox_limit:
             self._thread_dropped += 1
-            if not (self._manual_ack and message.qos):
+            if not (self._manual_ack and qos):
                 return
             # dropped and counted, but still acknowledged in order: an empty topic marks it
-            inbox.append((b"", b"", 0.0, message.mid, message.qos, self._link))
+            inbox.append((b"", b"", 0.0, mid, qos, self._link))
             return
-        inbox.append(
-            (
-                message._topic,
-                message.payload,
-                message.timestamp,
-                message.mid,
-                message.qos,
-                self._link,
-            )
-        )
+        inbox.append((topic, payload, received, mid, qos, self._link))
         if not self._scheduled:
             self._scheduled = True
             loop = self._loop
