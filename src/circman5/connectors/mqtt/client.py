@@ -54,6 +54,7 @@ from circman5.samples import Quality, Sample, SampleBatch, SampleValue, make_sam
 logger = logging.getLogger(__name__)
 
 _TOPIC_CACHE_LIMIT = 100_000
+_DISCONNECT_TIMEOUT_S = 2.0
 _TRUE = frozenset({"1", "true", "on", "yes"})
 _FALSE = frozenset({"0", "false", "off", "no"})
 
@@ -248,7 +249,7 @@ class MqttConnector(BaseConnector):
         # collector). ``link`` numbers the connection the message came on (for the acks).
         self._inbox: deque[tuple[bytes, bytes | bytearray, float, int, int, int]] = deque()
         self._manual_ack = settings.acknowledge == "durable"
-        self._acks = InOrderAcks(self._send_ack)
+        self._acks = InOrderAcks(self._send_ack, self._send_acks)
         self._link = 0
         self._scheduled = False
         self._thread_dropped = 0
@@ -383,7 +384,14 @@ class MqttConnector(BaseConnector):
         if attempt is not None:
             with contextlib.suppress(Exception):
                 await attempt  # an attempt in flight: let it end (bounded by paho's timeout)
-        client.disconnect()
+        session_up = self._session_up and not self._session_over.is_set()
+        if client.disconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS and session_up:
+            # paho writes DISCONNECT after what is queued (the last PUBACKs) and then reports
+            # the session over; stopping its thread before that would drop them unsent (and
+            # the broker would deliver those messages again)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_DISCONNECT_TIMEOUT_S):
+                    await self._session_over.wait()
         await asyncio.to_thread(client.loop_stop)
         self._drain()
 
@@ -589,6 +597,17 @@ class MqttConnector(BaseConnector):
             {"address": topic, "path": path, "field": field, "action": "receive time"},
             "warning",
         )
+
+    def _send_acks(self, acks: list[tuple[int, int]]) -> None:
+        """Several acknowledgements with one write (same conditions as :meth:`_send_ack`)."""
+        client = self._client
+        if client is None or not self._session_up or self._acks.link != self._link:
+            return
+        if isinstance(client, DirectReceiveClient):
+            client.ack_many(acks)
+        else:
+            for mid, qos in acks:
+                client.ack(mid, qos)
 
     def _send_ack(self, mid: int, qos: int) -> None:
         # only on the connection the message came on, and only while it is up: during a
