@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SYSTEM_PACKAGES := mosquitto mosquitto-clients victoria-metrics influxdb chromium chromium-driver \
+	postgresql \
 	nodejs npm
 # The node-opcua server of the OPC UA security tests (an OPC UA stack that is not ours) and the
 # Eclipse Tahu Sparkplug B edge node of the Sparkplug tests (a Sparkplug implementation not ours).

@@ -8,13 +8,20 @@ protobuf parse, ``seq`` check, alias -> binding, value by data type, finite chec
 The baseline only parses and looks each alias up in a dict. Target: at least 0.85x the
 baseline's metric rate. (The network and paho's thread are the same for both and left out;
 the MQTT connector's benchmark in ``ingestion`` measures a broker end to end.)
+
+Also the edge node's NDATA publish rate (:func:`bench_edge_ndata`): metrics per second the twin's
+Sparkplug output encodes and publishes to a real mosquitto, against a bare protobuf + paho loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from benchmarks.report import Row
 from circman5.connectors.sparkplug import payload as spb
@@ -155,5 +162,99 @@ def bench_ddata(count: int, rounds: int = 60) -> Row:
     )
 
 
+# -- the edge node: NDATA publish rate -------------------------------------------------------
+
+EDGE_RATIO = 0.5
+EDGE_TICKS = 200
+
+
+def _edge_values(count: int, tick: int) -> dict[str, float]:
+    return {f"bench.section.m{index}": 20.0 + index + tick * 0.01 for index in range(count)}
+
+
+def _flush(client: Any) -> None:
+    """Wait until paho wrote everything queued before this marker to mosquitto's socket."""
+    info = client.publish("bench/marker", b"", qos=0)
+    info.wait_for_publish(10.0)
+
+
+async def _edge_rates(count: int, rounds: int) -> tuple[float, float]:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from circman5.connectors.sparkplug.edge_config import SparkplugEdgeSettings
+    from circman5.connectors.sparkplug.edge_node import SparkplugEdgeNode
+    from simulators.external import Mosquitto
+
+    with tempfile.TemporaryDirectory(prefix="bench-spb-") as tmp, Mosquitto(Path(tmp)) as broker:
+        settings = SparkplugEdgeSettings(port=broker.port, group_id=GROUP, edge_node_id="edge")
+        bare = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare")
+        bare.connect("127.0.0.1", broker.port)
+        bare.loop_start()
+        try:
+            async with SparkplugEdgeNode(settings) as node:
+                node.update(_edge_values(count, 0))
+                await asyncio.wait_for(node.connected.wait(), 15)
+                client = node._client
+                assert client is not None
+                topic = f"spBv1.0/{GROUP}/NDATA/bare"
+                aliases = list(range(1, count + 1))
+                seq = 0
+
+                def edge_pass(first_tick: int) -> None:
+                    for tick in range(first_tick, first_tick + EDGE_TICKS):
+                        node.update(_edge_values(count, tick))
+                    _flush(client)
+
+                def bare_pass(first_tick: int) -> None:
+                    nonlocal seq
+                    for tick in range(first_tick, first_tick + EDGE_TICKS):
+                        values = _edge_values(count, tick)
+                        now = time.time_ns() // 1_000_000
+                        seq = (seq + 1) % 256
+                        message = spb.Payload(timestamp=now, seq=seq)
+                        add = message.metrics.add
+                        for alias, value in zip(aliases, values.values(), strict=True):
+                            metric = add()
+                            metric.alias = alias
+                            metric.datatype = spb.DOUBLE
+                            metric.timestamp = now
+                            metric.double_value = value
+                        bare.publish(topic, message.SerializeToString(), qos=0)
+                    _flush(bare)
+
+                best = {"bare": math.inf, "edge": math.inf}
+                tick = 1
+                for _ in range(rounds):
+                    for name, one_pass in (("bare", bare_pass), ("edge", edge_pass)):
+                        start = time.perf_counter()
+                        one_pass(tick)
+                        best[name] = min(best[name], time.perf_counter() - start)
+                        tick += EDGE_TICKS
+                sent = node.stats.metrics_published
+                assert sent >= count * EDGE_TICKS * rounds, "every tick must be published"
+        finally:
+            bare.disconnect()
+            bare.loop_stop()
+    per_pass = count * EDGE_TICKS
+    return per_pass / best["bare"], per_pass / best["edge"]
+
+
+def bench_edge_ndata(count: int, rounds: int = 40) -> Row:
+    """``rounds`` alternating passes of ``EDGE_TICKS`` ticks, every metric changed each tick:
+    the edge node's :meth:`update` (selection, type check, deadband, alias, protobuf, paho) against
+    a bare loop that builds the same NDATA with the same protobuf classes and publishes it with
+    paho; each pass ends when paho wrote its last message to mosquitto. Best pass, wall time."""
+    bare, ours = asyncio.run(_edge_rates(count, rounds))
+    return Row(
+        name=f"Sparkplug edge node NDATA publish, {count} metrics/tick (to mosquitto)",
+        value=ours,
+        unit="metrics/s",
+        target=EDGE_RATIO * bare,
+        baseline=bare,
+        baseline_label="bare protobuf + paho publish loop",
+    )
+
+
 def main() -> list[Row]:
-    return [bench_ddata(10), bench_ddata(100)]
+    return [bench_ddata(10), bench_ddata(100), bench_edge_ndata(10), bench_edge_ndata(100)]

@@ -32,6 +32,7 @@ from simulators.modbus_devices import ModbusDevices
 from simulators.mqtt_mes import MqttMes
 from simulators.opcua_plc import OpcUaPlc
 from simulators.plant import Plant, PlantRunner
+from simulators.sparkplug_node import SparkplugNode
 
 __all__ = [
     "SERVERS",
@@ -61,6 +62,7 @@ class SimulatorBench(Lifecycle):
         self.opcua: OpcUaPlc | None = None
         self.modbus: ModbusDevices | None = None
         self.mes: MqttMes | None = None
+        self.sparkplug: SparkplugNode | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -77,6 +79,8 @@ class SimulatorBench(Lifecycle):
             self.modbus = ModbusDevices(self.plant, self.faults, cfg.modbus)
         if cfg.mqtt is not None:
             self.mes = MqttMes(self.plant, self.faults, cfg.mqtt, on_command=self.command)
+        if cfg.sparkplug is not None:
+            self.sparkplug = SparkplugNode(self.plant, cfg.sparkplug)
         try:
             await self.runner.start()
             if self.modbus is not None:
@@ -88,6 +92,11 @@ class SimulatorBench(Lifecycle):
                 if cfg.broker_timeout > 0:
                     async with asyncio.timeout(cfg.broker_timeout):
                         await self.mes.wait_connected()
+            if self.sparkplug is not None:
+                await self.sparkplug.start()
+                if cfg.broker_timeout > 0:
+                    async with asyncio.timeout(cfg.broker_timeout):
+                        await self.sparkplug.wait_connected()
         except BaseException:
             await self.stop()
             raise
@@ -98,7 +107,7 @@ class SimulatorBench(Lifecycle):
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for server in (self.mes, self.opcua, self.modbus):
+        for server in (self.sparkplug, self.mes, self.opcua, self.modbus):
             if server is not None:
                 try:
                     await server.stop()
@@ -198,6 +207,7 @@ class SimulatorBench(Lifecycle):
             "opcua": self.opcua.endpoint_info() if self.opcua is not None else None,
             "modbus": self.modbus.endpoint_info() if self.modbus is not None else None,
             "mqtt": self.mes.endpoint_info() if self.mes is not None else None,
+            "sparkplug": self.sparkplug.endpoint_info() if self.sparkplug is not None else None,
             "workdir": str(self.workdir),
             "speed": self.runner.speed,
             "seed": self.plant.config.seed,

@@ -25,6 +25,7 @@ from simulators.config import (
     ModbusConfig,
     MqttConfig,
     OpcUaConfig,
+    SparkplugConfig,
     security_policy_name,
 )
 from simulators.faults import MALFORMED_KINDS, Faults
@@ -56,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mqtt-client-id", default="circman5-sim-mes")
     g.add_argument("--mqtt-username")
     g.add_argument("--mqtt-password")
+    g.add_argument(
+        "--sparkplug",
+        action="store_true",
+        help="also publish the plant as a Sparkplug B edge node (broker: --mqtt-host/--mqtt-port)",
+    )
+    g.add_argument("--sparkplug-group", default="Plant1", help="Sparkplug group id")
+    g.add_argument("--sparkplug-node", default="sim-line1", help="Sparkplug edge node id")
     g.add_argument("--line", default="line1", help="line id in the MES topics")
     g.add_argument(
         "--wait-broker",
@@ -216,12 +224,25 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             control_topic=args.control_topic,
         )
     )
+    sparkplug = (
+        SparkplugConfig(
+            host=args.mqtt_host,
+            port=args.mqtt_port,
+            group_id=args.sparkplug_group,
+            edge_node_id=args.sparkplug_node,
+            username=args.mqtt_username,
+            password=args.mqtt_password,
+        )
+        if args.sparkplug
+        else None
+    )
     return BenchConfig(
         workdir=args.workdir,
         plant=plant,
         opcua=opcua,
         modbus=modbus,
         mqtt=mqtt,
+        sparkplug=sparkplug,
         broker_timeout=args.wait_broker,
     )
 
@@ -299,6 +320,13 @@ def _print_table(endpoints: dict[str, Any]) -> None:
         table.add_row(
             "MQTT MES", f"mqtt://{mqtt['host']}:{mqtt['port']}", f"topics {mqtt['prefix']}/#"
         )
+    spb = endpoints.get("sparkplug")
+    if spb:
+        table.add_row(
+            "Sparkplug B node",
+            f"mqtt://{spb['host']}:{spb['port']}",
+            f"spBv1.0/{spb['group_id']}/+/{spb['edge_node_id']}/#",
+        )
     table.add_row("plant", f"speed x{endpoints['speed']:g}", f"seed {endpoints['seed']}")
     Console(stderr=True).print(table)
 
@@ -320,8 +348,8 @@ async def run(
     try:
         await bench.start()
     except TimeoutError:
-        mqtt = config.mqtt
-        where = f"{mqtt.host}:{mqtt.port}" if mqtt else "?"
+        broker = config.mqtt or config.sparkplug
+        where = f"{broker.host}:{broker.port}" if broker else "?"
         sys.stderr.write(f"circman5-sim: MQTT broker at {where} not reachable\n")
         return 1
     except OSError as err:

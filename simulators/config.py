@@ -100,6 +100,22 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SparkplugConfig:
+    """The plant as a Sparkplug B edge node on a broker (:mod:`simulators.sparkplug_node`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    group_id: str = "Plant1"
+    edge_node_id: str = "sim-line1"
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    keepalive: int = 30
+    rate_hz: float = 5.0
+    """How often changed values are published (DDATA)."""
+
+
+@dataclass(frozen=True, slots=True)
 class BenchConfig:
     """What to run. ``None`` for a server leaves it out."""
 
@@ -111,5 +127,7 @@ class BenchConfig:
         default_factory=lambda: ModbusConfig(tcp_port=0, rtu_port=0)
     )
     mqtt: MqttConfig | None = None
+    sparkplug: SparkplugConfig | None = None
+    """The plant as a Sparkplug B edge node (off by default)."""
     broker_timeout: float = 10.0
     """Seconds to wait for the MES to connect at start (0: do not wait)."""

@@ -270,3 +270,151 @@ class InfluxDB1(ServerProcess):
 
     def is_ready(self) -> bool:
         return http_status(f"{self.url}/ping") == 204
+
+
+def _postgres_binary(name: str) -> str:
+    """A PostgreSQL server binary (``initdb``, ``postgres``): Debian keeps them out of PATH."""
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
+    extra = tuple(str(p.parent) for p in reversed(versions))
+    return find_binary(name, "postgresql", extra)
+
+
+class PostgreSQL(ServerProcess):
+    """A private PostgreSQL cluster (Debian ``postgresql``) on loopback with trust auth.
+
+    ``initdb`` makes the cluster in a directory of its own (under the system temp dir, not the
+    workdir: the server runs as the ``postgres`` user when we are root, since PostgreSQL refuses
+    to run as root, and that user cannot enter pytest's private temp dirs). ``fsync`` is off: a
+    crash of the test machine loses the cluster, which is thrown away anyway (unless
+    ``durable``). The superuser is
+    ``postgres``; ``create_database()`` makes a fresh database and returns its DSN.
+    ``durable=True`` keeps PostgreSQL's defaults (fsync, full page writes: benchmarks).
+    """
+
+    name = "postgresql"
+
+    def __init__(self, workdir: Path, port: int | None = None, durable: bool = False) -> None:
+        super().__init__(workdir, port, ready_timeout=60.0)
+        self.durable = durable
+        self.initdb = _postgres_binary("initdb")
+        self.binary = _postgres_binary("postgres")
+        self._run_as: list[str] = []
+        if os.geteuid() == 0:
+            self._run_as = [
+                find_binary("setpriv", "util-linux"),
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ]
+        self.cluster_dir: Path | None = None
+        self._databases = 0
+
+    @property
+    def url(self) -> str:
+        """The DSN of the ``postgres`` database as the superuser."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def dsn(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _make_cluster(self) -> Path:
+        import pwd
+        import tempfile
+
+        base = Path(tempfile.mkdtemp(prefix="circman5-pg-"))
+        if self._run_as:
+            user = pwd.getpwnam("postgres")
+            os.chown(base, user.pw_uid, user.pw_gid)
+        data = base / "data"
+        result = subprocess.run(
+            [
+                *self._run_as,
+                self.initdb,
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                "initdb failed: " + (result.stderr or result.stdout).decode(errors="replace")
+            )
+        return base
+
+    def command(self) -> list[str]:
+        if self.cluster_dir is None:
+            self.cluster_dir = self._make_cluster()
+        return [
+            *self._run_as,
+            self.binary,
+            "-D",
+            str(self.cluster_dir / "data"),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.cluster_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=128MB",
+            *([] if self.durable else ["-c", "fsync=off", "-c", "full_page_writes=off"]),
+        ]
+
+    def is_ready(self) -> bool:
+        if not port_open(self.port):
+            return False
+        ready = _postgres_binary("pg_isready")
+        return (
+            subprocess.run(
+                [ready, "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                check=False,
+            ).returncode
+            == 0
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Fast shutdown (SIGINT: disconnects the clients), SIGKILL after ``timeout``."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        super().stop(timeout)
+
+    def remove(self) -> None:
+        """Stop the server and delete the cluster."""
+        self.stop()
+        if self.cluster_dir is not None:
+            shutil.rmtree(self.cluster_dir, ignore_errors=True)
+            self.cluster_dir = None
+
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` with ``psql`` (the Debian client, not our driver); its output."""
+        psql = find_binary("psql", "postgresql-client")
+        result = subprocess.run(
+            [psql, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql, self.dsn(database)],
+            capture_output=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"psql failed: {result.stderr.decode(errors='replace')}")
+        return result.stdout.decode().strip()
+
+    def create_database(self, prefix: str = "test") -> str:
+        """A new empty database; returns its DSN."""
+        self._databases += 1
+        name = f"{prefix}_{os.getpid()}_{self._databases}"
+        self.psql(f'CREATE DATABASE "{name}"')
+        return self.dsn(name)

@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.simulators",
     "tests.fixtures.node_opcua",
+    "tests.fixtures.databases",
 ]
 
 

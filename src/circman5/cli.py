@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from circman5 import __version__
-from circman5.errors import ConfigError
-from circman5.paths import CONFIG_DIR_ENV, DATA_DIR_ENV
+from circman5.errors import ConfigError, StorageError
+from circman5.paths import locations
+
+if TYPE_CHECKING:
+    from circman5.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=argparse.SUPPRESS,
         help="service settings file (edge.toml); same as the global --config",
+    )
+    run.add_argument(
+        "--role",
+        choices=("all", "processing"),
+        default="all",
+        help="all: the edge service (default); processing: a worker on the PostgreSQL job "
+        "queue ([database] url)",
     )
 
     demo = commands.add_parser("demo", help="run the twin on its embedded defaults, live")
@@ -101,54 +111,65 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        _apply_locations(args)
-        if args.command == "demo":
-            from circman5.service.demo import run_demo
-
-            return run_demo(
-                duration=args.duration, rate=args.rate, plain=args.plain, log_level=args.log_level
-            )
-        if args.command == "run":
-            return run_service(
-                args.settings_file,
-                args.log_level,
-                data_dir=args.data_dir,
-                constants_dir=args.constants_dir,
-            )
-        if args.command == "check-config":
-            return check_config(args.settings_file)
-        if args.command == "init-config":
-            return init_config(args.directory, args.force)
-        if args.command == "user":
-            from circman5.api.user_cli import run_user_command
-
-            return run_user_command(args)
-        if args.command == "calibrate":
-            from circman5.service.calibration_cli import run_calibrate_command
-
-            return run_calibrate_command(args)
-        if args.command == "opcua":
-            from circman5.service.opcua_cli import run_opcua_command
-
-            return run_opcua_command(args)
-        if args.command == "sparkplug":
-            from circman5.connectors.sparkplug.cli import run_sparkplug_command
-
-            return run_sparkplug_command(args)
+        with locations(*_locations_of(args)):
+            return _dispatch(parser, args)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
+    except StorageError as err:  # the database is unreachable, or its schema is newer
+        print(f"database error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from circman5.service.demo import run_demo
+
+        return run_demo(
+            duration=args.duration, rate=args.rate, plain=args.plain, log_level=args.log_level
+        )
+    if args.command == "run":
+        return run_service(
+            args.settings_file,
+            args.log_level,
+            data_dir=args.data_dir,
+            constants_dir=args.constants_dir,
+            role=args.role,
+        )
+    if args.command == "check-config":
+        return check_config(args.settings_file)
+    if args.command == "init-config":
+        return init_config(args.directory, args.force)
+    if args.command == "user":
+        from circman5.api.user_cli import run_user_command
+        from circman5.service.twin_database import user_store_for
+
+        with user_store_for(args.settings_file) as users:
+            return run_user_command(args, users)
+    if args.command == "calibrate":
+        from circman5.service.calibration_cli import run_calibrate_command
+
+        return run_calibrate_command(args)
+    if args.command == "opcua":
+        from circman5.service.opcua_cli import run_opcua_command
+
+        return run_opcua_command(args)
+    if args.command == "sparkplug":
+        from circman5.connectors.sparkplug.cli import run_sparkplug_command
+
+        return run_sparkplug_command(args)
     parser.print_help()
     return 0
 
 
-def _apply_locations(args: argparse.Namespace) -> None:
-    """Fix the process's data and constants directories once, from the flags and the TOML.
+def _locations_of(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    """The data and constants directories of this command, from the flags and the TOML.
 
     The command line is the outermost composition root: it decides once, before anything
-    reads them, where this process keeps its files and finds its constants.
+    reads them, where this process keeps its files and finds its constants
+    (:func:`circman5.paths.locations`; the process environment is left alone).
     """
     if getattr(args, "check_file", None) is not None:
         args.settings_file = args.check_file
@@ -168,10 +189,7 @@ def _apply_locations(args: argparse.Namespace) -> None:
         settings = load_settings(settings_file)
         data_dir = data_dir or settings.data_dir
         constants_dir = constants_dir or settings.config_dir
-    if data_dir is not None:
-        os.environ[DATA_DIR_ENV] = str(data_dir)
-    if constants_dir is not None:
-        os.environ[CONFIG_DIR_ENV] = str(constants_dir)
+    return data_dir, constants_dir
 
 
 def check_config(settings_file: Path | None) -> int:
@@ -214,16 +232,36 @@ def init_config(directory: Path, force: bool) -> int:
     return 0
 
 
+def _run_processing(settings: Settings, settings_file: str) -> int:
+    """``circman5 run --role processing``: jobs until SIGTERM or SIGINT (exit 0)."""
+    import asyncio
+    import signal
+
+    from circman5.service.processing import ProcessingWorker
+
+    async def serve() -> None:
+        worker = ProcessingWorker(settings, settings_file)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(serve())
+    return 0
+
+
 def run_service(
     settings_file: Path | None,
     log_level: str | None,
     data_dir: Path | None = None,
     constants_dir: Path | None = None,
+    role: str = "all",
 ) -> int:
     """``circman5 run``: until SIGTERM or SIGINT, then a graceful stop (exit 0)."""
     import asyncio
     import signal
 
+    from circman5.adapters.services.constants_service import ConstantsService
     from circman5.logging_setup import configure_logging
     from circman5.service.app import EdgeService
     from circman5.settings import load_settings
@@ -236,8 +274,11 @@ def run_service(
     settings = load_settings(settings_file, **overrides)
     configure_logging(log_level or settings.log.level, settings.log.format)
 
+    if role == "processing":
+        return _run_processing(settings, str(settings_file or "environment (CIRCMAN5_*)"))
+
     async def serve() -> None:
-        service = EdgeService(settings)
+        service = EdgeService(settings, ConstantsService(settings.config_dir))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stop)

@@ -39,6 +39,22 @@ class DeviceUnavailable(ConnectorError):
     """The device is not connected (timeout, refused, closed session)."""
 
 
+class SessionLost(DeviceUnavailable):
+    """The connection or session to a device ended (watchdog, status change, closed socket);
+    the connector marks its tags stale and reconnects."""
+
+
+class SessionRefused(DeviceUnavailable):
+    """The device (or our own configuration) refused the session for a reason the operator can
+    fix; ``kind`` names the reason's kind (e.g. the constants of
+    :mod:`circman5.connectors.opcua.refusals`), ``reason`` says it in words (also ``str()``)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
 class TagWriteError(ConnectorError):
     """A write to a device tag failed or was refused."""
 
@@ -64,12 +80,24 @@ class SinkUnavailable(SinkError):
         self.overloaded = overloaded
 
 
+class FluxNotSupported(SinkError):
+    """The server accepts the v2 write API but has no Flux query endpoint (VictoriaMetrics)."""
+
+
 class SinkRejected(SinkError):
     """Permanent: the server refused this batch (4xx other than 429). Quarantine it."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class TooFewPoints(Circman5Error):
+    """A calibration window holds fewer than three usable points of a path (``count``)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(f"{count} points in the window")
+        self.count = count
 
 
 class AuthError(Circman5Error):
@@ -135,3 +163,28 @@ class SetpointConfirmTimeout(CommandRejected):
 
 class FeatureUnavailable(Circman5Error, RuntimeError):
     """An optional part of the service (AI, LCA, setpoints) is not available."""
+
+
+# -- the twin's database -------------------------------------------------------------------------
+
+
+class StorageError(SinkError):
+    """The twin's database (SQLite file or PostgreSQL) could not be read or written."""
+
+
+class SchemaVersionError(StorageError):
+    """The database's schema is newer than this version of circman5 knows.
+
+    Raised at start, before anything is written: an older release must not run against a schema
+    a newer release migrated (it could misread or damage the data)."""
+
+    def __init__(self, location: str, component: str, found: int, known: int) -> None:
+        super().__init__(
+            f"{location}: the '{component}' schema is at version {found}, newer than the "
+            f"version {known} this circman5 knows; upgrade circman5 (or point it at another "
+            "database)"
+        )
+        self.location = location
+        self.component = component
+        self.found = found
+        self.known = known

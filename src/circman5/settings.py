@@ -21,8 +21,10 @@ from pydantic_settings import (
 
 from circman5.adapters.base.config_adapter import describe_validation_error
 from circman5.connectors.config import ConnectorList
+from circman5.connectors.sparkplug.edge_config import SparkplugEdgeSettings
 from circman5.errors import ConfigError
 from circman5.sinks.config import OutputSettings
+from circman5.storage.config import DatabaseSettings
 
 Port = Annotated[int, Field(ge=0, le=65535)]
 
@@ -90,6 +92,14 @@ class BatchTrackingSettings(BaseModel):
     settle_s: float = Field(default=2.0, ge=0, le=600)
 
 
+class ServiceOutputSettings(OutputSettings):
+    """The outputs of :mod:`circman5.sinks.config` plus the twin as a Sparkplug B edge node
+    (``[outputs.sparkplug]``; its model lives beside the Sparkplug connector it shares code with).
+    """
+
+    sparkplug: SparkplugEdgeSettings | None = None
+
+
 class Settings(BaseSettings):
     """Everything the edge service needs beyond the twin's JSON constants."""
 
@@ -108,9 +118,10 @@ class Settings(BaseSettings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     connectors: ConnectorList = Field(default_factory=list)
-    outputs: OutputSettings = Field(default_factory=OutputSettings)
+    outputs: ServiceOutputSettings = Field(default_factory=ServiceOutputSettings)
     setpoints: list[SetpointSettings] = Field(default_factory=list)
     batches: BatchTrackingSettings = Field(default_factory=BatchTrackingSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
 
     @model_validator(mode="after")
@@ -140,6 +151,15 @@ class Settings(BaseSettings):
                     f"setpoints[{index}].path: '{setpoint.path}' is not a writable tag of any "
                     "connector (add writable = true to its tag)"
                 )
+        sparkplug = self.outputs.sparkplug
+        if sparkplug is not None:
+            setpoints = {setpoint.path for setpoint in self.setpoints}
+            for index, path in enumerate(sparkplug.writable):
+                if path not in setpoints:
+                    raise ValueError(
+                        f"outputs.sparkplug.writable[{index}]: '{path}' is not one of the "
+                        "[[setpoints]] (a Sparkplug write goes through the setpoint checks)"
+                    )
         return self
 
     def setpoint_owner(self, path: str) -> str:

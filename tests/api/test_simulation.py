@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
+from circman5.api.context import ApiContext
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
+from circman5.manufacturing.digital_twin.event_notification.event_manager import (
+    EventManager,
+    event_manager,
+)
+from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
+from tests.fixtures.databases import TwinBackend
 
 Auth = Callable[[str], dict[str, str]]
+
+
+@pytest.fixture(autouse=True)
+def events(twin_backend: TwinBackend) -> EventManager:
+    """The event manager on each backend (SQLite file, PostgreSQL), before the twin starts:
+    these tests run twice."""
+    return twin_backend.use_for_events(event_manager)
+
+
+@pytest.fixture
+def context(
+    make_context: Callable[..., ApiContext], twin_backend: TwinBackend, twin: DigitalTwin
+) -> ApiContext:
+    return make_context(scenarios=twin_backend.api_scenarios(twin))
 
 
 def test_simulate_returns_steps_plus_one_states_and_leaves_the_twin(
@@ -199,3 +222,21 @@ def test_commands_go_through_the_interface_manager(client: TestClient, auth: Aut
         headers=auth("operator"),
     )
     assert missing.status_code == 409
+
+
+def test_scenarios_from_the_api_are_in_the_configured_database(
+    client: TestClient, auth: Auth, twin_backend: TwinBackend, isolated_data_dir: Path
+) -> None:
+    created = client.post(
+        "/api/scenarios",
+        json={"name": "stored", "parameters": {"production_line.target_temperature": 24.0}},
+        headers=auth("engineer"),
+    )
+    assert created.status_code == 201, created.text
+    # another process on the same database (a second API instance) sees it
+    if twin_backend.name == "postgresql":
+        other = twin_backend.scenarios()
+    else:
+        other = ScenarioManager(db_path=isolated_data_dir / "twin" / "scenarios.db")
+    assert [s.name for s in other.list_scenarios()] == ["stored"]
+    assert other.get_scenario("stored").id == created.json()["id"]

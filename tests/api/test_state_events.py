@@ -5,16 +5,36 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 
+from circman5.api.context import ApiContext
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
-from circman5.manufacturing.digital_twin.event_notification.event_manager import EventManager
+from circman5.manufacturing.digital_twin.event_notification.event_manager import (
+    EventManager,
+    event_manager,
+)
 from circman5.manufacturing.digital_twin.event_notification.event_types import (
     EventCategory,
     EventSeverity,
 )
+from tests.fixtures.databases import TwinBackend
 
 Auth = Callable[[str], dict[str, str]]
+
+
+@pytest.fixture(autouse=True)
+def events(twin_backend: TwinBackend) -> EventManager:
+    """The event manager on each backend (SQLite file, PostgreSQL), before the twin starts:
+    these tests run twice."""
+    return twin_backend.use_for_events(event_manager)
+
+
+@pytest.fixture
+def context(
+    make_context: Callable[..., ApiContext], twin_backend: TwinBackend, twin: DigitalTwin
+) -> ApiContext:
+    return make_context(scenarios=twin_backend.api_scenarios(twin))
 
 
 def test_state_is_the_twins_current_state(

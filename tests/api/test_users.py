@@ -13,11 +13,24 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
+from circman5.api.roles import ROLES
 from circman5.api.user_cli import add_user_commands, run_user_command
 from circman5.api.users import UserStore
 from circman5.errors import UserStoreError
+from simulators.external import PostgreSQL
+from tests.api.conftest import password_of
+from tests.fixtures.databases import TwinBackend
 
 Auth = Callable[[str], dict[str, str]]
+
+
+@pytest.fixture
+def users(fast_hasher: PasswordHasher, twin_backend: TwinBackend) -> UserStore:
+    """One user per role, in the users file or the PostgreSQL table: these tests run twice."""
+    store = twin_backend.users(hasher=fast_hasher)
+    for role in ROLES:
+        store.add(role, password_of(role), role)
+    return store
 
 
 # -- the store ------------------------------------------------------------------------------------
@@ -38,8 +51,8 @@ def test_store_hashes_with_argon2_and_writes_a_0600_file(
     assert store.authenticate("nobody", "correct horse") is None
 
 
-def test_store_validates_input(fast_hasher: PasswordHasher) -> None:
-    store = UserStore(hasher=fast_hasher)
+def test_store_validates_input(fast_hasher: PasswordHasher, twin_backend: TwinBackend) -> None:
+    store = twin_backend.users(hasher=fast_hasher)
     with pytest.raises(UserStoreError, match="username"):
         store.add("bad name!", "long enough", "viewer")
     with pytest.raises(UserStoreError, match="password"):
@@ -53,18 +66,22 @@ def test_store_validates_input(fast_hasher: PasswordHasher) -> None:
         store.remove("carol")
 
 
-def test_store_sees_changes_made_by_another_process(fast_hasher: PasswordHasher) -> None:
-    service_view = UserStore(hasher=fast_hasher, reload_interval_s=0.0)
+def test_store_sees_changes_made_by_another_process(
+    fast_hasher: PasswordHasher, twin_backend: TwinBackend
+) -> None:
+    service_view = twin_backend.users(hasher=fast_hasher, reload_interval_s=0.0)
     assert service_view.get("dave") is None
-    UserStore(hasher=fast_hasher).add("dave", "long enough", "operator")  # e.g. the CLI
+    twin_backend.users(hasher=fast_hasher).add("dave", "long enough", "operator")  # the CLI
     user = service_view.get("dave")
     assert user is not None and user.role == "operator"
 
 
-def test_outdated_hashes_are_upgraded_at_login(fast_hasher: PasswordHasher) -> None:
+def test_outdated_hashes_are_upgraded_at_login(
+    fast_hasher: PasswordHasher, twin_backend: TwinBackend
+) -> None:
     weak = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    UserStore(hasher=weak).add("erin", "long enough", "viewer")
-    store = UserStore(hasher=fast_hasher)
+    twin_backend.users(hasher=weak).add("erin", "long enough", "viewer")
+    store = twin_backend.users(hasher=fast_hasher)
     old_hash = store.get("erin").password_hash  # type: ignore[union-attr]
     assert store.authenticate("erin", "long enough") is not None
     new_hash = store.get("erin").password_hash  # type: ignore[union-attr]
@@ -144,9 +161,12 @@ def _run(
 
 
 def test_cli_add_list_passwd_remove(
-    fast_hasher: PasswordHasher, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fast_hasher: PasswordHasher,
+    twin_backend: TwinBackend,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    store = UserStore(hasher=fast_hasher)
+    store = twin_backend.users(hasher=fast_hasher)
     assert _run(["user", "list"], store, monkeypatch) == 0
     assert "no users yet" in capsys.readouterr().out
     argv = ["user", "add", "root", "--role", "admin", "--password-stdin"]
@@ -202,6 +222,7 @@ def test_cli_users_can_log_in(
     assert response.json()["role"] == "manager"
 
 
+@pytest.mark.parametrize("twin_backend", ["sqlite"], indirect=True)  # the file's own failure
 def test_a_damaged_user_file_is_503_not_a_crash(
     client: TestClient, auth: Auth, users: UserStore, isolated_data_dir: Path
 ) -> None:
@@ -213,3 +234,25 @@ def test_a_damaged_user_file_is_503_not_a_crash(
     assert "user file" in response.json()["detail"]
     login = client.post("/api/auth/login", json={"username": "viewer", "password": "x" * 9})
     assert login.status_code == 503
+
+
+def test_cli_with_a_database_setting_edits_the_users_table(
+    postgresql_server: PostgreSQL,
+    postgres_dsn: str,
+    tmp_path: Path,
+    isolated_data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from circman5.cli import main
+
+    settings_file = tmp_path / "edge.toml"
+    settings_file.write_text(f'[database]\nurl = "{postgres_dsn}"\n')
+    monkeypatch.setattr("sys.stdin", io.StringIO("table-password\n"))
+    argv = ["--config", str(settings_file), "user", "add", "root", "--role", "admin"]
+    assert main([*argv, "--password-stdin"]) == 0
+    database = postgres_dsn.rsplit("/", 1)[1]
+    # psql, not our driver, finds the row
+    assert postgresql_server.psql("SELECT role FROM users WHERE username = 'root'", database) == (
+        "admin"
+    )
+    assert not (isolated_data_dir / "api" / "users.json").exists()

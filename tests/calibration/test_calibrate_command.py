@@ -1,6 +1,6 @@
-"""``circman5 calibrate`` against the simulators' recorded history: from the embedded store and
-from VictoriaMetrics (written through the service's InfluxDB v2 sink), and the simulation then
-uses what it saved."""
+"""``circman5 calibrate`` against the simulators' recorded history: from the embedded store, from
+VictoriaMetrics (written through the service's InfluxDB v2 sink, read by its export API) and
+from a real InfluxDB 1.x (InfluxQL), and the simulation then uses what it saved."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ import pytest
 from circman5.cli import main
 from circman5.manufacturing.digital_twin.simulation.calibration import load_active_calibration
 from circman5.manufacturing.digital_twin.simulation.simulation_engine import SimulationEngine
-from circman5.sinks.config import InfluxDB2Settings
+from circman5.sinks.config import InfluxDB1Settings, InfluxDB2Settings
 from circman5.sinks.embedded_store import EmbeddedStore
-from circman5.sinks.influxdb import InfluxDB2Sink
+from circman5.sinks.influxdb import InfluxDB1Sink, InfluxDB2Sink
 from circman5.sinks.line_protocol import LineEncoder
-from simulators.external import VictoriaMetrics
+from simulators.external import InfluxDB1, VictoriaMetrics
 from tests.calibration.plant_history import PLANT_TAU_S, record_plant
-from tests.unit.simulation.conftest import spec_state
+from tests.simulation.conftest import spec_state
+from tests.sinks.helpers import influx1_create_db
 
 START = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - datetime.timedelta(hours=2)
 
@@ -87,6 +88,26 @@ async def test_calibrate_from_victoria_metrics(
         tmp_path,
         isolated_data_dir,
         f'[outputs.influxdb]\nurl = "{victoria_metrics.url}"\norg = "o"\nbucket = "b"\n',
+    )
+    assert main(["calibrate", "--config", str(toml)]) == 0  # influxdb: the default source
+    _check_plant_calibration(capsys.readouterr().out, isolated_data_dir, "influxdb")
+
+
+async def test_calibrate_from_influxdb_1_with_influxql(
+    tmp_path: Path,
+    isolated_data_dir: Path,
+    influxdb1: InfluxDB1,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    payload, _ = LineEncoder("s1", "l1").encode_samples(record_plant(START))
+    settings = InfluxDB1Settings(url=influxdb1.url, database="plant")
+    influx1_create_db(influxdb1.url, "plant")
+    async with InfluxDB1Sink(settings) as sink:
+        await sink.write([payload])
+    toml = _settings(
+        tmp_path,
+        isolated_data_dir,
+        f'[outputs.influxdb1]\nurl = "{influxdb1.url}"\ndatabase = "plant"\n',
     )
     assert main(["calibrate", "--config", str(toml)]) == 0  # influxdb: the default source
     _check_plant_calibration(capsys.readouterr().out, isolated_data_dir, "influxdb")

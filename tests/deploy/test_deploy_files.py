@@ -59,6 +59,7 @@ VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 EXPORTED_METRICS = {
     "circman5_opcua_certificate_days_left",
     "circman5_outbox_depth_batches",
+    "circman5_outbox_dropped_points_total",
     "circman5_outbox_oldest_age_seconds",
     "circman5_samples_in_total",
     "circman5_stale_tags",

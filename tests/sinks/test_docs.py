@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from circman5.sinks.config import OutputSettings
+from circman5.settings import ServiceOutputSettings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "outputs.md"
 
@@ -21,13 +21,15 @@ def blocks(language: str) -> list[str]:
 
 def test_settings_examples_load() -> None:
     examples = blocks("toml")
-    loaded = [OutputSettings.model_validate(tomllib.loads(b)["outputs"]) for b in examples]
-    assert len(loaded) == 2
-    full, v1 = loaded
+    loaded = [ServiceOutputSettings.model_validate(tomllib.loads(b)["outputs"]) for b in examples]
+    assert len(loaded) == 3
+    full, v1, sparkplug = loaded
     assert full.influxdb is not None and full.influxdb.token.get_secret_value() == "my-token"
     assert full.mqtt is not None and full.mqtt.base_topic == "circman5/site1/line1"
     assert full.mqtt.outbox.batch_max_points == 100
     assert v1.influxdb1 is not None and v1.influxdb1.retention_policy == "autogen"
+    assert sparkplug.sparkplug is not None
+    assert sparkplug.sparkplug.writable == ["production_line.target_temperature"]
 
 
 def test_json_examples_parse() -> None:

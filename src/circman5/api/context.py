@@ -12,19 +12,26 @@ The composition root builds it from the running parts and hands it to
     )
     app = create_app(context)
 
-Everything else has a default: the event manager singleton, the user store in the data
-directory, a scenario manager on the twin's simulation engine, the AI and LCA integrations
-(created on first use), the interface manager and the digital twin adapter singletons.
+Everything else has a default (the service passes each one explicitly; the defaults serve
+tests and scripts that build an app by hand): the event manager singleton, the user store in
+the data directory, a scenario manager on the twin's simulation engine, the AI and LCA
+integrations (created on first use), the interface manager and the digital twin adapter
+singletons.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 from circman5.api.auth import LoginRateLimiter, TokenService, resolve_secret
 from circman5.api.setpoints import SetpointService
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
         DigitalTwinAdapter,
     )
     from circman5.manufacturing.human_interface.core.interface_manager import InterfaceManager
+    from circman5.manufacturing.lifecycle.lca_core import LifeCycleImpact
 
 logger = logging.getLogger(__name__)
 
@@ -57,31 +65,40 @@ __all__ = [
 ConnectorStatusProvider = Callable[[], list[dict[str, Any]]]
 #: ``reader(source, start_s, end_s, paths) -> {path: (times_s, values)}``: recorded history
 #: (``embedded`` or ``influxdb``) for calibration and model training.
+FloatArray = NDArray[np.float64]
 HistoryArraysReader = Callable[
-    [str, float | None, float | None, Sequence[str]], Mapping[str, tuple[Any, Any]]
+    [str, float | None, float | None, Sequence[str]], Mapping[str, tuple[FloatArray, FloatArray]]
 ]
 
 
 class AIIntegrationLike(Protocol):
-    """The part of ``AIIntegration`` (technical manual 16.2.2) the API uses."""
+    """The part of ``AIIntegration`` (technical manual 16.2.2) the API uses.
+
+    Parameters are ``{name: value}``; constraints ``{name: value or (low, high)}``; results
+    and reports are JSON-ready mappings.
+    """
 
     def optimize_parameters(
-        self, current_params: dict[str, float] | None = None, constraints: Any = None
-    ) -> Any: ...
+        self,
+        current_params: Mapping[str, float] | None = None,
+        constraints: Mapping[str, float | tuple[float, float]] | None = None,
+    ) -> Mapping[str, float] | None: ...
 
     def apply_optimized_parameters(
-        self, optimized_params: dict[str, float], simulation_steps: int = 10
-    ) -> Any: ...
+        self, optimized_params: Mapping[str, float], simulation_steps: int = 10
+    ) -> bool: ...
 
-    def predict_outcomes(self, parameters: dict[str, float] | None = None) -> Any: ...
+    def predict_outcomes(
+        self, parameters: Mapping[str, float] | None = None
+    ) -> Mapping[str, object]: ...
 
-    def generate_optimization_report(self) -> Any: ...
+    def generate_optimization_report(self) -> Mapping[str, object]: ...
 
-    def model_info(self) -> dict[str, Any]: ...
+    def model_info(self) -> Mapping[str, object]: ...
 
     def train_model_from_line_history(
-        self, arrays: Mapping[str, Any], source: str = "history"
-    ) -> dict[str, Any]: ...
+        self, arrays: Mapping[str, tuple[FloatArray, FloatArray]], source: str = "history"
+    ) -> Mapping[str, object]: ...
 
 
 class LCAIntegrationLike(Protocol):
@@ -89,18 +106,18 @@ class LCAIntegrationLike(Protocol):
 
     def perform_lca_analysis(
         self,
-        state: dict[str, Any] | None = None,
+        state: Mapping[str, object] | None = None,
         batch_id: str | None = None,
         save_results: bool = True,
-        output_dir: Any = None,
+        output_dir: str | os.PathLike[str] | None = None,
         *,
         energy_kwh: float | None = None,
         lifetime_years: float | None = None,
         transport_distance: float | None = None,
         grid_region: str | None = None,
-    ) -> Any: ...
+    ) -> LifeCycleImpact | None: ...
 
-    def generate_lca_report(self, num_results: int = 5) -> Any: ...
+    def generate_lca_report(self, num_results: int = 5) -> Mapping[str, object]: ...
 
 
 class _StatusSource(Protocol):
@@ -123,8 +140,8 @@ def status_provider(connectors: Iterable[_StatusSource]) -> ConnectorStatusProvi
     return provide
 
 
-def _integration_factory(module: str, cls: str) -> Callable[[Any], Any]:
-    def create(twin: Any) -> Any:
+def _integration_factory(module: str, cls: str) -> Callable[[DigitalTwin], Any]:
+    def create(twin: DigitalTwin) -> Any:  # the class found at run time: checked by its use
         try:
             found = getattr(importlib.import_module(module), cls)
         except (ImportError, AttributeError) as err:
@@ -155,12 +172,12 @@ class ApiContext:
     setpoints: SetpointService | None = None
     connector_status: ConnectorStatusProvider = field(default=lambda: [])
     jwt_secret: str | None = None
-    ai_factory: Callable[[Any], AIIntegrationLike] = field(
+    ai_factory: Callable[[DigitalTwin], AIIntegrationLike] = field(
         default=_integration_factory(
             "circman5.manufacturing.digital_twin.integration.ai_integration", "AIIntegration"
         )
     )
-    lca_factory: Callable[[Any], LCAIntegrationLike] = field(
+    lca_factory: Callable[[DigitalTwin], LCAIntegrationLike] = field(
         default=_integration_factory(
             "circman5.manufacturing.digital_twin.integration.lca_integration", "LCAIntegration"
         )
@@ -174,6 +191,8 @@ class ApiContext:
     #: Reads recorded history for calibration and model training (None: the twin's own
     #: state history only).
     history_reader: HistoryArraysReader | None = None
+    #: Where calibrations are saved (None: :func:`circman5.paths.data_dir` when needed).
+    data_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -252,3 +271,14 @@ class ApiContext:
                 if self._lca is None:
                     self._lca = self.lca_factory(self.the_twin)
         return self._lca
+
+
+if TYPE_CHECKING:
+    from circman5.manufacturing.digital_twin.integration.ai_integration import AIIntegration
+    from circman5.manufacturing.digital_twin.integration.lca_integration import LCAIntegration
+
+    def _the_integrations_conform(
+        ai: AIIntegration, lca: LCAIntegration
+    ) -> tuple[AIIntegrationLike, LCAIntegrationLike]:
+        """mypy checks that the protocols above describe the real integrations."""
+        return ai, lca

@@ -274,29 +274,44 @@ class SetpointService:
         """Validate a command without writing it."""
         return self.limit(path).check(value)
 
-    async def write(self, path: str, value: object, user: str) -> SetpointResult:
-        """Check, write, confirm and record a setpoint command (see the module docstring)."""
+    async def write(
+        self, path: str, value: object, user: str, source: str = "api"
+    ) -> SetpointResult:
+        """Check, write, confirm and record a setpoint command (see the module docstring).
+
+        ``source``: where the command came from, the audit event's ``source`` (``api``,
+        ``sparkplug``).
+        """
         try:
             limit = self.limit(path)
             checked = limit.check(value)
         except SetpointRejected as err:
             self.rejected += 1
-            self._audit(user, "setpoint_rejected", {"path": path, "value": value}, str(err))
+            self._audit(user, "setpoint_rejected", {"path": path, "value": value}, str(err), source)
             raise
         connector = self._connector(limit.connector)
         if connector is None:
             self._audit(
-                user, "setpoint_failed", {"path": path, "value": checked}, "connector missing"
+                user,
+                "setpoint_failed",
+                {"path": path, "value": checked},
+                "connector missing",
+                source,
             )
             raise SetpointUnavailable(
                 f"{path}: connector '{limit.connector}' is not available; nothing was written"
             )
         lock = self._locks.setdefault(path, asyncio.Lock())
         async with lock:
-            return await self._write(limit, connector, checked, user)
+            return await self._write(limit, connector, checked, user, source)
 
     async def _write(
-        self, limit: SetpointLimit, connector: WritableConnector, value: SetpointValue, user: str
+        self,
+        limit: SetpointLimit,
+        connector: WritableConnector,
+        value: SetpointValue,
+        user: str,
+        source: str,
     ) -> SetpointResult:
         started = time.perf_counter()
         old_value = value_at(self._state(), limit.path)
@@ -310,6 +325,7 @@ class SetpointService:
                 "setpoint_failed",
                 {"path": limit.path, "value": value, "old_value": old_value},
                 reason,
+                source,
             )
             raise SetpointUnavailable(
                 f"{limit.path}: the write through '{limit.connector}' failed: {reason}", 502
@@ -325,7 +341,7 @@ class SetpointService:
             "connector": limit.connector,
         }
         event_id = self._audit(
-            user, "write_setpoint", details, None if confirmed else "unconfirmed"
+            user, "write_setpoint", details, None if confirmed else "unconfirmed", source
         )
         result = SetpointResult(
             path=limit.path,
@@ -384,7 +400,12 @@ class SetpointService:
             await asyncio.sleep(self.poll_interval_s)
 
     def _audit(
-        self, user: str, action: str, details: dict[str, Any], problem: str | None
+        self,
+        user: str,
+        action: str,
+        details: dict[str, Any],
+        problem: str | None,
+        source: str = "api",
     ) -> str | None:
         if self._publish is None:
             return None
@@ -394,7 +415,7 @@ class SetpointService:
             user_id=user,
             action=action,
             action_details=details,
-            source="api",
+            source=source,
             severity=EventSeverity.INFO if problem is None else EventSeverity.WARNING,
         )
         try:

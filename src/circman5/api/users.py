@@ -6,6 +6,10 @@ it while the service runs: the store re-reads the file when it changed (checked 
 ``reload_interval_s``). Passwords are hashed with argon2id (argon2-cffi); hashes made with older
 parameters are upgraded at the next successful login.
 
+With ``records=`` (the service passes PostgreSQL's ``users`` table when ``[database] url`` is
+set) the users live in that table instead of the file, each change one row, and every read asks
+the database, so all API instances on the database see the same users at once.
+
 Nothing is read or created before first use.
 """
 
@@ -16,7 +20,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +33,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from circman5 import paths
 from circman5.api.roles import ROLES, Role, is_role
 from circman5.errors import UserFileError, UserStoreError
+from circman5.files import atomic_write
+from circman5.storage.contracts import UserRecords, UserRow
 
 logger = logging.getLogger(__name__)
 
@@ -100,34 +105,12 @@ def check_role(role: object) -> Role:
     return role
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Readers see the old or the new file, never half of one; the file is 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 class UserStore:
     """Thread-safe user store on a JSON file (see the module docstring).
 
     ``path``: the file (default ``<data dir>/api/users.json``, resolved on first use).
     ``hasher``: the argon2 ``PasswordHasher`` (default parameters of argon2-cffi, RFC 9106 low
-    memory profile).
+    memory profile). ``records``: the users table to use instead of the file.
     """
 
     def __init__(
@@ -135,7 +118,9 @@ class UserStore:
         path: str | os.PathLike[str] | None = None,
         hasher: PasswordHasher | None = None,
         reload_interval_s: float = 1.0,
+        records: UserRecords | None = None,
     ) -> None:
+        self._records = records
         self._path = Path(path) if path is not None else None
         self.hasher = hasher or PasswordHasher()
         self.reload_interval_s = reload_interval_s
@@ -215,22 +200,42 @@ class UserStore:
                 for u in sorted(users.values(), key=lambda u: u.username)
             },
         }
-        _atomic_write(self.path, json.dumps(document, indent=2) + "\n")
+        atomic_write(self.path, json.dumps(document, indent=2) + "\n", mode=0o600)
         self._users = users
         self._stamp = self._file_stamp()
         self._checked_at = time.monotonic()
         self._loaded = True
 
+    # -- the users table (records=) ------------------------------------------------------------
+    @staticmethod
+    def _user(row: UserRow) -> User:
+        return User(
+            row.username, check_role(row.role), row.password_hash, row.created_at, row.updated_at
+        )
+
+    @staticmethod
+    def _row(user: User) -> UserRow:
+        return UserRow(
+            user.username, user.role, user.password_hash, user.created_at, user.updated_at
+        )
+
     # -- queries ------------------------------------------------------------------------------
     def get(self, username: str) -> User | None:
+        if self._records is not None:
+            row = self._records.get(username)
+            return self._user(row) if row is not None else None
         self._refresh()
         return self._users.get(username)
 
     def list_users(self) -> list[User]:
+        if self._records is not None:
+            return [self._user(row) for row in self._records.list_all()]
         self._refresh()
         return sorted(self._users.values(), key=lambda u: u.username)
 
     def count(self) -> int:
+        if self._records is not None:
+            return len(self._records.list_all())
         self._refresh()
         return len(self._users)
 
@@ -240,6 +245,13 @@ class UserStore:
         name = check_username(username)
         valid_role = check_role(role)
         password_hash = self.hasher.hash(check_password(password))
+        if self._records is not None:
+            now = _now()
+            user = User(name, valid_role, password_hash, now, now)
+            if self._records.insert(self._row(user)) != "ok":
+                raise UserStoreError(f"user '{name}' already exists")
+            logger.info("user added: %s (%s)", name, valid_role)
+            return user
         with self._lock:
             self._refresh(force=True)
             if name in self._users:
@@ -255,8 +267,9 @@ class UserStore:
         password_hash = self.hasher.hash(check_password(password)) if password is not None else None
         valid_role = check_role(role) if role is not None else None
         with self._lock:
-            self._refresh(force=True)
-            current = self._users.get(username)
+            if self._records is None:
+                self._refresh(force=True)
+            current = self.get(username) if self._records is not None else self._users.get(username)
             if current is None:
                 raise UserStoreError(f"no user '{username}'")
             user = User(
@@ -266,11 +279,20 @@ class UserStore:
                 created_at=current.created_at,
                 updated_at=_now(),
             )
-            self._write({**self._users, username: user})
+            if self._records is not None:
+                if self._records.update(self._row(user)) != "ok":
+                    raise UserStoreError(f"no user '{username}'")
+            else:
+                self._write({**self._users, username: user})
         logger.info("user updated: %s (%s)", username, user.role)
         return user
 
     def remove(self, username: str) -> None:
+        if self._records is not None:
+            if not self._records.delete(username):
+                raise UserStoreError(f"no user '{username}'")
+            logger.info("user removed: %s", username)
+            return
         with self._lock:
             self._refresh(force=True)
             if username not in self._users:

@@ -1,7 +1,10 @@
 """Build a connector from its settings: the one place that maps ``type`` to a class.
 
-Adding a protocol means one connector module, its settings model in
-:mod:`circman5.connectors.config` (added to the ``ConnectorSettings`` union) and one line here.
+Adding a protocol means one folder ``connectors/<type>/`` (the connector, its settings model in
+``config.py`` built on :mod:`circman5.connectors.config_base`, a ``README.md`` listing every
+option and a ``sample.toml``: ``tests/ingestion/test_connector_folders.py`` checks all four), the
+model added to the ``ConnectorSettings`` union in :mod:`circman5.connectors.config`, and one line
+here.
 The protocol library is imported only when a connector of that type is built.
 """
 

@@ -17,8 +17,9 @@ class ConnectorStatus:
     latest failure reason (shown by ``/ready`` while not connected). ``timestamps_replaced`` /
     ``timestamps_rejected``: source timestamps outside the window (see
     :mod:`circman5.connectors.timestamps`). ``topics_refused``: messages whose wildcard captures
-    cannot make a twin path; ``paths_over_limit``: messages dropped because they would create a
-    twin path beyond the connector's wildcard path limit.
+    (OPC UA: discovered nodes whose browse names) cannot make a twin path;
+    ``paths_over_limit``: messages dropped because they would create a twin path beyond the
+    connector's wildcard path limit (OPC UA: discovered nodes beyond a rule's ``max_nodes``).
     """
 
     name: str

@@ -18,13 +18,13 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from circman5.adapters.services.constants_service import ConstantsService
+from circman5.api.setpoints import SetpointLimit, SetpointService
 from circman5.connectors.base import BaseConnector
 from circman5.connectors.factory import create_connectors
 from circman5.manufacturing.digital_twin.core.synchronization import SynchronizationEngine
@@ -34,16 +34,19 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
     ErrorEvent,
 )
 from circman5.manufacturing.digital_twin.event_notification.reporter import EventProblemReporter
-from circman5.paths import CONFIG_DIR_ENV, DATA_DIR_ENV, data_dir
+from circman5.paths import data_dir, locations
 from circman5.service.batches import BatchTracker
 from circman5.service.health import HealthServer
 from circman5.service.metrics import ServiceMetrics
 from circman5.service.outputs import durable_sample_sink, output_reasons
+from circman5.service.sparkplug_output import SparkplugOutput
 from circman5.service.supervisor import Supervisor
+from circman5.service.twin_database import api_database_parts, twin_database
 from circman5.settings import Settings
 from circman5.sinks.mqtt_events import MqttEventPublisher
 from circman5.sinks.outbox import OutboxMetrics
 from circman5.sinks.timeseries import SeriesOutput, open_series_output
+from circman5.storage.database import TwinDatabase
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,7 @@ class RunningService:
     supervisor: Supervisor
     health: HealthServer | None
     mqtt: MqttEventPublisher | None = None
+    sparkplug: SparkplugOutput | None = None
     api_url: str | None = None
     started_at: float = field(default_factory=time.monotonic)
 
@@ -94,6 +98,8 @@ class RunningService:
         reasons += output_reasons(self.outboxes())
         if self.mqtt is not None and not self.mqtt.link.connected:
             reasons.append("mqtt events: broker not connected")
+        if self.sparkplug is not None and not self.sparkplug.connected:
+            reasons.append("sparkplug edge node: broker not connected")
         reasons += [
             f"component {s.name}: {s.last_error or 'not running'}"
             for s in self.supervisor.statuses
@@ -105,11 +111,15 @@ class RunningService:
 class EdgeService:
     """``circman5 run``: the edge service built from :class:`Settings`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, constants: ConstantsService | None = None) -> None:
+        """``constants``: the twin's constants (default: the ``ConstantsService`` singleton,
+        loaded from the settings' ``config_dir`` when it is first built)."""
         self.settings = settings
+        self.constants = constants
         self._stop = asyncio.Event()
         self.running: RunningService | None = None
         self.ready = asyncio.Event()
+        self.database: TwinDatabase | None = None
 
     def stop(self) -> None:
         """Ask the service to shut down (signal handlers call this)."""
@@ -124,13 +134,18 @@ class EdgeService:
             waiter.cancel()
 
     async def run(self) -> None:
-        """Run until :meth:`stop`; returns after a graceful shutdown."""
+        """Run until :meth:`stop`; returns after a graceful shutdown.
+
+        The settings' ``data_dir`` and ``config_dir`` are where everything started here keeps
+        its files and finds its constants (:func:`circman5.paths.locations`, for the run).
+        """
         settings = self.settings
-        if settings.data_dir is not None:
-            os.environ[DATA_DIR_ENV] = str(settings.data_dir)
-        if settings.config_dir is not None:
-            os.environ[CONFIG_DIR_ENV] = str(settings.config_dir)
-        constants = ConstantsService()
+        with locations(settings.data_dir, settings.config_dir):
+            await self._run()
+
+    async def _run(self) -> None:
+        settings = self.settings
+        constants = self.constants or ConstantsService()
         twin = DigitalTwin()
         reporter = EventProblemReporter()
         metrics = ServiceMetrics()
@@ -138,6 +153,8 @@ class EdgeService:
         logger.info("data directory %s", data_dir())
         try:
             async with contextlib.AsyncExitStack() as stack:
+                # first: the twin's start-up events already go to the configured database
+                self.database = await stack.enter_async_context(twin_database(settings.database))
                 series = await stack.enter_async_context(
                     open_series_output(settings.outputs, reporter)
                 )
@@ -151,14 +168,13 @@ class EdgeService:
                 # initialized once the outputs listen, so its start-up events go out too
                 if not twin.initialize():
                     raise RuntimeError("the digital twin did not initialize (see the log)")
-                twin.set_units(
-                    {
-                        tag.path: tag.unit
-                        for connector in settings.connectors
-                        for tag in connector.tags
-                        if tag.unit
-                    }
-                )
+                units = {
+                    tag.path: tag.unit
+                    for connector in settings.connectors
+                    for tag in connector.tags
+                    if tag.unit
+                }
+                twin.set_units(units)
                 connectors = create_connectors(list(settings.connectors), reporter)
                 # source timestamps older than the embedded store keeps are outside the window
                 retention = series.store.settings.max_age_s if series.store else None
@@ -189,16 +205,33 @@ class EdgeService:
                     twin, engine, connectors, series, metrics, supervisor, health, mqtt
                 )
                 metrics.outboxes = running.outboxes
+                setpoints = self._setpoint_service(running)
+                spb = settings.outputs.sparkplug
+                if spb is not None and spb.enabled:
+                    running.sparkplug = await stack.enter_async_context(
+                        SparkplugOutput(
+                            spb,
+                            running.twin.state_manager.snapshot,
+                            setpoints=setpoints,
+                            units={**{s.path: s.unit for s in settings.setpoints}, **units},
+                            publish_event=event_manager.publish,
+                            reporter=reporter,
+                        )
+                    )
+                    engine.add_update_listener(running.sparkplug.on_update)
+                    node = running.sparkplug.node
+                    metrics.sparkplug = lambda: (node.connected.is_set(), node.stats)
                 self._wire_state_outputs(running)
                 supervisor.add("synchronization", engine.run)
-                supervisor.add("kpis", lambda: self._write_kpis(running))
+                kpi_interval_s = float(constants.get_monitoring_config()["KPI_RATE_S"])
+                supervisor.add("kpis", lambda: self._write_kpis(running, kpi_interval_s))
                 if settings.batches.enabled:
                     tracker = self._batch_tracker(running)
                     engine.add_update_listener(tracker.on_update)
                     supervisor.add("batches", tracker.run)
                 if health is not None:
                     supervisor.add("health", health.run)
-                api_server = self._api_server(running, stack) if settings.api.enabled else None
+                api_server = self._api_server(running, setpoints) if settings.api.enabled else None
                 if api_server is not None:
                     supervisor.add("api", api_server.serve)
                 self.running = running
@@ -289,9 +322,8 @@ class EdgeService:
         running.engine.add_update_listener(publish_state)
         mqtt.set_state(snapshot())
 
-    async def _write_kpis(self, running: RunningService) -> None:
-        """The twin's numeric state as KPIs, every ``KPI_RATE_S`` seconds."""
-        interval = float(ConstantsService().get_monitoring_config()["KPI_RATE_S"])
+    async def _write_kpis(self, running: RunningService, interval: float) -> None:
+        """The twin's numeric state as KPIs, every ``interval`` (``KPI_RATE_S``) seconds."""
         while True:
             running.series.writer.write_state(running.twin.state_manager.snapshot())
             await asyncio.sleep(interval)
@@ -302,12 +334,8 @@ class EdgeService:
         footprint = BatchFootprint(running.series.writer.write_kpi, event_manager.publish)
         return BatchTracker(self.settings.batches, footprint.on_batch_end)
 
-    def _api_server(self, running: RunningService, stack: contextlib.AsyncExitStack) -> Any:
-        from circman5.api.app import create_app
-        from circman5.api.context import ApiContext, status_provider
-        from circman5.api.server import ApiServer
-        from circman5.api.setpoints import SetpointLimit, SetpointService
-
+    def _setpoint_service(self, running: RunningService) -> SetpointService:
+        """The one path of setpoint writes (the API's and Sparkplug's): limits, write, confirm."""
         settings = self.settings
         limits = [
             SetpointLimit(
@@ -320,18 +348,37 @@ class EdgeService:
             )
             for s in settings.setpoints
         ]
-        setpoints = SetpointService(
+        return SetpointService(
             limits,
             {c.name: c for c in running.connectors},
             running.twin.get_current_state,
             event_manager.publish,
         )
+
+    def _api_server(self, running: RunningService, setpoints: SetpointService) -> Any:
+        from circman5.api.app import create_app
+        from circman5.api.context import ApiContext, status_provider
+        from circman5.api.server import ApiServer
+        from circman5.manufacturing.human_interface.adapters.digital_twin_adapter import (
+            digital_twin_adapter,
+        )
+        from circman5.manufacturing.human_interface.core.interface_manager import (
+            interface_manager,
+        )
+
+        settings = self.settings
+        # every dependency handed over here, none left to the context's singleton defaults
         context = ApiContext(
             twin=running.twin,
             settings=settings.api,
+            events=event_manager,
             setpoints=setpoints,
             connector_status=status_provider(running.connectors),
             history_reader=self._history_reader(),
+            data_dir=data_dir(),
+            adapter=digital_twin_adapter,
+            interface=interface_manager,
+            **api_database_parts(self.database, running.twin),
         )
         return ApiServer(create_app(context), settings.api)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,10 +61,7 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
     from circman5.settings import load_settings
 
     settings = load_settings(args.settings_file)
-    if settings.data_dir is not None:
-        os.environ[paths.DATA_DIR_ENV] = str(settings.data_dir)
-    if settings.config_dir is not None and paths.CONFIG_DIR_ENV not in os.environ:
-        os.environ[paths.CONFIG_DIR_ENV] = str(settings.config_dir)
+    # the command line chose the directories (--data-dir, else the TOML's data_dir)
     data_dir = paths.data_dir()
     source = args.source or default_source(settings)
     try:

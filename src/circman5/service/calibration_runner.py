@@ -5,16 +5,16 @@ result. Used by ``circman5 calibrate`` and the API.
 Sources: ``embedded`` (the embedded store under the data directory), ``influxdb`` (the server of
 ``[outputs.influxdb]``, read through the ``/api/v1/export`` API that VictoriaMetrics offers) and
 ``twin`` (the twin's in-memory state history; the API only).
+
+The window, the histories and the run itself are the twin's
+(:mod:`~circman5.manufacturing.digital_twin.simulation.calibration_run`, re-exported here), so
+the API uses them without reaching into the service.
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
-import math
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -22,14 +22,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from circman5.errors import ConfigError, InvalidInputError
-from circman5.manufacturing.digital_twin.simulation.calibration import (
-    CALIBRATED_PATHS,
-    INPUT_PATHS,
-    Calibration,
-    CalibrationOptions,
-    PathHistory,
-    calibrate,
-    save_calibration,
+from circman5.manufacturing.digital_twin.simulation.calibration import PathHistory
+from circman5.manufacturing.digital_twin.simulation.calibration_run import (
+    WANTED_PATHS,
+    Window,
+    histories,
+    parse_time,
+    run_calibration,
 )
 from circman5.settings import Settings
 
@@ -48,58 +47,12 @@ __all__ = [
 
 HistorySource = Literal["embedded", "influxdb", "twin"]
 FloatArray = NDArray[np.float64]
-WANTED_PATHS: tuple[str, ...] = tuple(
-    p for p in (*CALIBRATED_PATHS, *INPUT_PATHS) if p != "production_line.running"
-)
-
-
-@dataclass(frozen=True)
-class Window:
-    """A time window in Unix seconds (None: open)."""
-
-    start_s: float | None = None
-    end_s: float | None = None
-
-    @classmethod
-    def of(
-        cls, start: str | None = None, end: str | None = None, last_s: float | None = None
-    ) -> Window:
-        """From ``--start`` / ``--end`` (ISO 8601 or Unix seconds) or ``--last`` seconds."""
-        end_s = parse_time(end) if end is not None else None
-        start_s = parse_time(start) if start is not None else None
-        if last_s is not None:
-            if start is not None:
-                raise InvalidInputError("give either a start or a duration (last), not both")
-            if not (math.isfinite(last_s) and last_s > 0):
-                raise InvalidInputError(f"last must be a positive number of seconds: {last_s}")
-            start_s = (end_s if end_s is not None else time.time()) - last_s
-        if start_s is not None and end_s is not None and start_s >= end_s:
-            raise InvalidInputError("the window's start is not before its end")
-        return cls(start_s, end_s)
-
-
-def parse_time(text: str) -> float:
-    """ISO 8601 (UTC unless an offset is given) or Unix seconds, as Unix seconds."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError as err:
-        raise InvalidInputError(f"'{text}' is neither ISO 8601 nor Unix seconds") from err
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
-
-
-def histories(arrays: Mapping[str, tuple[FloatArray, FloatArray]]) -> dict[str, PathHistory]:
-    return {path: PathHistory.of(t, v) for path, (t, v) in arrays.items()}
 
 
 def default_source(settings: Settings) -> HistorySource:
     """``influxdb`` when the service writes to a server, else ``embedded``."""
-    return "influxdb" if settings.outputs.influxdb is not None else "embedded"
+    outputs = settings.outputs
+    return "influxdb" if outputs.influxdb or outputs.influxdb1 else "embedded"
 
 
 def read_history(
@@ -132,37 +85,63 @@ def read_arrays(
             kpi_measurement=series.kpi_measurement,
         )
     if source == "influxdb":
-        influx = settings.outputs.influxdb
-        if influx is None:
-            raise ConfigError("settings", "outputs.influxdb", "no InfluxDB server is configured")
-        from circman5.sinks.history import read_export_history
-
-        token = influx.token.get_secret_value()
-        headers = {"Authorization": f"Token {token}"} if token else None
-        return read_export_history(
-            influx.url,
-            paths,
-            window.start_s,
-            window.end_s,
-            measurements=(series.sample_measurement, series.kpi_measurement),
-            timeout_s=influx.timeout_s,
-            headers=headers,
-        )
+        return _read_influx(settings, window, paths)
     raise InvalidInputError(f"source '{source}' cannot be read here; use embedded or influxdb")
 
 
-def run_calibration(
-    history: Mapping[str, PathHistory],
-    source: str,
-    options: CalibrationOptions,
-    data_dir: Path,
-    save: bool = True,
-) -> Calibration:
-    """Fit, and (``save``) store as the next active version under ``data_dir``."""
-    from circman5.adapters.services.constants_service import ConstantsService
+def _read_influx(
+    settings: Settings, window: Window, paths: Sequence[str]
+) -> dict[str, tuple[FloatArray, FloatArray]]:
+    """From the configured server: InfluxQL for ``influxdb1``; Flux for ``influxdb`` (v2 API),
+    or VictoriaMetrics' export API when the server has no Flux."""
+    from circman5.sinks.history import read_export_history
+    from circman5.sinks.influx_history import (
+        FluxNotSupported,
+        read_flux_history,
+        read_influxql_history,
+    )
 
-    base = ConstantsService().get_digital_twin_model().SIMULATION_PARAMETERS
-    calibration = calibrate(history, base, options, source=source)
-    if save:
-        calibration = save_calibration(calibration, data_dir)
-    return calibration
+    series = settings.outputs.series
+    measurements = (series.sample_measurement, series.kpi_measurement)
+    v1 = settings.outputs.influxdb1
+    if v1 is not None:
+        return read_influxql_history(
+            v1.url,
+            v1.database,
+            paths,
+            window.start_s,
+            window.end_s,
+            retention_policy=v1.retention_policy,
+            measurements=measurements,
+            username=v1.username,
+            password=v1.password.get_secret_value() if v1.password else None,
+            timeout_s=v1.timeout_s,
+        )
+    influx = settings.outputs.influxdb
+    if influx is None:
+        raise ConfigError("settings", "outputs.influxdb", "no InfluxDB server is configured")
+    token = influx.token.get_secret_value()
+    try:
+        return read_flux_history(
+            influx.url,
+            influx.org,
+            influx.bucket,
+            paths,
+            window.start_s,
+            window.end_s,
+            token=token,
+            measurements=measurements,
+            timeout_s=influx.timeout_s,
+            verify_ssl=influx.verify_ssl,
+        )
+    except FluxNotSupported:
+        logger.info("%s has no Flux: reading its export API (VictoriaMetrics)", influx.url)
+    return read_export_history(
+        influx.url,
+        paths,
+        window.start_s,
+        window.end_s,
+        measurements=measurements,
+        timeout_s=influx.timeout_s,
+        headers={"Authorization": f"Token {token}"} if token else None,
+    )

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from circman5.connectors.sparkplug.edge_node import EdgeNodeStats
 from circman5.connectors.status import ConnectorStatus
 from circman5.manufacturing.digital_twin.core.synchronization import SyncStats
 from circman5.manufacturing.digital_twin.event_notification.event_types import Event
@@ -32,6 +33,30 @@ class _ComponentCollector(Collector):
         if sync is not None:
             yield from self._sync(sync)
         yield from self._outboxes(self._m.outboxes())
+        sparkplug = self._m.sparkplug()
+        if sparkplug is not None:
+            yield from self._sparkplug(*sparkplug)
+
+    @staticmethod
+    def _sparkplug(connected: bool, stats: EdgeNodeStats) -> Iterator[Any]:
+        up = GaugeMetricFamily(
+            f"{PREFIX}_sparkplug_connected", "1 while the Sparkplug edge node is online"
+        )
+        up.add_metric([], 1.0 if connected else 0.0)
+        yield up
+        for key, help_text in (
+            ("connects", "MQTT sessions of the edge node"),
+            ("births", "NBIRTHs published (connects, rebirth requests, new metrics)"),
+            ("data_messages", "NDATA/DDATA messages published"),
+            ("metrics_published", "metric values published in NDATA/DDATA"),
+            ("within_deadband", "changes not published (within the deadband)"),
+            ("commands", "NCMD/DCMD metrics handed to the setpoint path"),
+            ("rebirth_requests", "rebirths requested by hosts"),
+            ("bad_commands", "commands that could not be used"),
+        ):
+            family = CounterMetricFamily(f"{PREFIX}_sparkplug_{key}", help_text)
+            family.add_metric([], float(getattr(stats, key)))
+            yield family
 
     @staticmethod
     def _connectors(statuses: Sequence[ConnectorStatus]) -> Iterator[Any]:
@@ -194,10 +219,12 @@ class ServiceMetrics:
         connectors: Callable[[], Sequence[ConnectorStatus]] = lambda: (),
         sync: Callable[[], SyncStats | None] = lambda: None,
         outboxes: Callable[[], Sequence[OutboxMetrics]] = lambda: (),
+        sparkplug: Callable[[], tuple[bool, EdgeNodeStats] | None] = lambda: None,
     ) -> None:
         self.connectors = connectors
         self.sync = sync
         self.outboxes = outboxes
+        self.sparkplug = sparkplug
         self.registry = CollectorRegistry()
         self.events = Counter(
             f"{PREFIX}_events",

@@ -31,7 +31,7 @@ from circman5.connectors.opcua.certificates import (
 from circman5.errors import ConfigError, ConnectorError
 
 if TYPE_CHECKING:
-    from circman5.connectors.config import OpcUaConnectorSettings
+    from circman5.connectors.opcua.config import OpcUaConnectorSettings
     from circman5.settings import Settings
 
 __all__ = ["add_opcua_commands", "certificate_problems", "run_opcua_command"]
@@ -119,7 +119,7 @@ def run_opcua_command(args: argparse.Namespace) -> int:
 def certificate_problems(settings: Settings) -> list[str]:
     """What the OPC UA connectors' certificates would make fail before any server is asked
     (missing files, expired, application URI mismatch): for ``circman5 check-config``."""
-    from circman5.connectors.config import OpcUaConnectorSettings
+    from circman5.connectors.opcua.config import OpcUaConnectorSettings
     from circman5.connectors.opcua.refusals import OpcUaRefused, check_local
 
     problems: list[str] = []
@@ -147,7 +147,7 @@ def _settings(args: argparse.Namespace) -> Settings | None:
 def _connector(
     settings: Settings | None, name: str | None, required: bool
 ) -> OpcUaConnectorSettings | None:
-    from circman5.connectors.config import OpcUaConnectorSettings
+    from circman5.connectors.opcua.config import OpcUaConnectorSettings
 
     if settings is None:
         if name is not None or required:

@@ -11,7 +11,8 @@ is imported here; the caller hands the arrays on.
   samples.
 * :func:`read_export_history`: the ``/api/v1/export`` API of VictoriaMetrics (which accepts the
   service's InfluxDB line protocol writes); metric ``<measurement>_value`` with label ``path``.
-  InfluxDB itself answers Flux or InfluxQL instead; reading from it is not implemented yet.
+
+InfluxDB itself answers InfluxQL and Flux instead: :mod:`circman5.sinks.influx_history`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ from circman5.sinks.embedded import queries
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RUNNING_PATH", "STATUS_PATH", "read_embedded_history", "read_export_history"]
+__all__ = [
+    "RUNNING_PATH",
+    "STATUS_PATH",
+    "Arrays",
+    "arrays_of",
+    "read_embedded_history",
+    "read_export_history",
+]
 
 FloatArray = NDArray[np.float64]
 Arrays = dict[str, tuple[FloatArray, FloatArray]]
@@ -43,7 +51,7 @@ RUNNING_PATH = "production_line.running"
 _MAX_POINTS = 5_000_000
 
 
-def _arrays(points: Iterable[tuple[float, float]]) -> tuple[FloatArray, FloatArray]:
+def arrays_of(points: Iterable[tuple[float, float]]) -> tuple[FloatArray, FloatArray]:
     pairs = sorted(points)
     times = np.fromiter((p[0] for p in pairs), dtype=np.float64, count=len(pairs))
     values = np.fromiter((p[1] for p in pairs), dtype=np.float64, count=len(pairs))
@@ -88,7 +96,7 @@ def read_embedded_history(
                     continue
                 points.append((p.timestamp_ns / 1e9, float(p.value)))
             if points:
-                found[RUNNING_PATH if path == STATUS_PATH else path] = _arrays(points)
+                found[RUNNING_PATH if path == STATUS_PATH else path] = arrays_of(points)
     except sqlite3.Error as err:
         raise SinkError(f"reading the embedded store {file} failed: {err}") from err
     finally:
@@ -148,7 +156,7 @@ def read_export_history(
                 except (ValueError, KeyError, TypeError) as err:
                     raise SinkError(f"unexpected export line from {url}: {err}") from err
             for path, points in collected.items():
-                found[path] = _arrays(points)
+                found[path] = arrays_of(points)
             remaining = [p for p in remaining if p not in found]
     logger.info("read %d of %d paths from %s", len(found), len(paths), url)
     return found

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -162,10 +162,3 @@ def normalize_threshold(
         unit=unit,
         decimals=decimals,
     )
-
-
-def threshold_to_json(entry: Any) -> Any:
-    """The JSON form of a validated entry (for model dumps)."""
-    if isinstance(entry, BaseModel):
-        return entry.model_dump(exclude_none=True)
-    return entry

@@ -52,7 +52,7 @@ def _unprocessable(err: Exception) -> HTTPException:
 
 def _read(context: ApiContext, body: HistoryWindow, paths: list[str]) -> dict[str, Any]:
     """The recorded history of ``paths`` as ``{path: (times_s, values)}`` (blocking)."""
-    from circman5.service.calibration_runner import Window
+    from circman5.manufacturing.digital_twin.simulation.calibration_run import Window
 
     window = Window.of(body.start, body.end, body.last_s)
     if body.source == "twin":
@@ -82,7 +82,7 @@ def _calibrate(context: ApiContext, body: CalibrateRequest) -> dict[str, Any]:
         CalibrationOptions,
         format_report,
     )
-    from circman5.service.calibration_runner import (
+    from circman5.manufacturing.digital_twin.simulation.calibration_run import (
         WANTED_PATHS,
         Window,
         histories,
@@ -95,9 +95,8 @@ def _calibrate(context: ApiContext, body: CalibrateRequest) -> dict[str, Any]:
     options = CalibrationOptions(
         min_r2=body.min_r2, step_s=body.step_s, start_s=window.start_s, end_s=window.end_s
     )
-    calibration = run_calibration(
-        histories(arrays), body.source, options, paths.data_dir(), save=body.save
-    )
+    data_dir = context.data_dir if context.data_dir is not None else paths.data_dir()
+    calibration = run_calibration(histories(arrays), body.source, options, data_dir, save=body.save)
     result = calibration.to_dict()
     result["saved"] = body.save
     result["report"] = format_report(calibration)

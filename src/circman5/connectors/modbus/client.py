@@ -1,5 +1,8 @@
 """The Modbus connector: pymodbus 3 async clients (TCP, RTU serial, RTU framing over TCP).
 
+Why this module is long: one connector class whose polling, decoding and writes share the compiled
+read plan and the per-unit state; the plan, codec and config are separate modules.
+
 Tags are compiled once: each tag's codec (data type, byte and word order), and a read plan that
 merges the tags of one unit and table into as few requests as the limits allow
 (:func:`~circman5.connectors.modbus.plan.plan_reads`). Every ``poll_interval_s`` each due unit is
@@ -39,9 +42,10 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.framer import FramerType
 
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.config import ModbusConnectorSettings, ModbusTag, stale_timeout
+from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
 from circman5.connectors.modbus.codec import BlockDecoder, TagCodec
+from circman5.connectors.modbus.config import ModbusConnectorSettings, ModbusTag
 from circman5.connectors.modbus.plan import (
     BIT_TABLES,
     ReadItem,
@@ -50,7 +54,7 @@ from circman5.connectors.modbus.plan import (
     plan_reads,
 )
 from circman5.connectors.status import ConnectorStatus
-from circman5.errors import DeviceUnavailable, TagWriteError
+from circman5.errors import DeviceUnavailable, SessionLost, TagWriteError
 from circman5.reporting import ProblemReporter
 from circman5.retry import ReconnectPolicy, server_absent
 from circman5.samples import Quality, SampleValue, make_sample
@@ -76,10 +80,6 @@ _FUNCTION_CODES = {
     "holding_register": 3,
     "input_register": 4,
 }
-
-
-class _ConnectionLost(Exception):
-    pass
 
 
 @dataclass(slots=True)
@@ -340,9 +340,9 @@ class ModbusConnector(BaseConnector):
                     connected = await client.connect()
                 except (ModbusException, OSError) as err:
                     absent = server_absent(err)
-                    raise _ConnectionLost(f"connect failed: {err}") from err
+                    raise SessionLost(f"connect failed: {err}") from err
                 if not connected:
-                    raise _ConnectionLost(f"cannot connect to {self._endpoint()}")
+                    raise SessionLost(f"cannot connect to {self._endpoint()}")
                 if self._ever_connected:
                     self._status.reconnects += 1
                 self._ever_connected = True
@@ -354,7 +354,7 @@ class ModbusConnector(BaseConnector):
                     for plan in unit.requests:
                         plan.values = None
                 await self._poll_loop(client)
-            except _ConnectionLost as err:
+            except SessionLost as err:
                 error = str(err)
             finally:
                 self._client = None
@@ -395,7 +395,7 @@ class ModbusConnector(BaseConnector):
                 outcome = await task
                 pending = None
                 if outcome.lost:
-                    raise _ConnectionLost(outcome.error or "connection lost")
+                    raise SessionLost(outcome.error or "connection lost")
                 if not queue:
                     self._refill(queue)
                 if queue:
@@ -433,7 +433,7 @@ class ModbusConnector(BaseConnector):
 
     async def _idle(self, client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> None:
         if not client.connected:
-            raise _ConnectionLost("connection lost")
+            raise SessionLost("connection lost")
         next_due = min((u.next_poll for u in self._units), default=time.monotonic() + 1.0)
         delay = next_due - time.monotonic()
         if delay > 0:

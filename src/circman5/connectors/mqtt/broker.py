@@ -20,7 +20,7 @@ __all__ = ["BrokerSettings", "TlsSettings", "new_client"]
 
 
 class TlsSettings(Protocol):
-    """What :class:`~circman5.connectors.config.MqttTls` provides."""
+    """What :class:`~circman5.connectors.mqtt.config.MqttTls` provides."""
 
     @property
     def ca_file(self) -> object: ...

@@ -39,10 +39,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.config import MqttConnectorSettings, MqttTag, stale_timeout
+from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
 from circman5.connectors.mqtt.acks import InOrderAcks
 from circman5.connectors.mqtt.broker import new_client
+from circman5.connectors.mqtt.config import MqttConnectorSettings, MqttTag
 from circman5.connectors.mqtt.receive import DirectReceiveClient
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.connectors.status import ConnectorStatus

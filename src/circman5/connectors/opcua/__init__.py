@@ -1,4 +1,8 @@
-"""OPC UA connector (asyncua client). ``asyncua`` is imported only by :mod:`.client`."""
+"""OPC UA connector (asyncua client), one module per job: :mod:`.client` (the connection loop
+and the notification hot path), :mod:`.session`, :mod:`.subscription`, :mod:`.discovery`,
+:mod:`.writes`, :mod:`.tags`, :mod:`.ua_nodes`, :mod:`.refusals`, :mod:`.certificates`,
+:mod:`.expiry`. Importing this package does not import asyncua (``OpcUaConnector`` is loaded on
+first use)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from circman5.connectors.config import OpcUaSecurity
 from circman5.connectors.opcua.certificates import describe_certificate, load_certificate
+from circman5.connectors.opcua.config import OpcUaSecurity
 from circman5.errors import ConnectorError
 from circman5.reporting import ProblemReporter
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from circman5.connectors.config import OpcUaConnectorSettings
 from circman5.connectors.opcua.client import OpcUaConnector
+from circman5.connectors.opcua.config import OpcUaConnectorSettings
 
 __all__ = ["probe_connection"]
 

@@ -23,14 +23,14 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography import x509
 
-from circman5.connectors.config import OpcUaConnectorSettings, OpcUaSecurity
 from circman5.connectors.opcua.certificates import (
     certificate_from_bytes,
     describe_certificate,
     load_certificate,
     sha1_thumbprint,
 )
-from circman5.errors import ConnectorError, DeviceUnavailable
+from circman5.connectors.opcua.config import OpcUaConnectorSettings, OpcUaSecurity
+from circman5.errors import ConnectorError, SessionRefused
 from circman5.retry import server_absent
 
 __all__ = [
@@ -88,14 +88,9 @@ _INVALID_CODES = {
 _NOT_OFFERED_CODES = {StatusCodes.BadSecurityPolicyRejected, StatusCodes.BadSecurityModeRejected}
 
 
-class OpcUaRefused(DeviceUnavailable):
-    """The server (or our own configuration) refused the session for a reason the operator can
-    fix; ``kind`` is one of this module's constants, ``str()`` the reason in words."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.reason = reason
+#: The server (or our own configuration) refused the session for a reason the operator can fix;
+#: ``kind`` is one of this module's constants, ``str()`` the reason in words.
+OpcUaRefused = SessionRefused
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,11 @@ and schedules a drain on the event loop, which handles everything waiting in arr
   instead of guessing. The DATA of an unborn node or device is dropped (counted).
 - Data types without a twin value (DataSet, Template, Bytes, File, arrays) are reported once per
   metric (``UnsupportedMetric``, rate-limited) and counted in ``stats.unsupported``.
+
+Why this module is long: it is one state machine (births, aliases, sequence numbers, deaths and
+rebirth requests per edge node and device) whose hot path (DATA by alias, benchmarked against a
+bare decode loop) shares its compiled bindings with the birth handling; split, every message
+would cross a module boundary and the state would be spread over several files.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.config import stale_timeout
+from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
 from circman5.connectors.mqtt.broker import new_client
 from circman5.connectors.mqtt.topics import TopicPattern

@@ -6,8 +6,8 @@ and the metric name, which may itself contain ``/`` (``Line1/Oven/Temperature``)
 and the device may be ``+``; what they matched is ``{1}``, ``{2}``, ... in the twin ``path``, as
 for MQTT topic wildcards (:mod:`circman5.connectors.mqtt.topics`).
 
-This module is imported by :mod:`circman5.connectors.config` (the ``[[connectors]]`` union) and
-imports that module's shared building blocks, which are defined before that import happens.
+Built on :mod:`circman5.connectors.config_base` like the other protocols' settings; joined into
+the ``[[connectors]]`` union by :mod:`circman5.connectors.config`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from circman5.connectors.config import (
-    MqttTls,
-    Name,
-    NonNegative,
-    Positive,
-    Qos,
-    TagBase,
-    _located,
-)
+from circman5.connectors.config_base import Name, NonNegative, Positive, Qos, TagBase, located
+from circman5.connectors.mqtt.config import MqttTls
 from circman5.connectors.mqtt.topics import TopicPattern
 
 __all__ = ["SparkplugAddress", "SparkplugConnectorSettings", "SparkplugTag", "parse_address"]
@@ -92,11 +85,11 @@ class SparkplugTag(TagBase):
         try:
             address = parse_address(self.address)
         except ValueError as err:
-            raise _located(("address",), str(err)) from err
+            raise located(("address",), str(err)) from err
         try:
             TopicPattern(address.scope, self.path)
         except ValueError as err:
-            raise _located(("path",), str(err).replace("topic filter", "address")) from err
+            raise located(("path",), str(err).replace("topic filter", "address")) from err
         if self.data_type in ("str", "bool") and (
             self.scale != 1.0 or self.offset != 0.0 or self.deadband
         ):

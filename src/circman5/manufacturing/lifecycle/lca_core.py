@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from numbers import Real
@@ -49,6 +48,7 @@ from pydantic import ValidationError
 from circman5 import paths
 from circman5.adapters.config.impact_factors import ImpactFactors
 from circman5.errors import InvalidInputError
+from circman5.files import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -364,8 +364,6 @@ class LCAAnalyzer:
             "impact": impact.to_dict(),
             **dict(extra or {}),
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(payload, indent=2, default=str))
         self.logger.debug("saved LCA results to %s", path)
         return path

@@ -1,5 +1,8 @@
 """The manufacturing model: predicts a line's outcomes from its process parameters.
 
+Why this module is long: the spec's ManufacturingModel with its documented methods (training,
+prediction with uncertainty, validation, persistence), all on one fitted pipeline.
+
 Feature set (``MODEL_CONFIG.features``, default ``temperature``, ``cycle_time``): the two
 setpoints the twin's process model responds to (technical manual 5.3). ``input_amount`` and
 ``thickness_uniformity`` of ``DEFAULT_PARAMETERS`` have no effect on the twin's process model,
@@ -41,6 +44,7 @@ from pydantic import ValidationError
 from circman5 import paths
 from circman5.adapters.config.optimization import OptimizationConfig
 from circman5.errors import InvalidInputError
+from circman5.files import atomic_write_with
 from circman5.quantities import require_finite
 
 if TYPE_CHECKING:
@@ -557,14 +561,10 @@ class ManufacturingModel:
             "trained_at": fitted.trained_at,
             "provenance": _copy_provenance(fitted.provenance),
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            joblib.dump(artifact, tmp)
-            os.replace(tmp, path)
+            atomic_write_with(path, lambda tmp: joblib.dump(artifact, tmp))
         except OSError as err:
             self.logger.error("cannot save the model to %s: %s", path, err)
-            tmp.unlink(missing_ok=True)
             return False
         self.logger.info("model saved to %s", path)
         return True

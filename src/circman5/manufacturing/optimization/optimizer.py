@@ -1,5 +1,8 @@
 """The process optimizer: better setpoints for the line, on the manufacturing model.
 
+Why this module is long: the spec's ProcessOptimizer with its documented methods; bounds, the
+objective and the scipy run share one problem definition.
+
 Problem (technical manual 16.3.2): minimize ``f(θ) = Σ w_i · ŷ_i(θ)`` (the objective weights of
 ``OPTIMIZER.objective_weights``, default the spec's ``-100 · efficiency + 0.1 · energy +
 1000 · defect_rate``; ``ŷ`` are the model's predictions; a weight may also name a feature) over

@@ -1,5 +1,8 @@
 """The digital twin's state: the current snapshot, a bounded history, validation, persistence.
 
+Why this module is long: the spec's StateManager singleton (state-management document) with its
+documented methods: snapshot, history, validation and persistence act on one lock and one history.
+
 The StateManager is the singleton of the state-management document (``StateManager()`` always
 returns the same object; ``StateManager._reset_instance()`` / ``_reset()`` forget it in tests).
 
@@ -59,7 +62,6 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -69,6 +71,7 @@ from typing import Any, NamedTuple, Protocol
 
 from circman5 import paths
 from circman5.errors import ConfigError, InvalidInputError, StateValidationError
+from circman5.files import atomic_write
 from circman5.manufacturing.digital_twin.core.packed_history import (
     MIN_PACKED_ENTRIES,
     KeyCache,
@@ -286,31 +289,6 @@ def _copy(value: Any) -> Any:
     if type(value) is list:
         return [_copy(v) for v in value]
     return value
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 # -- the manager ---------------------------------------------------------------------------------
@@ -602,7 +580,7 @@ class StateManager(Singleton):
             return False
         target = Path(file_path) if file_path is not None else self.default_export_path()
         try:
-            _atomic_write(target, json.dumps(current, indent=2, allow_nan=False))
+            atomic_write(target, json.dumps(current, indent=2, allow_nan=False))
         except OSError as err:
             logger.error("export_state: cannot write %s: %s", target, err)
             return False

@@ -50,10 +50,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
 from circman5.reporting import LoggingProblemReporter, ProblemReporter
 from circman5.samples import Quality, Sample, acks_of, fire_acks, merge_batches
+
+if TYPE_CHECKING:
+    from circman5.adapters.config.digital_twin import SynchronizationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ _path_of = operator.attrgetter("path")
 
 __all__ = [
     "MAX_TICK_RATE_HZ",
+    "EngineOptions",
     "SampleSink",
     "SampleSubscription",
     "SourceStats",
@@ -174,6 +178,22 @@ class SampleSubscription:
         return batch
 
 
+class EngineOptions(TypedDict, total=False):
+    """The keyword options of :class:`SynchronizationEngine` (see its constructor)."""
+
+    mode: SyncMode | str
+    tick_rate_hz: float
+    stale_timeout_s: float
+    batch_interval_s: float
+    max_event_rate_hz: float
+    max_pending_samples: int
+    quality_section: str
+    sinks: Iterable[SampleSink]
+    reporter: ProblemReporter | None
+    offload_updates: bool
+    clock: Callable[[], float]
+
+
 class SynchronizationEngine:
     """Physical-to-digital synchronization (see the module documentation).
 
@@ -263,20 +283,19 @@ class SynchronizationEngine:
         cls,
         twin: TwinTarget,
         connectors: Iterable[SampleSource],
-        config: Any,
-        **kwargs: Any,
+        config: SynchronizationConfig,
+        **options: Unpack[EngineOptions],
     ) -> SynchronizationEngine:
-        """Build from ``SYNCHRONIZATION_CONFIG`` (``SynchronizationConfig``)."""
-        return cls(
-            twin,
-            connectors,
-            mode=kwargs.pop("mode", config.default_sync_mode),
-            tick_rate_hz=kwargs.pop("tick_rate_hz", config.tick_rate_hz),
-            stale_timeout_s=kwargs.pop("stale_timeout_s", config.stale_timeout_s),
-            batch_interval_s=kwargs.pop("batch_interval_s", config.default_sync_interval),
-            max_pending_samples=kwargs.pop("max_pending_samples", config.max_pending_samples),
-            **kwargs,
-        )
+        """Build from ``SYNCHRONIZATION_CONFIG``; ``options`` override or add to it."""
+        settings: EngineOptions = {
+            "mode": config.default_sync_mode,
+            "tick_rate_hz": config.tick_rate_hz,
+            "stale_timeout_s": config.stale_timeout_s,
+            "batch_interval_s": config.default_sync_interval,
+            "max_pending_samples": config.max_pending_samples,
+        }
+        settings.update(options)
+        return cls(twin, connectors, **settings)
 
     def add_connector(self, connector: SampleSource) -> None:
         """Add a connector before :meth:`run`."""

@@ -1,5 +1,8 @@
 """The DigitalTwin: the central coordinator of the twin (technical manual 3, API 16.2.1).
 
+Why this module is long: the spec's DigitalTwin class (API 16.2.1) with its documented methods; the
+threshold checks and the forecast hand-over live elsewhere.
+
 Every update is merged into the :class:`StateManager`'s state and runs the threshold checks on
 the paths it changed. Alarm flood control: a value that leaves its range raises one
 ``ThresholdEvent``; it raises a ``ThresholdClearedEvent`` once it is back inside by the rule's

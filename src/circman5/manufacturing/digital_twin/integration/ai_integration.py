@@ -1,5 +1,8 @@
 """AIIntegration: the digital twin's connection to the ML model and the process optimizer.
 
+Why this module is long: the spec's AIIntegration class (API 16.2.2) with its documented methods
+(parameter extraction, prediction, optimization, applying results to the twin).
+
 Technical manual 7.4 / API 16.2.2, architecture document 5.1 and 8.3 (optimization flow: state
 -> AI integration -> optimization -> simulation -> state update -> events).
 

@@ -1,5 +1,8 @@
 """LCAIntegration: life-cycle assessment on the digital twin's state.
 
+Why this module is long: the spec's LCAIntegration class (API 16.2.3) with its documented methods;
+the extraction of LCA inputs from a state and the batch report belong to that one facade.
+
 Technical manual 8.4 / API 16.2.3, architecture document 5.2. What is read from a state:
 
 * materials: per material ``materials.<m>.consumption`` (the quantity used, kg),

@@ -50,7 +50,6 @@ import datetime
 import json
 import logging
 import math
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +61,7 @@ from numpy.typing import NDArray
 
 from circman5.adapters.config.simulation_parameters import SimulationParameters
 from circman5.errors import ConfigError, InvalidInputError
+from circman5.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -373,9 +373,7 @@ def _with_version(calibration: Calibration, version: int) -> Calibration:
 
 
 def _write_atomically(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
 def load_calibration(version: int, data_dir: Path | None = None) -> Calibration:

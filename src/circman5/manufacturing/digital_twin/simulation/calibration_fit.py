@@ -1,6 +1,10 @@
 """The fitting behind :func:`~.calibration.calibrate`: resample the history onto one grid, fit
 each path's equation of the process model with ``scipy.optimize.least_squares`` (one-step
-residuals, bounded parameters) and judge it on a free run (see :mod:`.calibration`)."""
+residuals, bounded parameters) and judge it on a free run (see :mod:`.calibration`).
+
+Why this module is long: one fitting procedure (resampling, one least-squares problem per equation
+of the process model, a free-run judgement) whose steps share the grid and the parameter bounds.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from circman5.adapters.config.simulation_parameters import SimulationParameters
-from circman5.errors import InvalidInputError
+from circman5.errors import InvalidInputError, TooFewPoints
 from circman5.manufacturing.digital_twin.simulation.calibration import (
     CALIBRATED_PATHS,
     CYCLE,
@@ -53,21 +57,15 @@ class _Grid:
         return all(p in self.values for p in paths)
 
     def window(self, *paths: str) -> BoolArray:
-        """Mask of the grid points where all ``paths`` have a value (:class:`_TooFew` when
+        """Mask of the grid points where all ``paths`` have a value (:class:`TooFewPoints` when
         fewer than three)."""
         mask = np.ones(self.times.shape, dtype=bool)
         for p in paths:
             mask &= np.isfinite(self.values[p])
         count = int(mask.sum())
         if count < 3:
-            raise _TooFew(count)
+            raise TooFewPoints(count)
         return mask
-
-
-class _TooFew(Exception):
-    def __init__(self, count: int) -> None:
-        super().__init__(f"{count} points in the window")
-        self.count = count
 
 
 def _resample(
@@ -403,7 +401,7 @@ def fit_history(
             continue
         try:
             outcome = _fit_path(path, grid, base, step, accepted)
-        except _TooFew as err:
+        except TooFewPoints as err:
             fits.append(PathFit(path, "no data", points=err.count, reason=str(err)))
             continue
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as err:

@@ -1,5 +1,8 @@
 """The forecast check: warn before a threshold is crossed.
 
+Why this module is long: the spec's forecast check and its flood control over two forecasters
+(statistical and process model); the statistical forecaster itself is in its own module.
+
 Two forecasters feed one check:
 
 * the **statistical** forecaster (:mod:`.statistical_forecast`): a damped Holt trend learned

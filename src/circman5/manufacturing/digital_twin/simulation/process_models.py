@@ -1,5 +1,8 @@
 """Process models of the PV-module line (implementation guide 4.5.2, technical manual 5.3, 16.3.1).
 
+Why this module is long: the line's equations exist twice, per state (one trajectory) and on numpy
+arrays (a Monte Carlo ensemble), and must stay side by side so they stay the same equations.
+
 :class:`PVManufacturingModel` is the discrete-time state-space model ``x[t+1] = f(x[t], u, w[t])``
 of the twin state (technical manual 4.1), driven by ``SIMULATION_PARAMETERS``. Per step:
 
@@ -43,18 +46,25 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
-import inspect
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import ValidationError
 
 from circman5.adapters.config.simulation_parameters import SimulationParameters
 from circman5.errors import InvalidInputError
+from circman5.manufacturing.digital_twin.simulation.custom_models import (
+    ProcessModel,
+    SimpleProcessModel,
+    as_step_function,
+)
+from circman5.manufacturing.digital_twin.simulation.model_parameters import (
+    load_simulation_parameters,
+    parameter_bounds,
+)
 from circman5.quantities import require_finite
 
 logger = logging.getLogger(__name__)
@@ -106,25 +116,6 @@ GAIN_NAMES: tuple[str, ...] = (
     "defect_temperature_sensitivity",
 )
 
-# Bounds of the known parameter paths: (low, high), inclusive.
-_LINE_BOUNDS: dict[str, tuple[float, float]] = {
-    "production_line.temperature": (-100.0, 500.0),
-    "production_line.target_temperature": (-100.0, 500.0),
-    "production_line.energy_consumption": (0.0, 1e6),
-    "production_line.production_rate": (0.0, 1e6),
-    "production_line.efficiency": (0.0, 1.0),
-    "production_line.defect_rate": (0.0, 1.0),
-    "production_line.cycle_time": (1e-3, 1e6),
-    "environment.temperature": (-60.0, 80.0),
-    "environment.humidity": (0.0, 100.0),
-}
-_MATERIAL_BOUNDS: dict[str, tuple[float, float]] = {
-    "inventory": (0.0, 1e12),
-    "quality": (0.0, 1.0),
-    "consumption": (0.0, 1e15),
-    "waste": (0.0, 1e15),
-    "recycled": (0.0, 1e15),
-}
 _MIN_EFFICIENCY_FOR_ENERGY = 0.1
 # Long runs build many small dicts that are never garbage: the cyclic collector's repeated
 # scans of the growing result cost ~40 % of the loop. It is paused for runs this long.
@@ -146,108 +137,6 @@ def _gc_paused(active: bool) -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def parameter_bounds(path: str) -> tuple[float, float] | None:
-    """The accepted range of a known numeric parameter path, or None when the path is unknown.
-
-    Known paths: ``production_line.{temperature, target_temperature, energy_consumption,
-    production_rate, efficiency, defect_rate, cycle_time}``, ``environment.{temperature,
-    humidity}`` and ``materials.<name>.{inventory, quality, consumption, waste, recycled}``.
-    """
-    bounds = _LINE_BOUNDS.get(path)
-    if bounds is not None:
-        return bounds
-    parts = path.split(".")
-    if len(parts) == 3 and parts[0] == "materials" and parts[1].isidentifier():
-        return _MATERIAL_BOUNDS.get(parts[2])
-    return None
-
-
-def load_simulation_parameters(
-    parameters: SimulationParameters | Mapping[str, Any] | None = None,
-    base: SimulationParameters | None = None,
-) -> SimulationParameters:
-    """``parameters`` as a validated :class:`SimulationParameters`.
-
-    A mapping overrides keys of ``base`` (default: the configured ``SIMULATION_PARAMETERS``);
-    an invalid key or value raises :class:`InvalidInputError` with pydantic's reason.
-    """
-    if isinstance(parameters, SimulationParameters):
-        return parameters
-    if base is None:
-        from circman5.adapters.services.constants_service import ConstantsService
-
-        base = ConstantsService().get_digital_twin_model().SIMULATION_PARAMETERS
-    if not parameters:
-        return base
-    try:
-        return SimulationParameters.model_validate({**base.model_dump(), **dict(parameters)})
-    except ValidationError as err:
-        raise InvalidInputError(f"invalid simulation parameters: {err}") from err
-
-
-# -- custom models ------------------------------------------------------------------------------
-@runtime_checkable
-class ProcessModel(Protocol):
-    """A model stepping with an explicit random generator (the built-in model's signature)."""
-
-    def simulate_step(
-        self, current_state: Mapping[str, Any], rng: np.random.Generator
-    ) -> dict[str, Any]: ...
-
-
-@runtime_checkable
-class SimpleProcessModel(Protocol):
-    """A custom model as in implementation guide 10.1: ``simulate_step(current_state)``."""
-
-    def simulate_step(self, current_state: dict[str, Any]) -> dict[str, Any]: ...
-
-
-StepFunction = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
-
-
-def _accepts_rng(method: Callable[..., Any]) -> bool:
-    try:
-        signature = inspect.signature(method)
-    except (TypeError, ValueError):
-        return False
-    positional = 0
-    for param in signature.parameters.values():
-        if param.kind is inspect.Parameter.VAR_POSITIONAL:
-            return True
-        if param.kind in (
-            inspect.Parameter.POSITIONAL_ONLY,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        ):
-            positional += 1
-        elif param.kind is inspect.Parameter.KEYWORD_ONLY and param.name == "rng":
-            return True
-    return positional >= 2
-
-
-def as_step_function(model: object) -> StepFunction:
-    """A uniform ``step(state, rng) -> new_state`` for either custom-model signature.
-
-    Raises ``TypeError`` when ``model`` has no callable ``simulate_step``. The returned function
-    raises ``TypeError`` when the model returns something other than a new dict (a model must
-    not return, or mutate, the state it was given).
-    """
-    method = getattr(model, "simulate_step", None)
-    if not callable(method):
-        raise TypeError(f"{type(model).__name__} has no simulate_step(current_state) method")
-    with_rng = _accepts_rng(method)
-    name = type(model).__name__
-
-    def step(state: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-        result = method(state, rng) if with_rng else method(state)
-        if not isinstance(result, dict):
-            raise TypeError(f"{name}.simulate_step returned {type(result).__name__}, not a dict")
-        if result is state:
-            raise TypeError(f"{name}.simulate_step returned its input; return a new state")
-        return result
-
-    return step
 
 
 # -- the PV line model --------------------------------------------------------------------------

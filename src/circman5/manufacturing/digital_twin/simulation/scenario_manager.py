@@ -1,7 +1,9 @@
 """ScenarioManager: named what-if parameter sets, their runs and side-by-side comparison.
 
 Scenarios and simulation runs live in SQLite (``<data dir>/twin/scenarios.db`` unless
-``db_path`` is given) in the ``scenarios`` and ``simulations`` tables of technical manual 11.2:
+``db_path`` is given), or in the :class:`~circman5.storage.contracts.ScenarioStore` given as
+``store`` (PostgreSQL when ``[database] url`` is set; see :mod:`circman5.storage`), in the
+``scenarios`` and ``simulations`` tables of technical manual 11.2:
 
 * ``scenarios``: id (uuid hex), name (unique), description, parameters (JSON), created_at,
   updated_at (ISO 8601, UTC);
@@ -16,28 +18,32 @@ raises :class:`ScenarioLimitError`.
 
 Comparisons run every scenario from the same starting state with the same seed (common random
 numbers), so the differences in the KPI table come from the parameters, not from the noise.
+
+Why this module is long: the spec documents ``ScenarioManager`` and its result types (Scenario,
+ScenarioRun, ScenarioComparison, the KPI helpers) at this import path; the storage itself is in
+:mod:`circman5.storage`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import logging
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from circman5.errors import Circman5Error, InvalidInputError
+from circman5.errors import InvalidInputError, SchemaVersionError, StorageError
 from circman5.manufacturing.digital_twin.simulation.simulation_engine import SimulationEngine
 from circman5.quantities import finite_number
+from circman5.storage.contracts import ScenarioRow, ScenarioStore, SimulationRow
+from circman5.storage.sqlite import SqliteScenarioStore
 
 logger = logging.getLogger(__name__)
 
@@ -53,32 +59,10 @@ __all__ = [
     "trajectory_kpis",
 ]
 
+_T = TypeVar("_T")
+
 MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 10_000
-
-_SCHEMA = (
-    """
-    CREATE TABLE IF NOT EXISTS scenarios (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        description TEXT NOT NULL DEFAULT '',
-        parameters TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS simulations (
-        id TEXT PRIMARY KEY,
-        timestamp TEXT NOT NULL,
-        parameters TEXT NOT NULL,
-        results TEXT NOT NULL,
-        duration REAL NOT NULL,
-        steps INTEGER NOT NULL
-    )
-    """,
-    "CREATE INDEX IF NOT EXISTS simulations_timestamp ON simulations (timestamp)",
-)
 
 
 class ScenarioLimitError(InvalidInputError):
@@ -89,7 +73,7 @@ class ScenarioNotFoundError(InvalidInputError, LookupError):
     """No scenario (or simulation) with that name (or id)."""
 
 
-class ScenarioStoreError(Circman5Error):
+class ScenarioStoreError(StorageError):
     """The scenario database could not be read or written."""
 
 
@@ -277,6 +261,7 @@ class ScenarioManager:
     first use). ``db_path``: the SQLite file (default ``<data dir>/twin/scenarios.db``).
     ``max_scenarios``: how many scenarios may exist. ``store_states_limit``: runs with at most
     this many states store all of them; longer runs store KPIs and the final state.
+    ``store``: where scenarios and runs live instead of the SQLite file (owned by the caller).
     """
 
     def __init__(
@@ -285,25 +270,26 @@ class ScenarioManager:
         db_path: str | Path | None = None,
         max_scenarios: int = 100,
         store_states_limit: int = 1000,
+        store: ScenarioStore | None = None,
     ) -> None:
         if isinstance(max_scenarios, bool) or not isinstance(max_scenarios, int):
             raise InvalidInputError(f"max_scenarios must be an int, got {max_scenarios!r}")
         if max_scenarios < 1:
             raise InvalidInputError(f"max_scenarios must be at least 1, got {max_scenarios}")
-        if db_path is None:
-            from circman5.paths import data_path
-
-            db_path = data_path("twin", "scenarios.db")
-        self.db_path = Path(db_path)
         self.max_scenarios = max_scenarios
         self.store_states_limit = max(0, int(store_states_limit))
         self._engine = engine
         self._engine_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect(write=True) as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
+        self.db_path: Path | None = None
+        if store is None:
+            if db_path is None:
+                from circman5.paths import data_path
+
+                db_path = data_path("twin", "scenarios.db")
+            self.db_path = Path(db_path)
+            store = self._store_call(SqliteScenarioStore, self.db_path)
+        self.store: ScenarioStore = store
 
     # -- plumbing -----------------------------------------------------------------------------
     @property
@@ -315,35 +301,15 @@ class ScenarioManager:
                     self._engine = SimulationEngine(_LiveTwinState())
         return self._engine
 
-    @contextlib.contextmanager
-    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """A connection in one transaction (committed on success, rolled back on error)."""
-        try:
-            conn = sqlite3.connect(self.db_path, timeout=10.0, isolation_level=None)
-        except sqlite3.Error as err:
-            raise ScenarioStoreError(f"cannot open {self.db_path}: {err}") from err
-        try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as err:
-            raise ScenarioStoreError(f"scenario database {self.db_path}: {err}") from err
-        finally:
-            conn.close()
-
     @staticmethod
-    def _row(row: tuple[Any, ...]) -> Scenario:
+    def _row(row: ScenarioRow) -> Scenario:
         return Scenario(
-            id=row[0],
-            name=row[1],
-            description=row[2],
-            parameters=json.loads(row[3]),
-            created_at=row[4],
-            updated_at=row[5],
+            id=row.id,
+            name=row.name,
+            description=row.description,
+            parameters=json.loads(row.parameters),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
         )
 
     def _check_parameters(self, parameters: Any) -> dict[str, Any]:
@@ -381,39 +347,26 @@ class ScenarioManager:
         values = self._check_parameters(parameters)
         now = _now()
         scenario = Scenario(uuid.uuid4().hex, name, description, values, now, now)
-        with self._write_lock, self._connect(write=True) as conn:
-            (count,) = conn.execute("SELECT COUNT(*) FROM scenarios").fetchone()
-            if count >= self.max_scenarios:
-                raise ScenarioLimitError(
-                    f"cannot create scenario '{name}': the limit of {self.max_scenarios} "
-                    "scenarios is reached; delete one first"
-                )
-            if conn.execute("SELECT 1 FROM scenarios WHERE name = ?", (name,)).fetchone():
-                raise InvalidInputError(f"a scenario named '{name}' already exists")
-            conn.execute(
-                "INSERT INTO scenarios VALUES (?, ?, ?, ?, ?, ?)",
-                (scenario.id, name, description, json.dumps(values), now, now),
+        row = ScenarioRow(scenario.id, name, description, json.dumps(values), now, now)
+        with self._write_lock:
+            outcome = self._store_call(self.store.create, row, self.max_scenarios)
+        if outcome == "limit":
+            raise ScenarioLimitError(
+                f"cannot create scenario '{name}': the limit of {self.max_scenarios} "
+                "scenarios is reached; delete one first"
             )
+        if outcome == "duplicate":
+            raise InvalidInputError(f"a scenario named '{name}' already exists")
         logger.info("scenario created: %s", name)
         return scenario
 
     def list_scenarios(self) -> list[Scenario]:
         """Every scenario, oldest first."""
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT id, name, description, parameters, created_at, updated_at "
-                "FROM scenarios ORDER BY created_at, rowid"
-            ).fetchall()
-        return [self._row(r) for r in rows]
+        return [self._row(r) for r in self._store_call(self.store.list_all)]
 
     def get_scenario(self, name: str) -> Scenario:
         """The scenario called ``name`` (or with id ``name``); :class:`ScenarioNotFoundError`."""
-        with self._connect() as conn:
-            row = conn.execute(
-                "SELECT id, name, description, parameters, created_at, updated_at "
-                "FROM scenarios WHERE name = ? OR id = ? ORDER BY name = ? DESC LIMIT 1",
-                (name, name, name),
-            ).fetchone()
+        row = self._store_call(self.store.get, name)
         if row is None:
             raise ScenarioNotFoundError(f"no scenario named '{name}'")
         return self._row(row)
@@ -439,40 +392,30 @@ class ScenarioManager:
                 created_at=current.created_at,
                 updated_at=_now(),
             )
-            with self._connect(write=True) as conn:
-                if (
-                    updated.name != current.name
-                    and conn.execute(
-                        "SELECT 1 FROM scenarios WHERE name = ?", (updated.name,)
-                    ).fetchone()
-                ):
-                    raise InvalidInputError(f"a scenario named '{updated.name}' already exists")
-                cursor = conn.execute(
-                    "UPDATE scenarios SET name = ?, description = ?, parameters = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (
-                        updated.name,
-                        updated.description,
-                        json.dumps(updated.parameters),
-                        updated.updated_at,
-                        current.id,
-                    ),
-                )
-                if cursor.rowcount != 1:
-                    raise ScenarioNotFoundError(f"no scenario named '{name}'")
+            outcome = self._store_call(
+                self.store.update,
+                ScenarioRow(
+                    updated.id,
+                    updated.name,
+                    updated.description,
+                    json.dumps(updated.parameters),
+                    updated.created_at,
+                    updated.updated_at,
+                ),
+            )
+        if outcome == "duplicate":
+            raise InvalidInputError(f"a scenario named '{updated.name}' already exists")
+        if outcome != "ok":
+            raise ScenarioNotFoundError(f"no scenario named '{name}'")
         logger.info("scenario updated: %s", updated.name)
         return updated
 
     def delete_scenario(self, name: str) -> None:
         """Delete a scenario (its stored runs stay); :class:`ScenarioNotFoundError`."""
-        with self._write_lock, self._connect(write=True) as conn:
-            cursor = conn.execute(
-                "DELETE FROM scenarios WHERE id = (SELECT id FROM scenarios "
-                "WHERE name = ? OR id = ? ORDER BY name = ? DESC LIMIT 1)",
-                (name, name, name),
-            )
-            if cursor.rowcount == 0:
-                raise ScenarioNotFoundError(f"no scenario named '{name}'")
+        with self._write_lock:
+            deleted = self._store_call(self.store.delete, name)
+        if not deleted:
+            raise ScenarioNotFoundError(f"no scenario named '{name}'")
         logger.info("scenario deleted: %s", name)
 
     # -- running ------------------------------------------------------------------------------
@@ -573,59 +516,57 @@ class ScenarioManager:
     ) -> str:
         """Store one simulation run; returns its id."""
         simulation_id = uuid.uuid4().hex
-        with self._write_lock, self._connect(write=True) as conn:
-            conn.execute(
-                "INSERT INTO simulations VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    simulation_id,
-                    _now(),
-                    json.dumps(dict(parameters or {})),
-                    json.dumps(dict(results), default=str),
-                    float(duration),
-                    int(steps),
-                ),
-            )
+        row = SimulationRow(
+            simulation_id,
+            _now(),
+            json.dumps(dict(parameters or {})),
+            json.dumps(dict(results), default=str),
+            float(duration),
+            int(steps),
+        )
+        with self._write_lock:
+            self._store_call(self.store.save_simulation, row)
         return simulation_id
 
     def list_simulations(self, limit: int = 50) -> list[dict[str, Any]]:
         """The most recent stored runs (without their results), newest first."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInputError(f"limit must be a positive int, got {limit!r}")
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT id, timestamp, parameters, duration, steps FROM simulations "
-                "ORDER BY timestamp DESC, rowid DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
+        rows = self._store_call(self.store.list_simulations, limit)
         return [
             {
-                "id": r[0],
-                "timestamp": r[1],
-                "parameters": json.loads(r[2]),
-                "duration": r[3],
-                "steps": r[4],
+                "id": r.id,
+                "timestamp": r.timestamp,
+                "parameters": json.loads(r.parameters),
+                "duration": r.duration,
+                "steps": r.steps,
             }
             for r in rows
         ]
 
     def get_simulation(self, simulation_id: str) -> dict[str, Any]:
         """One stored run with its results; :class:`ScenarioNotFoundError` when unknown."""
-        with self._connect() as conn:
-            row = conn.execute(
-                "SELECT id, timestamp, parameters, results, duration, steps FROM simulations "
-                "WHERE id = ?",
-                (simulation_id,),
-            ).fetchone()
+        row = self._store_call(self.store.get_simulation, simulation_id)
         if row is None:
             raise ScenarioNotFoundError(f"no simulation with id '{simulation_id}'")
         return {
-            "id": row[0],
-            "timestamp": row[1],
-            "parameters": json.loads(row[2]),
-            "results": json.loads(row[3]),
-            "duration": row[4],
-            "steps": row[5],
+            "id": row.id,
+            "timestamp": row.timestamp,
+            "parameters": json.loads(row.parameters),
+            "results": json.loads(row.results),
+            "duration": row.duration,
+            "steps": row.steps,
         }
+
+    @staticmethod
+    def _store_call(method: Callable[..., _T], *args: Any) -> _T:
+        """Call the store, raising :class:`ScenarioStoreError` for a database failure."""
+        try:
+            return method(*args)
+        except (ScenarioStoreError, SchemaVersionError):
+            raise
+        except StorageError as err:
+            raise ScenarioStoreError(str(err)) from err
 
 
 def _seed(seed: Any) -> int:

@@ -1,5 +1,9 @@
 """SimulationEngine: what-if runs and Monte Carlo from a twin state (technical manual 5).
 
+Why this module is long: the spec's SimulationEngine (technical manual 5) with its documented
+methods; the equations, Monte Carlo statistics and custom-model adaptation are in their own
+modules.
+
 The engine never touches the live twin state: it reads ``state_manager.get_current_state()``
 only when no ``initial_state`` is given, copies the starting state once, and builds new dicts
 for everything it changes.
@@ -65,6 +69,7 @@ from circman5.manufacturing.digital_twin.simulation.calibration import (
     active_calibration_stamp,
     load_active_calibration,
 )
+from circman5.manufacturing.digital_twin.simulation.custom_models import StepFunction
 from circman5.manufacturing.digital_twin.simulation.monte_carlo import (
     FloatArray,
     MonteCarloSummary,
@@ -73,7 +78,6 @@ from circman5.manufacturing.digital_twin.simulation.monte_carlo import (
 from circman5.manufacturing.digital_twin.simulation.process_models import (
     LINE_STATUSES,
     PVManufacturingModel,
-    StepFunction,
     _timestamps,
     as_step_function,
     load_simulation_parameters,

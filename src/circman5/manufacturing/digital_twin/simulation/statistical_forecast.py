@@ -1,5 +1,8 @@
 """Forecasts learned from how each monitored path has actually been moving.
 
+Why this module is long: one vectorized algorithm (the per-path Holt state in numpy arrays, its
+online update and the banded check over all paths) whose parts share those arrays.
+
 Method: a **damped Holt linear trend** per path and time scale, updated online in O(1) per
 sample, in continuous time (sampling is irregular and per path, so everything is in seconds):
 

@@ -1,0 +1,271 @@
+"""A job queue in PostgreSQL: several workers share it, each job is done once, and the job of a
+worker that died (even by ``kill -9``) is retried by the next.
+
+A job is a row of ``jobs``: its ``kind`` (which handler runs it), a JSON ``payload``, and its
+state ``queued`` -> ``running`` -> ``done`` / ``failed``. Workers claim the oldest claimable job
+with ``SELECT ... FOR UPDATE SKIP LOCKED`` (workers never wait on each other's claims) and hold
+it under a **lease**: ``lease_until`` is pushed forward by a heartbeat while the handler runs.
+A job whose lease ran out (its worker was killed, hung or lost the network) is claimable again,
+so another worker retries it; each claim counts an attempt, and a job that used up
+``max_attempts`` is marked ``failed``. Completing checks that the worker still holds the job,
+so a worker that lost its lease cannot overwrite the retry's result. Times are the database
+server's (``now()``), so workers' clocks do not matter.
+
+Handlers should be idempotent, or at least safe to repeat: a worker killed after computing but
+before committing the result has its job run again (at-least-once execution; exactly one result
+is recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from circman5.errors import InvalidInputError, StorageError
+
+from .migrations import Migration
+from .postgres import PostgresDatabase
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["JOB_MIGRATIONS", "Job", "JobQueue", "JobWorker"]
+
+JOB_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "job queue (processing workers)",
+        (
+            """CREATE TABLE IF NOT EXISTS jobs (
+                id BIGSERIAL PRIMARY KEY,
+                kind TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'queued'
+                    CHECK (status IN ('queued', 'running', 'done', 'failed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                max_attempts INTEGER NOT NULL DEFAULT 3,
+                worker TEXT,
+                lease_until TIMESTAMPTZ,
+                result TEXT,
+                error TEXT,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+                started_at TIMESTAMPTZ,
+                finished_at TIMESTAMPTZ
+            )""",
+            "CREATE INDEX IF NOT EXISTS jobs_open ON jobs (id) "
+            "WHERE status IN ('queued', 'running')",
+        ),
+    ),
+)
+
+_CLAIM = """
+UPDATE jobs SET status = 'running', worker = %(worker)s, attempts = attempts + 1,
+       lease_until = now() + make_interval(secs => %(lease)s), started_at = now(),
+       error = NULL
+WHERE id = (
+    SELECT id FROM jobs
+    WHERE (status = 'queued' OR (status = 'running' AND lease_until < now()))
+      AND attempts < max_attempts
+      AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s::text[]))
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1
+)
+RETURNING id, kind, payload, attempts
+"""
+# Jobs whose last allowed attempt's lease ran out: nobody may claim them again.
+_GIVE_UP = """
+UPDATE jobs SET status = 'failed', finished_at = now(),
+       error = coalesce(error, 'the worker stopped answering (lease expired) on the last attempt')
+WHERE status = 'running' AND lease_until < now() AND attempts >= max_attempts
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as stored."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    worker: str | None
+    result: Any
+    error: str | None
+
+
+class JobQueue:
+    """The ``jobs`` table of a :class:`~circman5.storage.postgres.PostgresDatabase` (migrated
+    when the queue is created)."""
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._db = database
+        database.migrate("jobs", JOB_MIGRATIONS)
+
+    def submit(self, kind: str, payload: Mapping[str, Any], max_attempts: int = 3) -> int:
+        """Queue a job; its id."""
+        if not kind:
+            raise InvalidInputError("a job needs a kind")
+        if max_attempts < 1:
+            raise InvalidInputError(f"max_attempts must be >= 1, got {max_attempts}")
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "INSERT INTO jobs (kind, payload, max_attempts) VALUES (%s, %s, %s) RETURNING id",
+                (kind, json.dumps(dict(payload)), max_attempts),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def claim(
+        self, worker: str, lease_s: float, kinds: list[str] | None = None
+    ) -> tuple[int, str, dict[str, Any], int] | None:
+        """Take the oldest claimable job for ``lease_s`` seconds: (id, kind, payload,
+        attempt), or None when there is none."""
+        with self._db.transaction() as conn:
+            conn.execute(_GIVE_UP)
+            row = conn.execute(
+                _CLAIM, {"worker": worker, "lease": float(lease_s), "kinds": kinds}
+            ).fetchone()
+        if row is None:
+            return None
+        return int(row[0]), str(row[1]), json.loads(row[2]), int(row[3])
+
+    def heartbeat(self, job_id: int, worker: str, lease_s: float) -> bool:
+        """Extend the lease; False when the worker no longer holds the job."""
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET lease_until = now() + make_interval(secs => %s) "
+                "WHERE id = %s AND worker = %s AND status = 'running'",
+                (float(lease_s), job_id, worker),
+            )
+            return cursor.rowcount == 1
+
+    def complete(self, job_id: int, worker: str, result: Any) -> bool:
+        """Record the result; False (nothing written) when the worker lost the job."""
+        with self._db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE jobs SET status = 'done', result = %s, finished_at = now(), "
+                "lease_until = NULL WHERE id = %s AND worker = %s AND status = 'running'",
+                (json.dumps(result, default=str), job_id, worker),
+            )
+            return cursor.rowcount == 1
+
+    def fail(self, job_id: int, worker: str, error: str) -> None:
+        """The handler raised: retry later while attempts remain, else ``failed``."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = CASE WHEN attempts >= max_attempts THEN 'failed' "
+                "ELSE 'queued' END, error = %s, lease_until = NULL, "
+                "finished_at = CASE WHEN attempts >= max_attempts THEN now() END "
+                "WHERE id = %s AND worker = %s AND status = 'running'",
+                (error[:10_000], job_id, worker),
+            )
+
+    def get(self, job_id: int) -> Job | None:
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT id, kind, payload, status, attempts, worker, result, error FROM jobs "
+                "WHERE id = %s",
+                (job_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Job(
+            id=int(row[0]),
+            kind=row[1],
+            payload=json.loads(row[2]),
+            status=row[3],
+            attempts=int(row[4]),
+            worker=row[5],
+            result=json.loads(row[6]) if row[6] is not None else None,
+            error=row[7],
+        )
+
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class JobWorker:
+    """Takes jobs from a :class:`JobQueue` and runs them with ``handlers`` (kind -> function of
+    the payload returning a JSON-able result), one at a time, keeping the lease alive from a
+    heartbeat thread while a handler runs.
+
+    ``worker_id`` defaults to ``host:pid``. ``lease_s``: how long a silent worker keeps its job
+    (a killed worker's job is retried after at most this long). ``poll_s``: the pause when the
+    queue is empty.
+    """
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        handlers: Mapping[str, Handler],
+        *,
+        worker_id: str | None = None,
+        lease_s: float = 30.0,
+        poll_s: float = 0.5,
+    ) -> None:
+        if lease_s <= 0 or poll_s <= 0:
+            raise InvalidInputError("lease_s and poll_s must be > 0")
+        self.queue = queue
+        self.handlers = dict(handlers)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        #: Jobs completed / failed by this worker.
+        self.completed = 0
+        self.failed = 0
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when none was claimable."""
+        claimed = self.queue.claim(self.worker_id, self.lease_s, sorted(self.handlers))
+        if claimed is None:
+            return False
+        job_id, kind, payload, attempt = claimed
+        logger.info("job %d (%s) attempt %d taken by %s", job_id, kind, attempt, self.worker_id)
+        done = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat, args=(job_id, done), name=f"job-{job_id}-heartbeat"
+        )
+        beat.start()
+        try:
+            result = self.handlers[kind](payload)
+        except Exception as err:  # the handler's failure is the job's, not the worker's
+            done.set()
+            beat.join()
+            logger.warning("job %d (%s) failed: %s", job_id, kind, err)
+            self.queue.fail(job_id, self.worker_id, f"{type(err).__name__}: {err}")
+            self.failed += 1
+            return True
+        done.set()
+        beat.join()
+        if self.queue.complete(job_id, self.worker_id, result):
+            self.completed += 1
+        else:
+            logger.warning("job %d: lease lost before the result was recorded", job_id)
+        return True
+
+    def _heartbeat(self, job_id: int, done: threading.Event) -> None:
+        while not done.wait(self.lease_s / 3):
+            try:
+                if not self.queue.heartbeat(job_id, self.worker_id, self.lease_s):
+                    logger.warning("job %d: lease lost", job_id)
+                    return
+            except StorageError as err:
+                logger.warning("job %d: heartbeat failed: %s", job_id, err)
+
+    def run(self, stop: threading.Event) -> None:
+        """Work until ``stop`` is set (the job in hand is finished first)."""
+        while not stop.is_set():
+            try:
+                worked = self.run_once()
+            except StorageError as err:
+                logger.warning("job queue unavailable: %s", err)
+                worked = False
+            if not worked:
+                stop.wait(self.poll_s)
