@@ -29,6 +29,10 @@ what the last one accepted.
   was dropped for ``overflow_quiet_s``); the newest data is kept. Batches in the request being
   sent are never dropped, so the outbox can exceed a limit by at most one request
   (``batch_max_points`` / ``batch_max_bytes``).
+
+Why this module is long: accepting, committing, delivering, quarantine and overflow are one state
+(the stored rows and their counters, guarded by one condition); the SQLite side (``_Store``) and
+the delivery loop change together whenever a guarantee does.
 """
 
 from __future__ import annotations

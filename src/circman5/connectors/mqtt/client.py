@@ -16,6 +16,10 @@ is either a plain number / text (no ``field``) or JSON (``orjson``) with the val
 ``field``. Bad input (invalid UTF-8 topic or JSON, missing field, wrong type, NaN/infinity,
 oversized payload) is counted in ``status.malformed`` and reported rate-limited as a
 ``MalformedInput`` problem; the message is dropped and ingestion goes on.
+
+Why this module is long: one connector class whose connection loop, paho callbacks, inlined hot
+decode path, topic resolution and writes share its compiled routes, caches and inbox; split, each
+part would reach into the others' state on the per-message path.
 """
 
 from __future__ import annotations
