@@ -24,6 +24,7 @@ from circman5.connectors.config import ConnectorList
 from circman5.connectors.sparkplug.edge_config import SparkplugEdgeSettings
 from circman5.errors import ConfigError
 from circman5.sinks.config import OutputSettings
+from circman5.sinks.site_config import SiteViewSettings
 from circman5.storage.config import DatabaseSettings
 
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -121,6 +122,7 @@ class Settings(BaseSettings):
     outputs: ServiceOutputSettings = Field(default_factory=ServiceOutputSettings)
     setpoints: list[SetpointSettings] = Field(default_factory=list)
     batches: BatchTrackingSettings = Field(default_factory=BatchTrackingSettings)
+    site_view: SiteViewSettings = Field(default_factory=SiteViewSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
 
@@ -139,6 +141,9 @@ class Settings(BaseSettings):
                 outputs[name] = section.model_copy(update=fill)
         if outputs:
             self.outputs = self.outputs.model_copy(update=outputs)
+        self.connectors = line_client_ids(self.connectors, self.site, self.line)
+        for problem in namespace_problems(self):
+            raise ValueError(problem)
         writable = {
             tag.path: connector.name
             for connector in self.connectors
@@ -183,6 +188,77 @@ class Settings(BaseSettings):
         if settings_cls.model_config.get("toml_file"):
             sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
+
+
+def line_client_ids(connectors: list[Any], site: str, line: str) -> list[Any]:
+    """MQTT and Sparkplug connectors without a ``client_id`` get ``circman5-{site}-{line}-{name}``:
+    two lines' instances on one broker never share a session (a shared client id makes the
+    broker hand one line's session, subscriptions and queued messages to the other)."""
+    named = []
+    for connector in connectors:
+        if "client_id" in type(connector).model_fields and connector.client_id is None:
+            connector = connector.model_copy(
+                update={"client_id": f"circman5-{site}-{line}-{connector.name}"}
+            )
+        named.append(connector)
+    return named
+
+
+def namespace_problems(settings: Settings) -> list[str]:
+    """Ways this instance would publish into a namespace it does not own (empty: none)."""
+    problems: list[str] = []
+    sessions: dict[tuple[str, int, str], int] = {}
+    for index, configured in enumerate(settings.connectors):
+        session: Any = configured
+        if getattr(session, "type", None) in ("mqtt", "sparkplug"):
+            key = (session.host, session.port, session.client_id)
+            if key in sessions:
+                problems.append(
+                    f"connectors[{index}].client_id: '{session.client_id}' is also the client id "
+                    f"of connectors[{sessions[key]}] on the same broker (one session for both)"
+                )
+            sessions.setdefault(key, index)
+    series, out = settings.outputs.series, settings.outputs.mqtt
+    if out is not None and (series.site, series.line) != (out.site, out.line):
+        problems.append(
+            f"outputs.series names {series.site}/{series.line} but outputs.mqtt names "
+            f"{out.site}/{out.line}: one instance publishes for one line"
+        )
+    if out is None:
+        return problems
+    for index, configured in enumerate(settings.connectors):
+        connector: Any = configured  # an MQTT or Sparkplug connector: host, port, client_id
+        if getattr(connector, "type", None) not in ("mqtt", "sparkplug"):
+            continue
+        same_broker = (connector.host, connector.port) == (out.host, out.port)
+        if same_broker and connector.client_id == out.effective_client_id:
+            problems.append(
+                f"connectors[{index}].client_id: '{connector.client_id}' is also the MQTT "
+                "output's client id on the same broker (they would take over each other's "
+                "session)"
+            )
+        for tag in connector.tags if connector.type == "mqtt" else []:
+            address = str(getattr(tag, "address", ""))
+            if same_broker and _topic_overlaps(address, out.base_topic):
+                problems.append(
+                    f"connectors[{index}] ({connector.name}): topic '{address}' reads this "
+                    f"line's own outputs ({out.base_topic}/...)"
+                )
+                break
+    return problems
+
+
+def _topic_overlaps(topic_filter: str, base: str) -> bool:
+    """Whether ``topic_filter`` matches a topic under ``base`` (MQTT wildcards ``+``, ``#``)."""
+    levels = topic_filter.split("/")
+    for index, level in enumerate(base.split("/")):
+        if index >= len(levels):
+            return False
+        if levels[index] == "#":
+            return True
+        if levels[index] not in ("+", level):
+            return False
+    return len(levels) > len(base.split("/"))
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:

@@ -43,6 +43,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("POST", "/api/model/train", {"source": "influxdb"}, "engineer"),
     ("GET", "/api/model/info", None, "viewer"),
     ("GET", "/api/forecast", None, "viewer"),
+    ("GET", "/api/site", None, "viewer"),
+    ("GET", "/api/site/plant/line1/state", None, "viewer"),
     ("GET", "/api/lca/report", None, "viewer"),
     ("GET", "/api/setpoints", None, "viewer"),
     ("POST", "/api/setpoints", {"path": "production_line.x", "value": 1.0}, "engineer"),
@@ -78,6 +80,7 @@ def test_the_table_covers_every_route(app: FastAPI) -> None:
         "/api/scenarios/s/run": "/api/scenarios/{name}/run",
         "/api/users/viewer": "/api/users/{username}",
         "/api/users/nobody": "/api/users/{username}",
+        "/api/site/plant/line1/state": "/api/site/{site}/{line}/state",
     }
     listed = {(m, templates.get(p, p)) for m, p in listed}
     routes = {

@@ -249,9 +249,24 @@ def parse_line_protocol(line: str) -> tuple[str, dict[str, str], set[str]]:
 # -- compose -----------------------------------------------------------------------------------
 
 
+DISTRIBUTED = {f"{kind}-line{n}" for kind in ("sim", "edge") for n in (1, 2, 3)} | {"site-api"}
+
+
 def test_compose_services_and_profiles(compose: dict[str, Any]) -> None:
-    assert set(services(compose)) == {"circman5", "mosquitto", "influxdb", "grafana", "simulators"}
+    assert (
+        set(services(compose))
+        == {
+            "circman5",
+            "mosquitto",
+            "influxdb",
+            "grafana",
+            "simulators",
+        }
+        | DISTRIBUTED
+    )
     assert services(compose)["simulators"]["profiles"] == ["bench"]
+    for name in DISTRIBUTED:
+        assert services(compose)[name]["profiles"] == ["distributed"], name
     for name in ("circman5", "mosquitto", "influxdb", "grafana"):
         assert "profiles" not in services(compose)[name], f"{name} must start by default"
     assert services(compose)["mosquitto"]["image"] == "eclipse-mosquitto:2"
@@ -914,3 +929,86 @@ def test_operations_guide_names_existing_deploy_files() -> None:
     for name in named - {".env"}:
         assert (DEPLOY / name).exists(), f"docs/operations.md names deploy/{name}"
     assert "```python" not in text
+
+
+# -- the "distributed" profile: a site of three lines ------------------------------------------
+
+LINES = DEPLOY / "lines"
+
+
+def _distributed_settings(
+    path: Path, monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]
+) -> Any:
+    for key in environment:
+        assert settings_field_exists(key), f"{key} is no setting"
+        monkeypatch.setenv(key, f"from-env-{key.lower()}")
+    try:
+        return load_edge_settings(path)
+    finally:
+        for key in environment:
+            monkeypatch.delenv(key)
+
+
+def test_distributed_lines_each_own_their_namespace(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, isolated_data_dir: Path
+) -> None:
+    namespaces = set()
+    texts = {}
+    for n in (1, 2, 3):
+        edge = services(compose)[f"edge-line{n}"]
+        sim = services(compose)[f"sim-line{n}"]
+        assert edge["command"] == ["run", "--config", "/config/line.toml"]
+        assert mounts(edge)["/config/line.toml"] == (f"./lines/line{n}.toml", "ro")
+        assert mounts(edge)["/data"] == (f"edge-line{n}-data", "rw")
+        assert edge["depends_on"]["influxdb"]["condition"] == "service_healthy"
+        assert "mosquitto" in edge["depends_on"]
+        assert f"--line=line{n}" in sim["command"] and "--no-mqtt" in sim["command"]
+        assert sim["entrypoint"] == ["circman5-sim"]
+        assert published_ports(edge) == {8080: ("${BIND_ADDRESS:-127.0.0.1}", 8080 + n)}
+        for hardening in ("read_only", "cap_drop", "security_opt"):
+            assert hardening in edge and hardening in sim, (n, hardening)
+
+        settings = _distributed_settings(LINES / f"line{n}.toml", monkeypatch, edge["environment"])
+        assert (settings.site, settings.line) == ("plant1", f"line{n}")
+        mqtt_out, series = settings.outputs.mqtt, settings.outputs.series
+        assert (
+            (series.site, series.line) == (mqtt_out.site, mqtt_out.line) == ("plant1", f"line{n}")
+        )
+        assert (mqtt_out.host, mqtt_out.port) == ("mosquitto", 1883)
+        assert settings.outputs.influxdb.url == "http://influxdb:8086"
+        assert mqtt_out.password.get_secret_value().startswith("from-env-")
+        namespaces.add(mqtt_out.base_topic)
+        # each line reads its own simulator, a service of the profile
+        hosts = {
+            c.url.split("/")[2].split(":")[0] if c.type == "opcua" else c.host
+            for c in settings.connectors
+        }
+        assert hosts == {f"sim-line{n}"}
+        texts[n] = (LINES / f"line{n}.toml").read_text()
+    assert namespaces == {f"circman5/plant1/line{n}" for n in (1, 2, 3)}
+    # the three files differ only in the line's number
+    for n in (2, 3):
+        same = texts[n].replace(f"line{n}", "line1").replace(f"808{n}", "8081")
+        assert same.replace(f"Line {n}", "Line 1") == texts[1]
+
+
+def test_distributed_site_api_shows_every_line(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, isolated_data_dir: Path
+) -> None:
+    api = services(compose)["site-api"]
+    assert api["command"] == ["run", "--config", "/config/site-api.toml"]
+    assert mounts(api)["/config/site-api.toml"] == ("./lines/site-api.toml", "ro")
+    assert published_ports(api) == {8080: ("${BIND_ADDRESS:-127.0.0.1}", 8090)}
+    settings = _distributed_settings(LINES / "site-api.toml", monkeypatch, api["environment"])
+    view = settings.site_view
+    assert view.enabled and (view.host, view.port) == ("mosquitto", 1883)
+    assert view.password.get_secret_value().startswith("from-env-")
+    assert settings.connectors == [] and settings.outputs.mqtt is None  # not a line itself
+    assert view.sites == ["plant1"]
+    # a dashboard link per line, on the port compose publishes that line's HMI on
+    for n in (1, 2, 3):
+        url = view.dashboards[f"plant1/line{n}"]
+        published = published_ports(services(compose)[f"edge-line{n}"])[8080][1]
+        assert url == f"http://127.0.0.1:{published}/hmi/"
+    text = COMPOSE.read_text()
+    assert "# postgres:" in text and "# processing:" in text  # filled by the PostgreSQL branch

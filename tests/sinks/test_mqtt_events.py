@@ -113,9 +113,13 @@ async def test_topics_payloads_and_retained_status_seen_by_mosquitto_sub(
         "offline",
     )
     retained = subscribe(
-        f"{BASE}/#", version=version, args=("--retained-only", "-C", "2"), probe=False
+        f"{BASE}/#", version=version, args=("--retained-only", "-C", "3"), probe=False
     )
     await asyncio.to_thread(retained.reader.until_end, 10)
+    # the active alarms (retained): the threshold event raised one for its parameter
+    alarms = live.on(f"{BASE}/alarms")
+    assert alarms and [a["parameter"] for a in payloads(alarms)[-1]] == ["temperature"]
+    assert all(m["retain"] == 0 for m in alarms)  # live copies; retained on the broker
 
     assert [m["payload"] for m in live.on(f"{BASE}/status")] == ["online", "offline"]
     threshold = live.on(f"{BASE}/events/threshold")
@@ -124,8 +128,10 @@ async def test_topics_payloads_and_retained_status_seen_by_mosquitto_sub(
     assert payloads(system) == [events[1].to_dict()]
     assert threshold[0]["qos"] == 1 and threshold[0]["retain"] == 0
     assert payloads(live.on(f"{BASE}/state")) == [state]
-    assert len(live.messages) == 5 + 1  # + the subscription probe
+    others = [m for m in live.messages if m["topic"] != f"{BASE}/alarms"]
+    assert len(others) == 5 + 1  # + the subscription probe
     assert sorted((m["topic"], m["payload"], m["retain"]) for m in retained.messages) == [
+        (f"{BASE}/alarms", alarms[-1]["payload"], 1),
         (f"{BASE}/state", json.dumps(state, separators=(",", ":")), 1),
         (f"{BASE}/status", "offline", 1),
     ]
@@ -196,15 +202,16 @@ def test_last_will_says_offline_when_the_publisher_is_killed(
     )
     try:
         LineReader(process).wait_for(lambda out: "connected" in out, 30, "the publisher")
-        status.wait_for(lambda ms: len(ms) == 3, 10, "online and the state")  # + the probe
+        status.wait_for(lambda ms: len(ms) == 4, 10, "online, alarms and state")  # + the probe
     finally:
         process.kill()  # SIGKILL: no DISCONNECT, so the broker sends the will
         process.wait()
     status.wait_for(lambda ms: any(m["payload"] == "offline" for m in ms), 10, "the last will")
-    retained = subscribe(f"{BASE}/#", args=("--retained-only", "-C", "2"), probe=False)
+    retained = subscribe(f"{BASE}/#", args=("--retained-only", "-C", "3"), probe=False)
     retained.reader.until_end(10)
     assert [m["payload"] for m in status.on(f"{BASE}/status")] == ["online", "offline"]
     assert {m["topic"]: m["payload"] for m in retained.messages} == {
         f"{BASE}/status": "offline",
+        f"{BASE}/alarms": "[]",
         f"{BASE}/state": '{"production_line":{"temperature":21.0}}',
     }

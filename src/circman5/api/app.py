@@ -17,6 +17,8 @@ one may):
 ``POST /api/optimize``, ``/api/predict``, ``/api/lca/analysis``, ``/api/setpoints``,
 ``GET /api/diagnostics``                               engineer
 ``GET /api/calibration``, ``/api/model/info``         viewer
+``GET /api/site``, ``/api/site/{site}/{line}/state``  viewer (of that site: users may be
+                                                       limited to some sites)
 ``POST /api/calibration``, ``/api/model/train``        engineer
 ``POST /api/optimize/apply``                           manager
 ``/api/users`` (list, create, update, delete)          admin
@@ -56,6 +58,7 @@ from circman5.api.routes import (
     learning,
     live,
     simulation,
+    site,
     state,
     users,
 )
@@ -260,6 +263,7 @@ def create_app(context: ApiContext, heavy_slots: int = 2) -> FastAPI:
     for module in (auth, state, events, forecast, simulation, analysis, control, users, live):
         api.include_router(module.router)
     api.include_router(learning.router)
+    api.include_router(site.router)
     app.include_router(api)
 
     @app.get("/", include_in_schema=False)

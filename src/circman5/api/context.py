@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from circman5.api.auth import LoginRateLimiter, TokenService, resolve_secret
 from circman5.api.setpoints import SetpointService
+from circman5.api.site_source import SiteSource
 from circman5.api.users import UserStore
 from circman5.errors import FeatureUnavailable
 from circman5.settings import ApiSettings
@@ -191,6 +192,8 @@ class ApiContext:
     #: Reads recorded history for calibration and model training (None: the twin's own
     #: state history only).
     history_reader: HistoryArraysReader | None = None
+    #: Every line of the site from the lines' MQTT topics (None: no site page).
+    site_view: SiteSource | None = None
     #: Where calibrations are saved (None: :func:`circman5.paths.data_dir` when needed).
     data_dir: Path | None = None
 

@@ -4,10 +4,14 @@
 everything the roles below theirs may: viewers read; operators acknowledge alarms; engineers run
 simulations, scenarios and analyses and write setpoints within their limits; managers apply
 optimizations; admins manage users.
+
+Roles apply per site: a user may be limited to some sites (``sites`` in the user file, None for
+every site, the default); :func:`site_allowed` says whether a user sees a site on the site page.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Final, Literal, TypeGuard, get_args
 
 Role = Literal["admin", "manager", "engineer", "operator", "viewer"]
@@ -42,3 +46,8 @@ def roles_below(required_role: Role) -> tuple[Role, ...]:
 
 def is_role(value: object) -> TypeGuard[Role]:
     return isinstance(value, str) and value in ROLE_HIERARCHY
+
+
+def site_allowed(user_sites: Collection[str] | None, site: str) -> bool:
+    """Whether a user scoped to ``user_sites`` (None: every site) may see ``site``."""
+    return user_sites is None or site in user_sites

@@ -73,15 +73,24 @@ Username = Annotated[str, Field(pattern=USERNAME_PATTERN)]
 Password = Annotated[str, Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]
 
 
+SiteName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+
+
 class UserCreate(_In):
     username: Username
     password: Password
     role: Role
+    sites: list[SiteName] | None = Field(
+        default=None, description="the sites this user sees (null: every site)"
+    )
 
 
 class UserUpdate(_In):
     password: Password | None = None
     role: Role | None = None
+    sites: list[SiteName] | None = Field(
+        default=None, description="the sites this user sees (null: every site; absent: unchanged)"
+    )
 
 
 class UserOut(BaseModel):
@@ -89,6 +98,7 @@ class UserOut(BaseModel):
     role: Role
     created_at: str
     updated_at: str
+    sites: list[str] | None = None
 
 
 # -- state and events ---------------------------------------------------------------------------

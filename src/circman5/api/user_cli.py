@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 from circman5.api.roles import ROLES
-from circman5.api.users import UserStore, check_password
+from circman5.api.users import KEEP_SITES, UserStore, check_password
 from circman5.errors import UserFileError, UserStoreError
 
 __all__ = ["add_user_commands", "run_user_command"]
@@ -41,6 +41,13 @@ def add_user_commands(subparsers: Any) -> argparse.ArgumentParser:
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=ROLES, help="the user's role")
     add.add_argument(
+        "--site",
+        action="append",
+        dest="sites",
+        metavar="SITE",
+        help="a site the user sees on the site page (repeat; default: every site)",
+    )
+    add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
 
@@ -53,6 +60,10 @@ def add_user_commands(subparsers: Any) -> argparse.ArgumentParser:
     passwd = actions.add_parser("passwd", help="set a user's password (and role)")
     passwd.add_argument("username")
     passwd.add_argument("--role", choices=ROLES, help="also change the role")
+    passwd.add_argument(
+        "--site", action="append", dest="sites", metavar="SITE", help="set the user's sites"
+    )
+    passwd.add_argument("--all-sites", action="store_true", help="let the user see every site")
     passwd.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
@@ -78,8 +89,9 @@ def run_user_command(args: argparse.Namespace, store: UserStore | None = None) -
     try:
         if action == "add":
             password = _read_password(args.password_stdin)
-            user = users.add(args.username, password, args.role)
-            print(f"user '{user.username}' added with role {user.role}")
+            user = users.add(args.username, password, args.role, getattr(args, "sites", None))
+            shown = f" for sites {', '.join(user.sites)}" if user.sites is not None else ""
+            print(f"user '{user.username}' added with role {user.role}{shown}")
             return 0
         if action == "remove":
             current = users.get(args.username)
@@ -101,15 +113,18 @@ def run_user_command(args: argparse.Namespace, store: UserStore | None = None) -
                 )
                 return 0
             width = max(len("USERNAME"), *(len(u.username) for u in listed))
-            print(f"{'USERNAME':<{width}}  {'ROLE':<8}  CREATED")
+            print(f"{'USERNAME':<{width}}  {'ROLE':<8}  {'SITES':<16}  CREATED")
             for u in listed:
-                print(f"{u.username:<{width}}  {u.role:<8}  {u.created_at}")
+                sites = ",".join(u.sites) if u.sites is not None else "*"
+                print(f"{u.username:<{width}}  {u.role:<8}  {sites:<16}  {u.created_at}")
             return 0
         if action == "passwd":
             if users.get(args.username) is None:
                 raise UserStoreError(f"no user '{args.username}'")
             password = _read_password(args.password_stdin)
-            user = users.update(args.username, password=password, role=args.role)
+            chosen = getattr(args, "sites", None)
+            scope = None if getattr(args, "all_sites", False) else chosen or KEEP_SITES
+            user = users.update(args.username, password=password, role=args.role, sites=scope)
             print(f"user '{user.username}' updated (role {user.role})")
             return 0
     except (UserStoreError, UserFileError) as err:

@@ -39,6 +39,7 @@ from circman5.storage.contracts import UserRecords, UserRow
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "KEEP_SITES",
     "MAX_PASSWORD_LENGTH",
     "MIN_PASSWORD_LENGTH",
     "USERNAME_PATTERN",
@@ -53,6 +54,9 @@ USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
 _USERNAME_RE = re.compile(USERNAME_PATTERN)
+_SITE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+#: ``update(..., sites=KEEP_SITES)`` leaves the user's site scope as it is.
+KEEP_SITES: Any = object()
 _FILE_VERSION = 1
 
 
@@ -65,13 +69,16 @@ class User:
     password_hash: str
     created_at: str
     updated_at: str
+    #: The sites this user sees on the site page (None: every site).
+    sites: tuple[str, ...] | None = None
 
-    def public(self) -> dict[str, str]:
+    def public(self) -> dict[str, Any]:
         return {
             "username": self.username,
             "role": self.role,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "sites": list(self.sites) if self.sites is not None else None,
         }
 
 
@@ -103,6 +110,19 @@ def check_role(role: object) -> Role:
     if not is_role(role):
         raise UserStoreError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     return role
+
+
+def check_sites(sites: object) -> tuple[str, ...] | None:
+    """A user's site scope: None (every site) or a list of site names."""
+    if sites is None:
+        return None
+    if not isinstance(sites, list | tuple) or not all(
+        isinstance(site, str) and _SITE_RE.fullmatch(site) for site in sites
+    ):
+        raise UserStoreError(
+            "sites is a list of site names (letters, digits, _ . -), or null for every site"
+        )
+    return tuple(dict.fromkeys(sites))
 
 
 class UserStore:
@@ -177,6 +197,7 @@ class UserStore:
                     password_hash=str(entry["password_hash"]),
                     created_at=str(entry.get("created_at", "")),
                     updated_at=str(entry.get("updated_at", "")),
+                    sites=check_sites(entry.get("sites")),
                 )
             except (KeyError, TypeError, UserStoreError) as err:
                 logger.warning("user file %s: skipping invalid entry %r: %s", path, name, err)
@@ -196,6 +217,7 @@ class UserStore:
                     "password_hash": u.password_hash,
                     "created_at": u.created_at,
                     "updated_at": u.updated_at,
+                    **({"sites": list(u.sites)} if u.sites is not None else {}),
                 }
                 for u in sorted(users.values(), key=lambda u: u.username)
             },
@@ -209,14 +231,21 @@ class UserStore:
     # -- the users table (records=) ------------------------------------------------------------
     @staticmethod
     def _user(row: UserRow) -> User:
+        sites = check_sites(json.loads(row.sites)) if row.sites is not None else None
         return User(
-            row.username, check_role(row.role), row.password_hash, row.created_at, row.updated_at
+            row.username,
+            check_role(row.role),
+            row.password_hash,
+            row.created_at,
+            row.updated_at,
+            sites,
         )
 
     @staticmethod
     def _row(user: User) -> UserRow:
+        sites = json.dumps(list(user.sites)) if user.sites is not None else None
         return UserRow(
-            user.username, user.role, user.password_hash, user.created_at, user.updated_at
+            user.username, user.role, user.password_hash, user.created_at, user.updated_at, sites
         )
 
     # -- queries ------------------------------------------------------------------------------
@@ -240,14 +269,16 @@ class UserStore:
         return len(self._users)
 
     # -- changes ------------------------------------------------------------------------------
-    def add(self, username: str, password: str, role: str) -> User:
-        """Create a user (``UserStoreError`` when the name is taken or the input is invalid)."""
+    def add(self, username: str, password: str, role: str, sites: list[str] | None = None) -> User:
+        """Create a user (``UserStoreError`` when the name is taken or the input is invalid).
+        ``sites``: the sites the user sees (None: every site)."""
         name = check_username(username)
         valid_role = check_role(role)
+        scope = check_sites(sites)
         password_hash = self.hasher.hash(check_password(password))
         if self._records is not None:
             now = _now()
-            user = User(name, valid_role, password_hash, now, now)
+            user = User(name, valid_role, password_hash, now, now, scope)
             if self._records.insert(self._row(user)) != "ok":
                 raise UserStoreError(f"user '{name}' already exists")
             logger.info("user added: %s (%s)", name, valid_role)
@@ -257,15 +288,22 @@ class UserStore:
             if name in self._users:
                 raise UserStoreError(f"user '{name}' already exists")
             now = _now()
-            user = User(name, valid_role, password_hash, now, now)
+            user = User(name, valid_role, password_hash, now, now, scope)
             self._write({**self._users, name: user})
         logger.info("user added: %s (%s)", name, valid_role)
         return user
 
-    def update(self, username: str, password: str | None = None, role: str | None = None) -> User:
-        """Change a user's password and/or role."""
+    def update(
+        self,
+        username: str,
+        password: str | None = None,
+        role: str | None = None,
+        sites: Any = KEEP_SITES,
+    ) -> User:
+        """Change a user's password, role and/or site scope (``sites=None``: every site)."""
         password_hash = self.hasher.hash(check_password(password)) if password is not None else None
         valid_role = check_role(role) if role is not None else None
+        scope = check_sites(sites) if sites is not KEEP_SITES else KEEP_SITES
         with self._lock:
             if self._records is None:
                 self._refresh(force=True)
@@ -278,6 +316,7 @@ class UserStore:
                 password_hash=password_hash or current.password_hash,
                 created_at=current.created_at,
                 updated_at=_now(),
+                sites=current.sites if scope is KEEP_SITES else scope,
             )
             if self._records is not None:
                 if self._records.update(self._row(user)) != "ok":

@@ -45,6 +45,7 @@ from circman5.service.twin_database import api_database_parts, twin_database
 from circman5.settings import Settings
 from circman5.sinks.mqtt_events import MqttEventPublisher
 from circman5.sinks.outbox import OutboxMetrics
+from circman5.sinks.site_watch import SiteWatcher
 from circman5.sinks.timeseries import SeriesOutput, open_series_output
 from circman5.storage.database import TwinDatabase
 
@@ -231,7 +232,10 @@ class EdgeService:
                     supervisor.add("batches", tracker.run)
                 if health is not None:
                     supervisor.add("health", health.run)
-                api_server = self._api_server(running, setpoints) if settings.api.enabled else None
+                api_server = None
+                if settings.api.enabled:
+                    site_view = self._site_watcher(stack)
+                    api_server = self._api_server(running, setpoints, site_view)
                 if api_server is not None:
                     supervisor.add("api", api_server.serve)
                 self.running = running
@@ -355,7 +359,12 @@ class EdgeService:
             event_manager.publish,
         )
 
-    def _api_server(self, running: RunningService, setpoints: SetpointService) -> Any:
+    def _api_server(
+        self,
+        running: RunningService,
+        setpoints: SetpointService,
+        site_view: SiteWatcher | None = None,
+    ) -> Any:
         from circman5.api.app import create_app
         from circman5.api.context import ApiContext, status_provider
         from circman5.api.server import ApiServer
@@ -375,12 +384,25 @@ class EdgeService:
             setpoints=setpoints,
             connector_status=status_provider(running.connectors),
             history_reader=self._history_reader(),
+            site_view=site_view,
             data_dir=data_dir(),
             adapter=digital_twin_adapter,
             interface=interface_manager,
             **api_database_parts(self.database, running.twin),
         )
         return ApiServer(create_app(context), settings.api)
+
+    def _site_watcher(self, stack: contextlib.AsyncExitStack) -> SiteWatcher | None:
+        """The site page's view of every line (``[site_view]``), stopped with the service."""
+        settings = self.settings
+        if not settings.site_view.enabled:
+            return None
+        watcher = SiteWatcher(
+            settings.site_view, settings.site, instance=f"{settings.site}-{settings.line}"
+        )
+        watcher.start()
+        stack.push_async_callback(watcher.stop)
+        return watcher
 
     def _history_reader(self) -> Any:
         """Recorded history for calibration and model training (``embedded``, ``influxdb``)."""

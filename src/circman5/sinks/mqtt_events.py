@@ -8,6 +8,8 @@ Topics (``{base}`` = ``{topic_prefix}/{site}/{line}``):
   broker acknowledged it (PUBACK).
 * ``{base}/state``: the twin state snapshot as JSON, retained, QoS 1, republished at most every
   ``state_interval_s`` when it changed; with MQTT 5 it expires after ``state_expiry_s``.
+* ``{base}/alarms``: the active threshold alarms (JSON list, retained, QoS 1), republished when
+  one is raised or cleared and on every connect, so a site view started later sees them.
 * ``{base}/status``: ``online`` (retained birth message, sent on every connect) or ``offline``
   (retained; sent on a clean stop, and by the broker as last will when the service dies).
 
@@ -41,8 +43,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from circman5.errors import ConfigError, SinkRejected, SinkUnavailable
 from circman5.reporting import ProblemReporter
 from circman5.sinks._sqlite import BackgroundService
+from circman5.sinks.active_alarms import ActiveAlarms
 from circman5.sinks.config import MqttOutputSettings
 from circman5.sinks.outbox import Outbox, OutboxMetrics
+from circman5.sinks.session_takeover import TakeoverWatch
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +115,7 @@ class MqttLink:
         self._name = name
         self.connected = False
         self.connects = 0
+        self.takeover = TakeoverWatch(settings.effective_client_id, settings.base_topic)
         self._stopping = False
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -242,7 +247,7 @@ class MqttLink:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._call(self._set_down, f"disconnected: {reason}")
+        self._call(self._set_down, f"disconnected: {reason}", reason.value)
 
     def _on_publish(
         self,
@@ -259,6 +264,7 @@ class MqttLink:
     def _set_up(self) -> None:
         self.connected = True
         self.connects += 1
+        self.takeover.up()
         s = self.settings
         if self._down_since_logged or self.connects == 1:
             logger.info("MQTT output connected to %s:%d", s.host, s.port)
@@ -266,7 +272,9 @@ class MqttLink:
         for callback in self._listeners:
             callback()
 
-    def _set_down(self, why: str | None) -> None:
+    def _set_down(self, why: str | None, reason_code: int | None = None) -> None:
+        if why is not None and not self._stopping and self.connected:
+            self.takeover.down(reason_code)
         self.connected = False
         failure = SinkUnavailable(f"{self._name}: {why or 'stopped'}")
         acks, self._acks = self._acks, {}
@@ -383,6 +391,9 @@ class MqttEventPublisher(BackgroundService):
         self.link.add_connect_listener(self._state_now)
         self.events_topic = f"{settings.base_topic}/events"
         self.state_topic = f"{settings.base_topic}/state"
+        self.alarms_topic = f"{settings.base_topic}/alarms"
+        self.alarms = ActiveAlarms()
+        self._alarms_published = -1
         self._state: Mapping[str, object] | None = None
         self._state_version = 0
         self._published_version = 0
@@ -409,6 +420,8 @@ class MqttEventPublisher(BackgroundService):
         self.outbox.submit(encode_record(topic, payload), 1)
         with self._lock:
             self._events_accepted += 1
+        if topic.endswith("/threshold") and self.alarms.track(event.to_dict()):
+            self.link._call(self._state_wake.set)  # the alarm list goes out at once
 
     def set_state(self, state: Mapping[str, object]) -> None:
         """The latest twin state; published (retained) at the configured rate. Pass a snapshot
@@ -431,6 +444,7 @@ class MqttEventPublisher(BackgroundService):
         self._state_wake.set()
 
     def _state_now(self) -> None:
+        self._alarms_published = -1  # the retained alarms again on every connect
         self._state_wake.set()
 
     async def _serve(self) -> None:
@@ -438,6 +452,7 @@ class MqttEventPublisher(BackgroundService):
         while not self._stopping:
             if interval > 0:
                 self._publish_state()
+            self._publish_alarms()
             self._state_wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._state_wake.wait(), interval if interval > 0 else None)
@@ -456,6 +471,14 @@ class MqttEventPublisher(BackgroundService):
         if self.link.publish_retained(self.state_topic, payload, self.link.state_props):
             self._published_version = version
             self._states_published += 1
+
+    def _publish_alarms(self) -> None:
+        version, alarms = self.alarms.snapshot()
+        if version == self._alarms_published:
+            return
+        payload = orjson.dumps(alarms, default=_json_default, option=_JSON_OPTIONS)
+        if self.link.publish_retained(self.alarms_topic, payload, self.link._json_props):
+            self._alarms_published = version
 
     async def _close(self) -> None:
         try:

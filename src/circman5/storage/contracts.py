@@ -147,6 +147,8 @@ class UserRow(NamedTuple):
     password_hash: str
     created_at: str
     updated_at: str
+    #: The sites the user sees, as a JSON list (None: every site).
+    sites: str | None = None
 
 
 class UserRecords(Protocol):
@@ -166,7 +168,7 @@ class UserRecords(Protocol):
         ...
 
     def update(self, row: UserRow) -> WriteOutcome:
-        """Replace role, hash and updated_at (``missing``: no such user)."""
+        """Replace role, hash, updated_at and sites (``missing``: no such user)."""
         ...
 
     def delete(self, username: str) -> bool: ...

@@ -116,6 +116,11 @@ USER_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "users.sites: the sites a user sees on the site page (NULL: every site)",
+        ("ALTER TABLE users ADD COLUMN IF NOT EXISTS sites TEXT",),
+    ),
 )
 
 COMPONENTS: dict[str, tuple[Migration, ...]] = {

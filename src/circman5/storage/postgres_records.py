@@ -124,7 +124,7 @@ class PostgresScenarioStore:
 
 # -- users -------------------------------------------------------------------------------------
 
-_USER_COLUMNS = "username, role, password_hash, created_at, updated_at"
+_USER_COLUMNS = "username, role, password_hash, created_at, updated_at, sites"
 
 
 class PostgresUserRecords:
@@ -153,7 +153,7 @@ class PostgresUserRecords:
     def insert(self, row: UserRow) -> WriteOutcome:
         with self._db.transaction() as conn:
             cursor = conn.execute(
-                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (%s, %s, %s, %s, %s) "
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (username) DO NOTHING",
                 tuple(row),
             )
@@ -162,9 +162,9 @@ class PostgresUserRecords:
     def update(self, row: UserRow) -> WriteOutcome:
         with self._db.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE users SET role = %s, password_hash = %s, updated_at = %s "
+                "UPDATE users SET role = %s, password_hash = %s, updated_at = %s, sites = %s "
                 "WHERE username = %s",
-                (row.role, row.password_hash, row.updated_at, row.username),
+                (row.role, row.password_hash, row.updated_at, row.sites, row.username),
             )
             return "ok" if cursor.rowcount == 1 else "missing"
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, status
 
 from circman5.api.deps import Admin, Context
 from circman5.api.schemas import UserCreate, UserOut, UserUpdate
-from circman5.api.users import USERNAME_PATTERN, User
+from circman5.api.users import KEEP_SITES, USERNAME_PATTERN, User
 from circman5.errors import UserStoreError
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -37,7 +37,9 @@ async def create_user(body: UserCreate, _: Admin, context: Context) -> UserOut:
     if context.users.get(body.username) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"user '{body.username}' exists")
     try:
-        user = await asyncio.to_thread(context.users.add, body.username, body.password, body.role)
+        user = await asyncio.to_thread(
+            context.users.add, body.username, body.password, body.role, body.sites
+        )
     except UserStoreError as err:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(err)) from err
     return _out(user)
@@ -58,7 +60,8 @@ async def update_user(
     if body.role is not None and body.role != "admin" and current.role == "admin":
         _keep_an_admin(context, username)
     try:
-        user = await asyncio.to_thread(store.update, username, body.password, body.role)
+        sites = body.sites if "sites" in body.model_fields_set else KEEP_SITES
+        user = await asyncio.to_thread(store.update, username, body.password, body.role, sites)
     except UserStoreError as err:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(err)) from err
     return _out(user)

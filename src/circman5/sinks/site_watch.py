@@ -1,0 +1,331 @@
+"""The site view: every line of a site from the topics the lines' edge instances publish.
+
+:class:`SiteWatcher` subscribes (paho-mqtt 2.x, QoS 1) to, for each watched site,
+
+* ``{prefix}/{site}/+/status``: ``online`` / ``offline`` (retained; the broker publishes
+  ``offline`` as the instance's last will when it dies). An empty retained message (the topic
+  cleared by an operator) removes the line from the view.
+* ``{prefix}/{site}/+/state``: the retained twin state; its ``timestamp`` and the configured key
+  values are kept.
+* ``{prefix}/{site}/+/alarms``: the line's active alarms (retained JSON list), so alarms raised
+  before the watcher connected show at once; and ``{prefix}/{site}/+/events/threshold``, whose
+  threshold events raise an alarm for their parameter and whose ``ThresholdClearedEvent``
+  clears it (the alarms topic follows a moment later and replaces the list). A line that comes
+  back ``online`` starts without alarms until its alarms topic says otherwise.
+
+paho's network thread decodes each message (the state's JSON is parsed there) and hands the
+small result to the event loop with ``call_soon_threadsafe``; :meth:`SiteWatcher.lines` reads
+the view on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from circman5.errors import ConfigError
+from circman5.sinks.site_config import SiteViewSettings
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LineRecord", "SiteWatcher"]
+
+_MAX_ALARMS = 200  # per line: a flood of distinct parameters cannot grow the view unbounded
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
+def value_at(state: Mapping[str, Any], path: str) -> Any:
+    node: Any = state
+    for key in path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return None if isinstance(node, Mapping) else node
+
+
+@dataclass
+class LineRecord:
+    """What the site view knows of one line."""
+
+    site: str
+    line: str
+    status: str = "unknown"
+    status_received_at: float | None = None
+    state_time: str | None = None
+    state_received_at: float | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    alarms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self, dashboard: str | None) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "line": self.line,
+            "status": self.status,
+            "online": self.status == "online",
+            "status_received_at": (
+                _iso(self.status_received_at) if self.status_received_at is not None else None
+            ),
+            "state_time": self.state_time,
+            "state_received_at": (
+                _iso(self.state_received_at) if self.state_received_at is not None else None
+            ),
+            "values": dict(self.values),
+            "alarms": sorted(self.alarms.values(), key=lambda a: str(a.get("parameter"))),
+            "dashboard": dashboard,
+        }
+
+
+class SiteWatcher:
+    """The site view (see the module docstring). ``async with SiteWatcher(settings, [site]):``."""
+
+    def __init__(self, settings: SiteViewSettings, default_site: str, instance: str = "") -> None:
+        self.settings = settings
+        self.sites: tuple[str, ...] = tuple(settings.sites) or (default_site,)
+        self._prefix = settings.topic_prefix
+        self._client_id = settings.client_id or f"circman5-site-view-{instance or default_site}"
+        self._records: dict[tuple[str, str], LineRecord] = {}
+        self._states: dict[tuple[str, str], bytes] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+        self.connected = False
+        self.subscribed = asyncio.Event()
+        self.messages = 0
+        self.malformed = 0
+        self._malformed_logged = False
+
+    # -- what the API reads (on the event loop) -------------------------------------------------
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every known line of the watched sites, sorted by site and line."""
+        dashboards = self.settings.dashboards
+        return [
+            record.as_dict(dashboards.get(f"{record.site}/{record.line}"))
+            for _, record in sorted(self._records.items())
+        ]
+
+    def state_of(self, site: str, line: str) -> bytes | None:
+        """The line's last retained state (JSON), for the live view of a line."""
+        return self._states.get((site, line))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        s = self.settings
+        self._loop = asyncio.get_running_loop()
+        v5 = s.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            clean_session=None if v5 else True,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        )
+        if s.username is not None:
+            password = s.password.get_secret_value() if s.password is not None else None
+            client.username_pw_set(s.username, password)
+        if s.tls is not None:
+            try:
+                client.tls_set(
+                    ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
+                    certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
+                    keyfile=str(s.tls.key_file) if s.tls.key_file else None,
+                )
+            except (OSError, ssl.SSLError) as err:
+                raise ConfigError("site_view", "tls", str(err)) from err
+        client.reconnect_delay_set(1, 5)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.connect_async(s.host, s.port, keepalive=30)
+        client.loop_start()
+        self._client = client
+
+    async def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        client.disconnect()
+        await asyncio.to_thread(client.loop_stop)
+        self.connected = False
+
+    # -- paho's network thread -------------------------------------------------------------------
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed while shutting down
+                loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self._call(self._set_connected, False, f"connection refused: {reason}")
+            return
+        topics = [
+            (f"{self._prefix}/{site}/+/{kind}", 1)
+            for site in self.sites
+            for kind in ("status", "state", "alarms", "events/threshold")
+        ]
+        client.subscribe(topics)
+        self._call(self._set_connected, True, "")
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._call(self._set_connected, False, f"disconnected: {reason}")
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self._call(self.subscribed.set)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        received = time.time()
+        parsed = self._decode(message.topic, bytes(message.payload))
+        if parsed is None:
+            self._call(self._count_malformed, message.topic)
+            return
+        self._call(self._apply, parsed, bytes(message.payload), received)
+
+    def _decode(self, topic: str, payload: bytes) -> tuple[str, str, str, Any] | None:
+        """``(site, line, kind, data)`` of one message; None when it is not understood."""
+        rest = topic[len(self._prefix) + 1 :] if topic.startswith(self._prefix + "/") else ""
+        parts = rest.split("/")
+        if len(parts) < 3:
+            return None
+        site, line, kind = parts[0], parts[1], "/".join(parts[2:])
+        if kind == "status":
+            text = payload.decode("utf-8", "replace").strip()
+            return (site, line, kind, text) if text in ("online", "offline", "") else None
+        if not payload:  # a cleared retained state or alarm list
+            return (site, line, kind, None) if kind in ("state", "alarms") else None
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
+        if kind == "alarms":
+            if not isinstance(data, list) or not all(
+                isinstance(a, dict) and isinstance(a.get("parameter"), str) for a in data
+            ):
+                return None
+            return site, line, kind, data[:_MAX_ALARMS]
+        if not isinstance(data, dict):
+            return None
+        if kind == "state":
+            timestamp = data.get("timestamp")
+            values = {path: value_at(data, path) for path in self.settings.key_values}
+            return site, line, kind, (str(timestamp) if timestamp is not None else None, values)
+        if kind == "events/threshold":
+            details = data.get("details")
+            if not isinstance(details, dict) or not isinstance(details.get("parameter"), str):
+                return None
+            return site, line, kind, data
+        return None
+
+    # -- on the event loop -----------------------------------------------------------------------
+
+    def _set_connected(self, up: bool, why: str) -> None:
+        if up != self.connected:
+            s = self.settings
+            if up:
+                logger.info("site view connected to %s:%d (sites %s)", s.host, s.port, self.sites)
+            else:
+                logger.warning("site view %s:%d %s; reconnecting", s.host, s.port, why)
+        self.connected = up
+
+    def _count_malformed(self, topic: str) -> None:
+        self.malformed += 1
+        if not self._malformed_logged:
+            logger.warning("site view: cannot understand a message on %s (counted)", topic)
+            self._malformed_logged = True
+
+    def _record(self, site: str, line: str) -> LineRecord:
+        key = (site, line)
+        record = self._records.get(key)
+        if record is None:
+            record = self._records[key] = LineRecord(site, line)
+        return record
+
+    def _apply(self, parsed: tuple[str, str, str, Any], raw: bytes, received: float) -> None:
+        self.messages += 1
+        site, line, kind, data = parsed
+        if kind == "status":
+            if data == "":
+                self._records.pop((site, line), None)
+                self._states.pop((site, line), None)
+                return
+            record = self._record(site, line)
+            if data == "online" and record.status != "online":
+                record.alarms.clear()  # a restarted twin raises again what is still out of range
+            record.status = data
+            record.status_received_at = received
+        elif kind == "state":
+            record = self._record(site, line)
+            if data is None:
+                self._states.pop((site, line), None)
+                return
+            record.state_time, record.values = data
+            record.state_received_at = received
+            self._states[(site, line)] = raw
+        elif kind == "alarms":
+            record = self._record(site, line)
+            record.alarms = {a["parameter"]: dict(a) for a in data or []}
+        else:
+            record = self._record(site, line)
+            details = data["details"]
+            parameter = details["parameter"]
+            if details.get("cleared"):
+                record.alarms.pop(parameter, None)
+            elif parameter in record.alarms or len(record.alarms) < _MAX_ALARMS:
+                record.alarms[parameter] = {
+                    "parameter": parameter,
+                    "message": data.get("message", ""),
+                    "severity": data.get("severity", "warning"),
+                    "since": data.get("timestamp"),
+                    "event_id": data.get("event_id"),
+                }
