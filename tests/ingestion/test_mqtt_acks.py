@@ -169,3 +169,20 @@ async def test_a_qos2_exchange_left_open_by_a_crash_is_completed_not_kept_in_fli
                     if 2.0 in got:
                         break
         assert got == [2.0]
+
+
+def test_a_token_releases_its_acknowledgements_together_in_order() -> None:
+    single: list[int] = []
+    groups: list[list[tuple[int, int]]] = []
+    acks = InOrderAcks(lambda mid, qos: single.append(mid), groups.append)
+    for mid in (1, 2, 3):
+        acks.received(mid, 1, link=1)
+    first = acks.token()
+    acks.received(4, 2, link=1)
+    second = acks.token()
+    assert first is not None and second is not None
+    second()
+    assert groups == []  # waits for the earlier token
+    first()
+    assert groups == [[(1, 1), (2, 1), (3, 1), (4, 2)]]  # both tokens, one write
+    assert single == [] and (acks.unacked, acks.acked) == (0, 4)

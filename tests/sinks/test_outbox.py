@@ -317,3 +317,21 @@ async def test_run_in_a_task_group_cancelled_while_putting(server: ScriptedHTTPS
         stored = reopened.metrics.depth_points
     assert refused == 3
     assert stored == returned * 2
+
+
+async def test_delivery_lingers_for_a_full_request_but_not_while_draining(
+    server: ScriptedHTTPServer,
+) -> None:
+    settings = OutboxSettings(batch_max_points=1000, linger_s=10.0)
+    async with (
+        InfluxDB1Sink(InfluxDB1Settings(url=server.url)) as sink,
+        Outbox(sink, name="linger", settings=settings, mergeable=True) as outbox,
+    ):
+        await outbox.put(lines("a", 100), 100)
+        await outbox.put(lines("a", 900, 100), 900)  # committed later, still no request
+        await wait_async(lambda: len(server.requests) == 1, 10, "one request")
+        assert server.requests[0].body == lines("a", 1000)  # one full request, not 100 + 900
+        await outbox.put(lines("b", 10), 10)
+        async with asyncio.timeout(5):  # well short of linger_s: drain does not wait it out
+            await outbox.drain()
+        assert [r.body for r in server.requests[1:]] == [lines("b", 10)]

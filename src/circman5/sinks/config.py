@@ -96,6 +96,10 @@ class OutboxSettings(_Settings):
     #: Most points (and bytes) sent in one request; small batches are merged up to this.
     batch_max_points: PositiveInt = 10_000
     batch_max_bytes: PositiveInt = 4 * 1024**2
+    #: Line protocol: while the server takes data, a request that would carry fewer than
+    #: ``batch_max_points`` waits up to this long for more (fewer, fuller requests under a
+    #: heavy stream; at most this much delivery delay otherwise). 0: send at once.
+    linger_s: float = Field(default=0.2, ge=0.0, le=10.0, allow_inf_nan=False)
     #: Backoff between retries while the server is overloaded (429/503/5xx, timeouts).
     backoff_initial_s: PositiveFloat = 0.5
     backoff_max_s: PositiveFloat = 30.0

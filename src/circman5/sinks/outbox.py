@@ -12,8 +12,11 @@ what the last one accepted.
   transaction, on a worker thread; accepting is a deque append. With ``mergeable=True`` (line
   protocol) small batches are merged into rows of up to ``batch_max_points``.
 * **Delivery.** The oldest rows are sent in one ``sink.write`` (up to ``batch_max_points`` /
-  ``batch_max_bytes``), then deleted. At-least-once: a crash between acceptance and delete sends
-  the batch again (InfluxDB overwrites identical points; MQTT consumers see a duplicate).
+  ``batch_max_bytes``), then deleted. With ``mergeable=True``, while the server takes data, a
+  request that would be short of ``batch_max_points`` waits up to ``linger_s`` for more first
+  (not while someone waits in :meth:`drain`): a heavy stream goes out in few, full requests.
+  At-least-once: a crash between acceptance and delete sends the batch again (InfluxDB
+  overwrites identical points; MQTT consumers see a duplicate).
 * **Quarantine.** A batch the server rejects for good (``SinkRejected``: 4xx other than 429) is
   moved to the ``quarantine`` table and reported as an error event; merged requests are retried
   one stored batch at a time first, so only the offending batch is quarantined. Rejections with a
@@ -26,6 +29,10 @@ what the last one accepted.
   was dropped for ``overflow_quiet_s``); the newest data is kept. Batches in the request being
   sent are never dropped, so the outbox can exceed a limit by at most one request
   (``batch_max_points`` / ``batch_max_bytes``).
+
+Why this module is long: accepting, committing, delivering, quarantine and overflow are one state
+(the stored rows and their counters, guarded by one condition); the SQLite side (``_Store``) and
+the delivery loop change together whenever a guarantee does.
 """
 
 from __future__ import annotations
@@ -358,6 +365,7 @@ class Outbox(GroupCommitService[_Item]):
             jitter=1 / 3,
         )
         self._isolate_through = 0
+        self._drainers = 0  # callers waiting in drain(): deliver at once, no linger
         # metrics
         self._accepted_batches = 0
         self._accepted_points = 0
@@ -632,6 +640,7 @@ class Outbox(GroupCommitService[_Item]):
             if store.batches == 0:
                 async with changed:
                     await changed.wait_for(lambda: store.batches > 0)
+            await self._linger(changed, store)
             rows = await db.call(
                 store.read, s.batch_max_points, s.batch_max_bytes, self._isolate_through
             )
@@ -665,6 +674,16 @@ class Outbox(GroupCommitService[_Item]):
                 self._check_overflow_end()
             async with changed:
                 changed.notify_all()
+
+    async def _linger(self, changed: asyncio.Condition, store: _Store) -> None:
+        """Wait up to ``linger_s`` for a full request (see the module documentation)."""
+        s = self.settings
+        if not (self.mergeable and s.linger_s and self._available):
+            return
+        full = s.batch_max_points
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(s.linger_s), changed:
+                await changed.wait_for(lambda: store.points >= full or self._drainers > 0)
 
     async def _on_unavailable(
         self, err: SinkError, retry_after: float | None, severity: str = "warning"
@@ -776,10 +795,15 @@ class Outbox(GroupCommitService[_Item]):
         changed, store = self._changed, self._store
         if changed is None or store is None:
             raise RuntimeError(f"outbox {self.name} is not running")
-        async with changed:
-            await changed.wait_for(
-                lambda: not len(self._intake) and not self._committing and store.batches == 0
-            )
+        self._drainers += 1
+        try:
+            async with changed:
+                changed.notify_all()  # a lingering delivery goes now
+                await changed.wait_for(
+                    lambda: not len(self._intake) and not self._committing and store.batches == 0
+                )
+        finally:
+            self._drainers -= 1
 
     async def quarantined(self, limit: int = 1000) -> list[QuarantinedBatch]:
         """The quarantined batches, oldest first."""

@@ -16,8 +16,9 @@ because it was never acknowledged).
 
 from __future__ import annotations
 
+import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
@@ -39,12 +40,18 @@ class _Token:
 class InOrderAcks:
     """The messages received but not acknowledged yet, and the tokens that release them.
 
-    ``send(mid, qos)`` sends one acknowledgement (paho's ``client.ack``). Every method runs on the
-    event loop (one thread).
+    ``send(mid, qos)`` sends one acknowledgement (paho's ``client.ack``); ``send_many``, if given,
+    sends those a token releases together (``[(mid, qos), ...]`` in order, e.g.
+    :meth:`ManualAckClient.ack_many`). Every method runs on the event loop (one thread).
     """
 
-    def __init__(self, send: Callable[[int, int], object]) -> None:
+    def __init__(
+        self,
+        send: Callable[[int, int], object],
+        send_many: Callable[[list[tuple[int, int]]], object] | None = None,
+    ) -> None:
         self._send = send
+        self._send_many = send_many
         self._link = 0
         self._pending: deque[tuple[int, int]] = deque()  # (mid, qos), receive order
         self._received = 0  # messages recorded on this link
@@ -101,15 +108,27 @@ class InOrderAcks:
         if token.link != self._link or token.done:
             return
         token.done = True
-        tokens, pending, send = self._tokens, self._pending, self._send
+        tokens, pending = self._tokens, self._pending
         acked = self._received - len(pending)  # acknowledged so far on this link
+        released: list[tuple[int, int]] = []
         while tokens and tokens[0].done:
             through = tokens.popleft().through
-            for _ in range(through - acked):
-                mid, qos = pending.popleft()
-                send(mid, qos)
-            self.acked += through - acked
+            popleft = pending.popleft
+            released += [popleft() for _ in range(through - acked)]
             acked = through
+        if not released:
+            return
+        self.acked += len(released)
+        if self._send_many is not None:
+            self._send_many(released)
+        else:
+            send = self._send
+            for mid, qos in released:
+                send(mid, qos)
+
+
+_ACK_PACKET = struct.Struct("!BBH").pack
+_PUBACK, _PUBCOMP = 0x40, 0x70
 
 
 class ManualAckClient(paho.Client):
@@ -122,6 +141,26 @@ class ManualAckClient(paho.Client):
     session). This client completes them, as paho does in automatic mode. Known messages are
     left to :meth:`ack`.
     """
+
+    def ack_many(self, acks: Sequence[tuple[int, int]]) -> MQTTErrorCode:
+        """Acknowledge ``[(mid, qos), ...]`` in order with one queued write (PUBACK for QoS 1,
+        PUBCOMP for QoS 2, back to back) instead of one packet, lock and wake-up each.
+
+        paho's per-acknowledgement debug lines are kept: with ``on_log`` or a logger set, each
+        goes through :meth:`ack`.
+        """
+        if not self._manual_ack or not acks:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if self.on_log is not None or self._logger is not None:
+            for mid, qos in acks:
+                self.ack(mid, qos)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        packet = b"".join(
+            [_ACK_PACKET(_PUBACK if qos == 1 else _PUBCOMP, 2, mid) for mid, qos in acks if qos]
+        )
+        if not packet:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return self._packet_queue(_PUBACK, packet, 0, 0)
 
     def _handle_pubrel(self) -> MQTTErrorCode:
         packet = self._in_packet["packet"]

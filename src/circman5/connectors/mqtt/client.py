@@ -16,6 +16,10 @@ is either a plain number / text (no ``field``) or JSON (``orjson``) with the val
 ``field``. Bad input (invalid UTF-8 topic or JSON, missing field, wrong type, NaN/infinity,
 oversized payload) is counted in ``status.malformed`` and reported rate-limited as a
 ``MalformedInput`` problem; the message is dropped and ingestion goes on.
+
+Why this module is long: one connector class whose connection loop, paho callbacks, inlined hot
+decode path, topic resolution and writes share its compiled routes, caches and inbox; split, each
+part would reach into the others' state on the per-message path.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from circman5.connectors.base import BaseConnector
 from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
-from circman5.connectors.mqtt.acks import InOrderAcks, ManualAckClient
+from circman5.connectors.mqtt.acks import InOrderAcks
 from circman5.connectors.mqtt.broker import new_client
 from circman5.connectors.mqtt.config import MqttConnectorSettings, MqttTag
+from circman5.connectors.mqtt.receive import DirectReceiveClient
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.connectors.status import ConnectorStatus
 from circman5.errors import DeviceUnavailable, TagWriteError
@@ -54,6 +59,7 @@ from circman5.samples import Quality, Sample, SampleBatch, SampleValue, make_sam
 logger = logging.getLogger(__name__)
 
 _TOPIC_CACHE_LIMIT = 100_000
+_DISCONNECT_TIMEOUT_S = 2.0
 _TRUE = frozenset({"1", "true", "on", "yes"})
 _FALSE = frozenset({"0", "false", "off", "no"})
 
@@ -248,7 +254,7 @@ class MqttConnector(BaseConnector):
         # collector). ``link`` numbers the connection the message came on (for the acks).
         self._inbox: deque[tuple[bytes, bytes | bytearray, float, int, int, int]] = deque()
         self._manual_ack = settings.acknowledge == "durable"
-        self._acks = InOrderAcks(self._send_ack)
+        self._acks = InOrderAcks(self._send_ack, self._send_acks)
         self._link = 0
         self._scheduled = False
         self._thread_dropped = 0
@@ -317,14 +323,16 @@ class MqttConnector(BaseConnector):
             client_id=s.effective_client_id,
             clean_start=s.clean_start,
             protocol=s.protocol,
-            client_class=ManualAckClient,
+            client_class=DirectReceiveClient,
             reconnect_on_failure=False,  # one reconnect policy: ours (see _run)
             manual_ack=self._manual_ack,
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._on_message  # MQTT 5, QoS 2, paho debug logging
         client.on_subscribe = self._on_subscribe
+        if isinstance(client, DirectReceiveClient):
+            client.on_publish_received = self._on_publish
         return client
 
     async def _run(self) -> None:
@@ -381,7 +389,14 @@ class MqttConnector(BaseConnector):
         if attempt is not None:
             with contextlib.suppress(Exception):
                 await attempt  # an attempt in flight: let it end (bounded by paho's timeout)
-        client.disconnect()
+        session_up = self._session_up and not self._session_over.is_set()
+        if client.disconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS and session_up:
+            # paho writes DISCONNECT after what is queued (the last PUBACKs) and then reports
+            # the session over; stopping its thread before that would drop them unsent (and
+            # the broker would deliver those messages again)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_DISCONNECT_TIMEOUT_S):
+                    await self._session_over.wait()
         await asyncio.to_thread(client.loop_stop)
         self._drain()
 
@@ -449,24 +464,23 @@ class MqttConnector(BaseConnector):
         self._to_loop(self._session_over.set)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._on_publish(
+            message._topic, message.payload, message.timestamp, message.mid, message.qos
+        )
+
+    def _on_publish(
+        self, topic: bytes, payload: bytes | bytearray, received: float, mid: int, qos: int
+    ) -> None:
+        """One message, in paho's thread: into the inbox as a plain tuple (see ``_inbox``)."""
         inbox = self._inbox
         if len(inbox) >= self._inbox_limit:
             self._thread_dropped += 1
-            if not (self._manual_ack and message.qos):
+            if not (self._manual_ack and qos):
                 return
             # dropped and counted, but still acknowledged in order: an empty topic marks it
-            inbox.append((b"", b"", 0.0, message.mid, message.qos, self._link))
+            inbox.append((b"", b"", 0.0, mid, qos, self._link))
             return
-        inbox.append(
-            (
-                message._topic,
-                message.payload,
-                message.timestamp,
-                message.mid,
-                message.qos,
-                self._link,
-            )
-        )
+        inbox.append((topic, payload, received, mid, qos, self._link))
         if not self._scheduled:
             self._scheduled = True
             loop = self._loop
@@ -589,6 +603,17 @@ class MqttConnector(BaseConnector):
             {"address": topic, "path": path, "field": field, "action": "receive time"},
             "warning",
         )
+
+    def _send_acks(self, acks: list[tuple[int, int]]) -> None:
+        """Several acknowledgements with one write (same conditions as :meth:`_send_ack`)."""
+        client = self._client
+        if client is None or not self._session_up or self._acks.link != self._link:
+            return
+        if isinstance(client, DirectReceiveClient):
+            client.ack_many(acks)
+        else:
+            for mid, qos in acks:
+                client.ack(mid, qos)
 
     def _send_ack(self, mid: int, qos: int) -> None:
         # only on the connection the message came on, and only while it is up: during a

@@ -38,6 +38,10 @@ connector announced (:meth:`Connector.paths`) that never delivered a sample goes
 The engine imports no protocol library: it sees connectors only through the contract in
 :mod:`circman5.connectors.base`, and its samples and reporter through the neutral
 :mod:`circman5.samples` and :mod:`circman5.reporting`.
+
+Why this module is long: the spec's four synchronization modes, quality and staleness, sinks with
+acknowledgements and the one-by-one fallback for rejected updates all act on the same per-path
+state within one tick; the engine is the spec's documented class.
 """
 
 from __future__ import annotations
