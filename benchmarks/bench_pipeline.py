@@ -87,7 +87,14 @@ class Variant:
     ratio: float = RATIO
 
 
-VARIANTS: list[Variant] = [Variant("one process")]
+WORKERS_SPEEDUP = 1.6
+"""Target of the ``2 workers`` variant against the one process (issue 17, on 2 cores)."""
+
+VARIANTS: list[Variant] = [
+    Variant("one process"),
+    # ingestion worker processes on an MQTT 5 shared subscription (docs/operations.md)
+    Variant("2 workers", 'protocol = "5"\nworkers = 2\n', ratio=WORKERS_SPEEDUP * RATIO),
+]
 """The service configurations measured (each beside the bare script, rounds alternating)."""
 
 
@@ -519,6 +526,18 @@ def run_all(workdir: Path, variants: list[Variant] | None = None) -> list[Row]:
                 service[variant.label].append(run_service(where, qos, variant))
         for variant in variants:
             rows += rows_for(qos, variant, service[variant.label], bare)
+        if service.get("one process") and service.get("2 workers"):
+            one, two = _best(service["one process"]), _best(service["2 workers"])
+            rows.append(
+                Row(
+                    f"QoS {qos}, 2 workers against one process: stored msgs/s",
+                    two.rate,
+                    "msgs/s",
+                    WORKERS_SPEEDUP * one.rate,
+                    baseline=one.rate,
+                    baseline_label="one process",
+                )
+            )
     return rows
 
 
