@@ -1,5 +1,9 @@
 """A Sparkplug B edge node: values by name in, births, data, deaths and commands on the broker.
 
+Why this module is long: one protocol state machine (session number, aliases, sequence, births
+after every connect or rebirth, deaths, commands) over one paho session; the metric encoding and
+the settings are separate modules.
+
 Knows nothing of the twin: :meth:`SparkplugEdgeNode.update` takes ``{name: value}`` (the twin's
 dotted paths, as the service's glue hands them over) and the node does the rest:
 
