@@ -60,6 +60,16 @@ logger = logging.getLogger(__name__)
 
 _TOPIC_CACHE_LIMIT = 100_000
 _DISCONNECT_TIMEOUT_S = 2.0
+#: Unsubscribed from (never subscribed) on a clean stop: its UNSUBACK says the broker has
+#: processed every acknowledgement sent before it.
+_ACK_BARRIER_TOPIC = "$circman5/ack-barrier"
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 _TRUE = frozenset({"1", "true", "on", "yes"})
 _FALSE = frozenset({"0", "false", "off", "no"})
 
@@ -269,6 +279,8 @@ class MqttConnector(BaseConnector):
         self._after_refusal = False
         self._session_up = False
         self._subscribe_mid: int | None = None
+        self._barrier: asyncio.Future[None] | None = None
+        self._barrier_mid: int | None = None
 
     # -- configuration --------------------------------------------------------------------
     @staticmethod
@@ -331,6 +343,7 @@ class MqttConnector(BaseConnector):
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message  # MQTT 5, QoS 2, paho debug logging
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         if isinstance(client, DirectReceiveClient):
             client.on_publish_received = self._on_publish
         return client
@@ -390,6 +403,8 @@ class MqttConnector(BaseConnector):
             with contextlib.suppress(Exception):
                 await attempt  # an attempt in flight: let it end (bounded by paho's timeout)
         session_up = self._session_up and not self._session_over.is_set()
+        if session_up and self._manual_ack and self._acks.acked:
+            await self._acks_processed(client)
         if client.disconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS and session_up:
             # paho writes DISCONNECT after what is queued (the last PUBACKs) and then reports
             # the session over; stopping its thread before that would drop them unsent (and
@@ -399,6 +414,37 @@ class MqttConnector(BaseConnector):
                     await self._session_over.wait()
         await asyncio.to_thread(client.loop_stop)
         self._drain()
+
+    async def _acks_processed(self, client: paho.Client) -> None:
+        """Wait until the broker has processed the PUBACKs sent so far (bounded).
+
+        Writing them before DISCONNECT is not enough: a new session with our client id that
+        reaches the broker before it read them (a restart within milliseconds) takes the session
+        over, the broker drops the old connection unread and delivers those messages again. The
+        broker answers the packets of one connection in order, so the UNSUBACK of a filter we
+        never subscribed to (no side effect) comes only after the PUBACKs before it were
+        processed."""
+        loop = asyncio.get_running_loop()
+        processed: asyncio.Future[None] = loop.create_future()
+        self._barrier = processed
+        result, self._barrier_mid = client.unsubscribe(_ACK_BARRIER_TOPIC)
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_DISCONNECT_TIMEOUT_S):
+                await processed
+
+    def _on_unsubscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        barrier = self._barrier
+        if barrier is not None and mid == self._barrier_mid:
+            self._to_loop(_resolve, barrier)
 
     # -- network thread callbacks (never raise: paho would stop its loop) -----------------
     def _on_connect(
