@@ -94,6 +94,12 @@ VARIANTS: list[Variant] = [
     Variant("one process"),
     # ingestion worker processes on an MQTT 5 shared subscription (docs/operations.md)
     Variant("2 workers", 'protocol = "5"\nworkers = 2\n', ratio=WORKERS_SPEEDUP * RATIO),
+    # the same on MQTT 3.1.1 (mosquitto offers shared subscriptions to 3.1.1 clients too)
+    Variant(
+        "2 workers 3.1.1",
+        "workers = 2\nshared_subscriptions_on_3_1_1 = true\n",
+        ratio=WORKERS_SPEEDUP * RATIO,
+    ),
 ]
 """The service configurations measured (each beside the bare script, rounds alternating)."""
 
@@ -526,11 +532,13 @@ def run_all(workdir: Path, variants: list[Variant] | None = None) -> list[Row]:
                 service[variant.label].append(run_service(where, qos, variant))
         for variant in variants:
             rows += rows_for(qos, variant, service[variant.label], bare)
-        if service.get("one process") and service.get("2 workers"):
-            one, two = _best(service["one process"]), _best(service["2 workers"])
+        for label in ("2 workers", "2 workers 3.1.1"):
+            if not (service.get("one process") and service.get(label)):
+                continue
+            one, two = _best(service["one process"]), _best(service[label])
             rows.append(
                 Row(
-                    f"QoS {qos}, 2 workers against one process: stored msgs/s",
+                    f"QoS {qos}, {label} against one process: stored msgs/s",
                     two.rate,
                     "msgs/s",
                     WORKERS_SPEEDUP * one.rate,

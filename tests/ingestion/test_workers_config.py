@@ -57,6 +57,14 @@ def test_workers_with_mqtt_3_1_1_fail_at_load_naming_the_key(tmp_path: Path) -> 
     assert 'protocol = "5"' in message
 
 
+def test_workers_on_mqtt_3_1_1_need_the_brokers_extension_said_out_loud(tmp_path: Path) -> None:
+    message = load_error(config(tmp_path, "workers = 2"))
+    assert "shared_subscriptions_on_3_1_1 = true" in message
+    settings = load_settings(config(tmp_path, "workers = 2\nshared_subscriptions_on_3_1_1 = true"))
+    mqtt = settings.connectors[0]
+    assert mqtt.type == "mqtt" and (mqtt.protocol, mqtt.workers) == ("3.1.1", 2)
+
+
 def test_workers_without_an_influxdb_output_fail_at_load(tmp_path: Path) -> None:
     path = config(tmp_path, 'protocol = "5"\nworkers = 2', outputs="")
     message = load_error(path)

@@ -137,15 +137,21 @@ class MqttConnectorSettings(BaseModel):
     #: Subscribe through the shared subscription ``$share/<share_group>/<filter>`` (the broker
     #: gives each message to one member of the group). Workers use ``circman5-<name>`` unless set.
     share_group: Annotated[str, Field(pattern=r"^[^/+#$]+$", max_length=64)] | None = None
+    #: Shared subscriptions are MQTT 5; mosquitto (1.6+), EMQX, HiveMQ and VerneMQ also give
+    #: them to MQTT 3.1.1 clients, whose messages paho decodes at half the CPU. Set true only for
+    #: such a broker: another one takes ``$share/...`` as a plain filter and delivers nothing.
+    shared_subscriptions_on_3_1_1: bool = False
     tags: list[MqttTag] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _shared(self) -> MqttConnectorSettings:
-        if self.workers > 1 and self.protocol != "5":
+        if self.workers > 1 and self.protocol != "5" and not self.shared_subscriptions_on_3_1_1:
             raise located(
                 ("workers",),
                 f"{self.workers} workers share one subscription through MQTT 5 shared "
-                'subscriptions: set protocol = "5" (or workers = 1)',
+                'subscriptions: set protocol = "5" (or workers = 1, or '
+                "shared_subscriptions_on_3_1_1 = true for a broker that offers them to MQTT "
+                "3.1.1 clients, such as mosquitto)",
             )
         return self
 
