@@ -1,5 +1,6 @@
-"""Ingestion workers (``workers = 2``): `circman5 run` as a process, real mosquitto (MQTT 5
-shared subscriptions) and VictoriaMetrics; every number counted in the server.
+"""Ingestion workers (``workers = 2``): `circman5 run` as a process, real mosquitto (shared
+subscriptions on MQTT 5, and on MQTT 3.1.1 as mosquitto offers them) and VictoriaMetrics;
+every number counted in the server.
 
 * a steady QoS 1 stream: each message stored exactly once, both workers took a share, the twin
   shows the last value;
@@ -14,6 +15,8 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
+
 from circman5.service.workers.pool import WORKER_MODULE
 from simulators.external import Mosquitto, VictoriaMetrics, free_port, wait_until
 from tests.service.service_process import RetainedState, SequencePublisher, ServiceProcess
@@ -23,7 +26,11 @@ TOPIC = "workers/seq"
 SELECTOR = '{__name__="sample_value",path="workers.seq"}'
 
 
-def service_toml(mqtt_port: int, vm_url: str, health_port: int) -> str:
+MQTT_5 = 'protocol = "5"'
+MQTT_3_1_1_SHARED = "shared_subscriptions_on_3_1_1 = true"  # mosquitto offers $share to 3.1.1
+
+
+def service_toml(mqtt_port: int, vm_url: str, health_port: int, protocol: str = MQTT_5) -> str:
     return f"""
 site = "wrk"
 line = "line1"
@@ -52,7 +59,7 @@ state_interval_s = 0.2
 type = "mqtt"
 name = "seq"
 port = {mqtt_port}
-protocol = "5"
+{protocol}
 client_id = "circman5-workers"
 qos = 1
 workers = 2
@@ -65,10 +72,12 @@ timestamp_field = "ts"
 """
 
 
-def start_service(tmp_path: Path, mosquitto: Mosquitto, vm: VictoriaMetrics) -> ServiceProcess:
+def start_service(
+    tmp_path: Path, mosquitto: Mosquitto, vm: VictoriaMetrics, protocol: str = MQTT_5
+) -> ServiceProcess:
     health_port = free_port()
     config = tmp_path / "edge.toml"
-    config.write_text(service_toml(mosquitto.port, vm.url, health_port))
+    config.write_text(service_toml(mosquitto.port, vm.url, health_port, protocol))
     service = ServiceProcess(config, tmp_path / "data", tmp_path / "service.log", health_port)
     service.start()
     return service
@@ -106,10 +115,11 @@ def worker_pids(service_pid: int) -> dict[int, int]:
     return found
 
 
+@pytest.mark.parametrize("protocol", [MQTT_5, MQTT_3_1_1_SHARED])
 def test_two_workers_store_every_message_once_and_the_twin_has_the_latest(
-    tmp_path: Path, mosquitto: Mosquitto, victoria_metrics: VictoriaMetrics
+    tmp_path: Path, mosquitto: Mosquitto, victoria_metrics: VictoriaMetrics, protocol: str
 ) -> None:
-    service = start_service(tmp_path, mosquitto, victoria_metrics)
+    service = start_service(tmp_path, mosquitto, victoria_metrics, protocol)
     state = RetainedState(mosquitto.port, "circman5/wrk/line1/state")
     publisher = SequencePublisher(mosquitto.port, TOPIC, rate=2000.0)
     try:
