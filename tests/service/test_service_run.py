@@ -31,6 +31,7 @@ class TopicLog:
             ["mosquitto_sub", "-p", str(port), "-t", topic_filter, "-v", "-q", "1"],
             stdout=subprocess.PIPE,
             text=True,
+            errors="replace",  # binary payloads (Sparkplug protobuf) are not UTF-8
         )
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -47,6 +48,16 @@ class TopicLog:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(5)
+
+
+def _subscribed(port: int, log: TopicLog) -> bool:
+    """A probe message on the log's filter came through: it is subscribed."""
+    subprocess.run(
+        ["mosquitto_pub", "-p", str(port), "-t", "spBv1.0/demo/probe", "-m", "x", "-q", "1"],
+        check=True,
+        timeout=5,
+    )
+    return bool(log.on("spBv1.0/demo/probe"))
 
 
 @pytest.fixture
@@ -97,6 +108,8 @@ mode = "always"
     data = tmp_path / "data"
     env = dict(os.environ, CIRCMAN5_DATA_DIR=str(data))
     log_path = tmp_path / "service.log"
+    sparkplug = TopicLog(mosquitto.port, "spBv1.0/demo/#")  # the demo's edge node (protobuf)
+    wait_until(lambda: _subscribed(mosquitto.port, sparkplug), 10, "the Sparkplug listener")
     with log_path.open("w") as log:
         service = subprocess.Popen(
             [sys.executable, "-m", "circman5", "run", "--config", str(config)],
@@ -116,9 +129,13 @@ mode = "always"
         assert 15.0 < state["production_line"]["temperature"] < 35.0
         events = [json.loads(p) for p in topic_log.on(f"{base}/events/system")]
         assert any(e["message"] == "Digital twin initialized" for e in events)
+        wait_until(lambda: sparkplug.on("spBv1.0/demo/NBIRTH/line1"), 10, "the Sparkplug birth")
+        wait_until(lambda: sparkplug.on("spBv1.0/demo/NDATA/line1"), 10, "Sparkplug data")
     finally:
         service.send_signal(signal.SIGTERM)
         exit_code = service.wait(30)
+        wait_until(lambda: sparkplug.on("spBv1.0/demo/NDEATH/line1"), 10, "the Sparkplug death")
+        sparkplug.close()
     log_text = log_path.read_text()
     assert exit_code == 0, log_text[-3000:]
     assert "stopping:" in log_text and "0 kept on disk" in log_text, log_text[-3000:]

@@ -139,6 +139,7 @@ def _header(running: RunningService, broker: str, password: str | None) -> str:
             lines.append(f"  password: see {password_file} or 'circman5 user passwd'")
     if running.health:
         lines.append(f"health/metrics: http://127.0.0.1:{running.health.port}/metrics")
+    lines.append("Sparkplug B: the twin is edge node spBv1.0/demo/+/line1 on the broker")
     return "\n".join(lines)
 
 

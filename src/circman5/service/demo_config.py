@@ -12,7 +12,8 @@ DEMO_TEMPLATE = """\
 # The demo: circman5 against the bundled simulators (circman5-sim), over all three protocols.
 # OPC UA: the PLC's process values and setpoints; Modbus: energy meter and environment sensor;
 # MQTT: the MES's batches and per-batch material use. Outputs: the embedded time-series store,
-# and events/state back out over MQTT. See docs/tag_mapping.md for the tag syntax.
+# events/state back out over MQTT, and the twin as a Sparkplug B edge node (group "demo", node
+# "line1") that a SCADA host may write setpoints to. See docs/tag_mapping.md for the tag syntax.
 
 site = "demo"
 line = "line1"
@@ -28,6 +29,14 @@ host = "127.0.0.1"
 port = {mqtt_port}
 protocol = "{mqtt_protocol}"
 topic_prefix = "circman5"
+
+[outputs.sparkplug]
+host = "127.0.0.1"
+port = {mqtt_port}
+group_id = "demo"
+edge_node_id = "line1"
+deadband = 0.01
+writable = ["production_line.target_temperature", "production_line.cycle_time"]
 
 [[connectors]]
 type = "opcua"
