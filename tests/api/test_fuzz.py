@@ -37,6 +37,7 @@ TEMPLATES = {
     "/api/scenarios/s/run": "/api/scenarios/{name}/run",
     "/api/users/viewer": "/api/users/{username}",
     "/api/users/nobody": "/api/users/{username}",
+    "/api/site/plant/line1/state": "/api/site/{site}/{line}/state",
 }
 OPERATIONS = sorted(
     {
