@@ -32,6 +32,10 @@ def _line_config(line: str, ports: DemoPorts, vm: VictoriaMetrics, site_view: bo
         'line = "line1"', f'line = "{line}"'
     )
     text = text.replace("mes/line1/", f"mes/{line}/")
+    # one Sparkplug edge node per line (the same node id twice would take each other's session)
+    text = text.replace('group_id = "demo"', 'group_id = "plant"').replace(
+        'edge_node_id = "line1"', f'edge_node_id = "{line}"'
+    )
     text += f"""
 [outputs.influxdb]
 url = "{vm.url}"
