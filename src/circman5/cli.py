@@ -28,6 +28,7 @@ from circman5.errors import ConfigError, StorageError
 from circman5.paths import locations
 
 if TYPE_CHECKING:
+    from circman5.service.roles import Role
     from circman5.settings import Settings
 
 
@@ -59,12 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="service settings file (edge.toml); same as the global --config",
     )
+    from circman5.service.roles import ROLES
+
     run.add_argument(
         "--role",
-        choices=("all", "processing"),
+        choices=ROLES,
         default="all",
-        help="all: the edge service (default); processing: a worker on the PostgreSQL job "
-        "queue ([database] url)",
+        help="all: the whole service on one box (default); edge: one line's connectors, twin "
+        "and outputs, no HMI; api: the HMI and API on PostgreSQL and the lines' MQTT topics; "
+        "processing: a worker on the PostgreSQL job queue (api and processing need "
+        "[database] url)",
     )
 
     demo = commands.add_parser("demo", help="run the twin on its embedded defaults, live")
@@ -255,7 +260,7 @@ def run_service(
     log_level: str | None,
     data_dir: Path | None = None,
     constants_dir: Path | None = None,
-    role: str = "all",
+    role: Role = "all",
 ) -> int:
     """``circman5 run``: until SIGTERM or SIGINT, then a graceful stop (exit 0)."""
     import asyncio
@@ -274,11 +279,12 @@ def run_service(
     settings = load_settings(settings_file, **overrides)
     configure_logging(log_level or settings.log.level, settings.log.format)
 
+    source = str(settings_file or "environment (CIRCMAN5_*)")
     if role == "processing":
-        return _run_processing(settings, str(settings_file or "environment (CIRCMAN5_*)"))
+        return _run_processing(settings, source)
 
     async def serve() -> None:
-        service = EdgeService(settings, ConstantsService(settings.config_dir))
+        service = EdgeService(settings, ConstantsService(settings.config_dir), role, source)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stop)

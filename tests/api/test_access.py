@@ -45,6 +45,11 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, Role]] = [
     ("GET", "/api/forecast", None, "viewer"),
     ("GET", "/api/site", None, "viewer"),
     ("GET", "/api/site/plant/line1/state", None, "viewer"),
+    ("POST", "/api/jobs", {"kind": "scenario.run", "payload": {"scenario": "s"}}, "engineer"),
+    ("GET", "/api/jobs", None, "viewer"),
+    ("GET", "/api/jobs/1", None, "viewer"),
+    ("GET", "/api/simulations", None, "viewer"),
+    ("GET", "/api/simulations/x", None, "viewer"),
     ("GET", "/api/lca/report", None, "viewer"),
     ("GET", "/api/setpoints", None, "viewer"),
     ("POST", "/api/setpoints", {"path": "production_line.x", "value": 1.0}, "engineer"),
@@ -81,6 +86,8 @@ def test_the_table_covers_every_route(app: FastAPI) -> None:
         "/api/users/viewer": "/api/users/{username}",
         "/api/users/nobody": "/api/users/{username}",
         "/api/site/plant/line1/state": "/api/site/{site}/{line}/state",
+        "/api/jobs/1": "/api/jobs/{job_id}",
+        "/api/simulations/x": "/api/simulations/{simulation_id}",
     }
     listed = {(m, templates.get(p, p)) for m, p in listed}
     routes = {

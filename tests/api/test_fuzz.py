@@ -38,6 +38,8 @@ TEMPLATES = {
     "/api/users/viewer": "/api/users/{username}",
     "/api/users/nobody": "/api/users/{username}",
     "/api/site/plant/line1/state": "/api/site/{site}/{line}/state",
+    "/api/jobs/1": "/api/jobs/{job_id}",
+    "/api/simulations/x": "/api/simulations/{simulation_id}",
 }
 OPERATIONS = sorted(
     {

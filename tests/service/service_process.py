@@ -20,10 +20,14 @@ from simulators.external import http_status, wait_until
 
 
 class ServiceProcess:
-    """The service on ``config`` with its data under ``data``; log appended to ``log``."""
+    """The service on ``config`` with its data under ``data``; log appended to ``log``;
+    ``role``: ``circman5 run --role``."""
 
-    def __init__(self, config: Path, data: Path, log: Path, health_port: int) -> None:
+    def __init__(
+        self, config: Path, data: Path, log: Path, health_port: int, role: str = "all"
+    ) -> None:
         self.config = config
+        self.role = role
         self.env = dict(os.environ, CIRCMAN5_DATA_DIR=str(data))
         self.log = log
         self.health_port = health_port
@@ -32,7 +36,16 @@ class ServiceProcess:
     def start(self) -> None:
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "circman5", "run", "--config", str(self.config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "circman5",
+                    "run",
+                    "--config",
+                    str(self.config),
+                    "--role",
+                    self.role,
+                ],
                 env=self.env,
                 stderr=log,
             )

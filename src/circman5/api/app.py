@@ -17,6 +17,9 @@ one may):
 ``POST /api/optimize``, ``/api/predict``, ``/api/lca/analysis``, ``/api/setpoints``,
 ``GET /api/diagnostics``                               engineer
 ``GET /api/calibration``, ``/api/model/info``         viewer
+``GET /api/simulations``, ``/api/simulations/{id}``,
+``/api/jobs``, ``/api/jobs/{id}``                       viewer (jobs of other sites hidden)
+``POST /api/jobs``                                     engineer (503 without ``[database] url``)
 ``GET /api/site``, ``/api/site/{site}/{line}/state``  viewer (of that site: users may be
                                                        limited to some sites)
 ``POST /api/calibration``, ``/api/model/train``        engineer
@@ -55,6 +58,7 @@ from circman5.api.routes import (
     control,
     events,
     forecast,
+    jobs,
     learning,
     live,
     simulation,
@@ -264,6 +268,7 @@ def create_app(context: ApiContext, heavy_slots: int = 2) -> FastAPI:
         api.include_router(module.router)
     api.include_router(learning.router)
     api.include_router(site.router)
+    api.include_router(jobs.router)
     app.include_router(api)
 
     @app.get("/", include_in_schema=False)

@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from circman5.api.auth import LoginRateLimiter, TokenService, resolve_secret
+from circman5.api.job_source import JobQueueSource
 from circman5.api.setpoints import SetpointService
 from circman5.api.site_source import SiteSource
 from circman5.api.users import UserStore
@@ -196,6 +197,9 @@ class ApiContext:
     site_view: SiteSource | None = None
     #: Where calibrations are saved (None: :func:`circman5.paths.data_dir` when needed).
     data_dir: Path | None = None
+    #: The processing workers' job queue in PostgreSQL (None: no ``[database] url``, the
+    #: jobs routes answer 503).
+    jobs: JobQueueSource | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()

@@ -297,3 +297,80 @@ class DiagnosticsOut(BaseModel):
     status: Literal["ok", "warning", "error"]
     checked_at: str
     components: dict[str, dict[str, Any]]
+
+
+# -- jobs for the processing workers ------------------------------------------------------------
+#: A processing worker runs off the edge box: its runs may be far longer than the API's own.
+MAX_JOB_STEPS = 1_000_000
+MAX_JOB_MC_STEPS = 10_000
+MAX_JOB_MC_WORK = 10_000_000
+Segment = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+
+
+class _LineStart(_In):
+    """``site`` and ``line``: start from that line's last state (from its MQTT state topic,
+    through the site view); neither: from the twin's default starting state."""
+
+    site: Segment | None = None
+    line: Segment | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> _LineStart:
+        if (self.site is None) != (self.line is None):
+            raise ValueError("give both site and line, or neither")
+        return self
+
+
+class ScenarioRunJob(_LineStart):
+    scenario: Annotated[str, Field(min_length=1, max_length=200)]
+    steps: Annotated[int, Field(ge=0, le=MAX_JOB_STEPS)] | None = None
+    seed: Seed | None = None
+
+
+class MonteCarloJob(_LineStart):
+    #: the summary holds four bands per path and step: bounded so the result stays small
+    steps: Annotated[int, Field(ge=1, le=MAX_JOB_MC_STEPS)] = 10
+    iterations: Annotated[int, Field(ge=1, le=MAX_MC_ITERATIONS)] = 100
+    uncertainty: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = 0.1
+    parameters: Parameters = Field(default_factory=dict)
+    seed: Seed | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> MonteCarloJob:
+        if self.steps * self.iterations > MAX_JOB_MC_WORK:
+            raise ValueError(f"steps * iterations must be at most {MAX_JOB_MC_WORK:,}")
+        return self
+
+
+class ScenarioRunSubmit(_In):
+    kind: Literal["scenario.run"]
+    payload: ScenarioRunJob
+
+
+class MonteCarloSubmit(_In):
+    kind: Literal["simulation.monte_carlo"]
+    payload: MonteCarloJob
+
+
+JobSubmit = Annotated[ScenarioRunSubmit | MonteCarloSubmit, Field(discriminator="kind")]
+#: The job kinds the API submits (each one the processing workers run).
+JOB_KINDS: tuple[str, ...] = ("scenario.run", "simulation.monte_carlo")
+
+
+class JobAccepted(BaseModel):
+    job_id: int
+    kind: str
+    status: Literal["queued"] = "queued"
+
+
+class JobOut(BaseModel):
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    worker: str | None
+    result: Any
+    error: str | None
+    created_at: str | None
+    finished_at: str | None

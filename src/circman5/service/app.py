@@ -26,6 +26,7 @@ from typing import Any
 from circman5.adapters.services.constants_service import ConstantsService
 from circman5.api.setpoints import SetpointLimit, SetpointService
 from circman5.connectors.base import BaseConnector
+from circman5.errors import ConfigError
 from circman5.manufacturing.digital_twin.core.synchronization import SynchronizationEngine
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
@@ -38,6 +39,7 @@ from circman5.service.batches import BatchTracker
 from circman5.service.health import HealthServer
 from circman5.service.metrics import ServiceMetrics
 from circman5.service.outputs import durable_sample_sink, output_reasons
+from circman5.service.roles import Role, role_parts
 from circman5.service.sparkplug_output import SparkplugOutput
 from circman5.service.supervisor import Supervisor
 from circman5.service.twin_database import api_database_parts, twin_database
@@ -74,22 +76,27 @@ class _TimedTwin:
 
 @dataclass
 class RunningService:
-    """What a running service exposes (the demo's view, tests)."""
+    """What a running service exposes (the demo's view, tests).
+
+    ``engine`` and ``series`` are None in a role without ingestion (``api``)."""
 
     twin: DigitalTwin
-    engine: SynchronizationEngine
+    engine: SynchronizationEngine | None
     connectors: list[BaseConnector]
-    series: SeriesOutput
+    series: SeriesOutput | None
     metrics: ServiceMetrics
     supervisor: Supervisor
     health: HealthServer | None
     mqtt: MqttEventPublisher | None = None
     sparkplug: SparkplugOutput | None = None
+    setpoints: SetpointService | None = None
+    site_view: SiteWatcher | None = None
     api_url: str | None = None
     started_at: float = field(default_factory=time.monotonic)
 
     def outboxes(self) -> list[OutboxMetrics]:
-        found = [self.series.outbox.metrics] if self.series.outbox is not None else []
+        series = self.series
+        found = [series.outbox.metrics] if series is not None and series.outbox is not None else []
         found += worker_outboxes(self.connectors)
         if self.mqtt is not None:
             found.append(self.mqtt.outbox.metrics)
@@ -107,6 +114,8 @@ class RunningService:
             reasons.append("mqtt events: broker not connected")
         if self.sparkplug is not None and not self.sparkplug.connected:
             reasons.append("sparkplug edge node: broker not connected")
+        if self.site_view is not None and not self.site_view.connected:
+            reasons.append("site view: broker not connected")
         reasons += [
             f"component {s.name}: {s.last_error or 'not running'}"
             for s in self.supervisor.statuses
@@ -118,11 +127,23 @@ class RunningService:
 class EdgeService:
     """``circman5 run``: the edge service built from :class:`Settings`."""
 
-    def __init__(self, settings: Settings, constants: ConstantsService | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        constants: ConstantsService | None = None,
+        role: Role = "all",
+        settings_file: str = "settings",
+    ) -> None:
         """``constants``: the twin's constants (default: the ``ConstantsService`` singleton,
-        loaded from the settings' ``config_dir`` when it is first built)."""
+        loaded from the settings' ``config_dir`` when it is first built). ``role``: which
+        parts run (:mod:`circman5.service.roles`; ``processing`` is not this class's);
+        :class:`ConfigError` naming ``settings_file`` when the settings do not allow it."""
         self.settings = settings
         self.constants = constants
+        self.role = role
+        self.parts = role_parts(role, settings, settings_file)
+        if self.parts.jobs:
+            raise ConfigError(settings_file, "--role", "the processing role is ProcessingWorker's")
         self._stop = asyncio.Event()
         self.running: RunningService | None = None
         self.ready = asyncio.Event()
@@ -152,109 +173,41 @@ class EdgeService:
 
     async def _run(self) -> None:
         settings = self.settings
+        parts = self.parts
         constants = self.constants or ConstantsService()
         twin = DigitalTwin()
         reporter = EventProblemReporter()
         metrics = ServiceMetrics()
         event_manager.subscribe(metrics.on_event)
-        logger.info("data directory %s", data_dir())
+        logger.info("data directory %s (role %s)", data_dir(), self.role)
         try:
             async with contextlib.AsyncExitStack() as stack:
                 # first: the twin's start-up events already go to the configured database
                 self.database = await stack.enter_async_context(twin_database(settings.database))
-                series = await stack.enter_async_context(
-                    open_series_output(settings.outputs, reporter)
-                )
-                mqtt: MqttEventPublisher | None = None
-                if settings.outputs.mqtt is not None:
-                    mqtt = await stack.enter_async_context(
-                        MqttEventPublisher(settings.outputs.mqtt, reporter=reporter)
-                    )
-                    event_manager.subscribe(mqtt.on_event)
-                    stack.callback(event_manager.unsubscribe, mqtt.on_event)
-                # initialized once the outputs listen, so its start-up events go out too
-                if not twin.initialize():
-                    raise RuntimeError("the digital twin did not initialize (see the log)")
-                units = {
-                    tag.path: tag.unit
-                    for connector in settings.connectors
-                    for tag in connector.tags
-                    if tag.unit
-                }
-                twin.set_units(units)
-                connectors = create_service_connectors(
-                    settings.connectors,
-                    settings.outputs,
-                    reporter,
-                    log_level=settings.log.level,
-                    log_format=settings.log.format,
-                    stop_timeout_s=settings.shutdown_timeout_s / 2,
-                )
-                # source timestamps older than the embedded store keeps are outside the window
-                retention = series.store.settings.max_age_s if series.store else None
-                for connector in connectors:
-                    connector.use_output_retention(retention)
-                    await stack.enter_async_context(connector)
-                sync_config = constants.get_digital_twin_model().SYNCHRONIZATION_CONFIG
-                engine = SynchronizationEngine.from_config(
-                    _TimedTwin(twin, metrics),
-                    connectors,
-                    sync_config,
-                    reporter=reporter,
-                )
-                # every raw sample to the time series; acknowledgements once it is committed
-                # (ingestion workers store their connectors' samples themselves)
-                engine.add_sink(
-                    durable_sample_sink(series.writer, stored_by_workers(connectors)),
-                    acknowledges=True,
-                )
-                metrics.connectors = lambda: [c.status for c in connectors]
-                metrics.workers = lambda: worker_statuses(connectors)
-                metrics.sync = lambda: engine.stats
                 supervisor = Supervisor(report=self._report_failure)
-                health = None
-                if settings.health.enabled:
-                    health = HealthServer(
-                        lambda: running.not_ready(),
+                if parts.ingestion:
+                    running = await self._start_ingestion(
+                        stack, twin, reporter, metrics, supervisor, constants
+                    )
+                else:  # the twin only serves the API's simulations; nothing feeds it
+                    if not twin.initialize():
+                        raise RuntimeError("the digital twin did not initialize (see the log)")
+                    running = RunningService(twin, None, [], None, metrics, supervisor, None)
+                if parts.health and settings.health.enabled:
+                    running.health = HealthServer(
+                        running.not_ready,
                         metrics.render,
                         settings.health.host,
                         settings.health.port,
                     )
-                running = RunningService(
-                    twin, engine, connectors, series, metrics, supervisor, health, mqtt
-                )
-                metrics.outboxes = running.outboxes
-                setpoints = self._setpoint_service(running)
-                spb = settings.outputs.sparkplug
-                if spb is not None and spb.enabled:
-                    running.sparkplug = await stack.enter_async_context(
-                        SparkplugOutput(
-                            spb,
-                            running.twin.state_manager.snapshot,
-                            setpoints=setpoints,
-                            units={**{s.path: s.unit for s in settings.setpoints}, **units},
-                            publish_event=event_manager.publish,
-                            reporter=reporter,
-                        )
-                    )
-                    engine.add_update_listener(running.sparkplug.on_update)
-                    node = running.sparkplug.node
-                    metrics.sparkplug = lambda: (node.connected.is_set(), node.stats)
-                self._wire_state_outputs(running)
-                supervisor.add("synchronization", engine.run)
-                kpi_interval_s = float(constants.get_monitoring_config()["KPI_RATE_S"])
-                supervisor.add("kpis", lambda: self._write_kpis(running, kpi_interval_s))
-                if settings.batches.enabled:
-                    tracker = self._batch_tracker(running)
-                    engine.add_update_listener(tracker.on_update)
-                    supervisor.add("batches", tracker.run)
-                if health is not None:
-                    supervisor.add("health", health.run)
+                    supervisor.add("health", running.health.run)
                 api_server = None
-                if settings.api.enabled:
-                    site_view = self._site_watcher(stack)
-                    api_server = self._api_server(running, setpoints, site_view)
-                if api_server is not None:
+                if parts.api and settings.api.enabled:
+                    site_view = None
+                    if parts.wants_site_view(settings.site_view.enabled):
+                        site_view = self._site_watcher(stack)
+                        running.site_view = site_view
+                    api_server = self._api_server(running, site_view)
                     supervisor.add("api", api_server.serve)
                 self.running = running
                 await self._supervise(running, api_server)
@@ -263,6 +216,92 @@ class EdgeService:
             event_manager.flush()
             twin.close()
             logger.info("circman5 stopped")
+
+    async def _start_ingestion(
+        self,
+        stack: contextlib.AsyncExitStack,
+        twin: DigitalTwin,
+        reporter: EventProblemReporter,
+        metrics: ServiceMetrics,
+        supervisor: Supervisor,
+        constants: ConstantsService,
+    ) -> RunningService:
+        """One line's edge chain: outputs, connectors, synchronization, the twin's checks."""
+        settings = self.settings
+        series = await stack.enter_async_context(open_series_output(settings.outputs, reporter))
+        mqtt: MqttEventPublisher | None = None
+        if settings.outputs.mqtt is not None:
+            mqtt = await stack.enter_async_context(
+                MqttEventPublisher(settings.outputs.mqtt, reporter=reporter)
+            )
+            event_manager.subscribe(mqtt.on_event)
+            stack.callback(event_manager.unsubscribe, mqtt.on_event)
+        # initialized once the outputs listen, so its start-up events go out too
+        if not twin.initialize():
+            raise RuntimeError("the digital twin did not initialize (see the log)")
+        units = {
+            tag.path: tag.unit
+            for connector in settings.connectors
+            for tag in connector.tags
+            if tag.unit
+        }
+        twin.set_units(units)
+        connectors = create_service_connectors(
+            settings.connectors,
+            settings.outputs,
+            reporter,
+            log_level=settings.log.level,
+            log_format=settings.log.format,
+            stop_timeout_s=settings.shutdown_timeout_s / 2,
+        )
+        # source timestamps older than the embedded store keeps are outside the window
+        retention = series.store.settings.max_age_s if series.store else None
+        for connector in connectors:
+            connector.use_output_retention(retention)
+            await stack.enter_async_context(connector)
+        sync_config = constants.get_digital_twin_model().SYNCHRONIZATION_CONFIG
+        engine = SynchronizationEngine.from_config(
+            _TimedTwin(twin, metrics),
+            connectors,
+            sync_config,
+            reporter=reporter,
+        )
+        # every raw sample to the time series; acknowledgements once it is committed
+        # (ingestion workers store their connectors' samples themselves)
+        engine.add_sink(
+            durable_sample_sink(series.writer, stored_by_workers(connectors)),
+            acknowledges=True,
+        )
+        metrics.connectors = lambda: [c.status for c in connectors]
+        metrics.workers = lambda: worker_statuses(connectors)
+        metrics.sync = lambda: engine.stats
+        running = RunningService(twin, engine, connectors, series, metrics, supervisor, None, mqtt)
+        metrics.outboxes = running.outboxes
+        running.setpoints = setpoints = self._setpoint_service(running)
+        spb = settings.outputs.sparkplug
+        if spb is not None and spb.enabled:
+            running.sparkplug = await stack.enter_async_context(
+                SparkplugOutput(
+                    spb,
+                    running.twin.state_manager.snapshot,
+                    setpoints=setpoints,
+                    units={**{s.path: s.unit for s in settings.setpoints}, **units},
+                    publish_event=event_manager.publish,
+                    reporter=reporter,
+                )
+            )
+            engine.add_update_listener(running.sparkplug.on_update)
+            node = running.sparkplug.node
+            metrics.sparkplug = lambda: (node.connected.is_set(), node.stats)
+        self._wire_state_outputs(running)
+        supervisor.add("synchronization", engine.run)
+        kpi_interval_s = float(constants.get_monitoring_config()["KPI_RATE_S"])
+        supervisor.add("kpis", lambda: self._write_kpis(series, twin, kpi_interval_s))
+        if settings.batches.enabled:
+            tracker = self._batch_tracker(series)
+            engine.add_update_listener(tracker.on_update)
+            supervisor.add("batches", tracker.run)
+        return running
 
     async def _supervise(self, running: RunningService, api_server: Any) -> None:
         task = asyncio.create_task(running.supervisor.run(), name="supervisor")
@@ -307,19 +346,22 @@ class EdgeService:
         """Apply what arrived since the last tick, write the final KPIs, and give the outboxes
         a bounded moment to deliver; what they cannot deliver stays on disk for the next start.
         """
+        engine, series = running.engine, running.series
+        if engine is None or series is None:  # no ingestion in this role
+            return
         try:
-            await running.engine.synchronize()
-            running.series.writer.write_state(running.twin.state_manager.snapshot())
+            await engine.synchronize()
+            series.writer.write_state(running.twin.state_manager.snapshot())
         except Exception:
             logger.exception("the last tick failed")
         budget = min(5.0, self.settings.shutdown_timeout_s / 3)
-        outboxes = [running.series.outbox] if running.series.outbox is not None else []
+        outboxes = [series.outbox] if series.outbox is not None else []
         if running.mqtt is not None:
             outboxes.append(running.mqtt.outbox)
         for outbox in outboxes:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(outbox.drain(), budget)
-        stats = running.engine.stats
+        stats = engine.stats
         logger.info(
             "stopping: %d samples received, %d twin updates; %s",
             stats.samples_in,
@@ -333,27 +375,27 @@ class EdgeService:
         )
 
     def _wire_state_outputs(self, running: RunningService) -> None:
-        mqtt = running.mqtt
-        if mqtt is None:
+        mqtt, engine = running.mqtt, running.engine
+        if mqtt is None or engine is None:
             return
         snapshot = running.twin.state_manager.snapshot
 
         def publish_state(_update: Mapping[str, Any]) -> None:
             mqtt.set_state(snapshot())
 
-        running.engine.add_update_listener(publish_state)
+        engine.add_update_listener(publish_state)
         mqtt.set_state(snapshot())
 
-    async def _write_kpis(self, running: RunningService, interval: float) -> None:
+    async def _write_kpis(self, series: SeriesOutput, twin: DigitalTwin, interval: float) -> None:
         """The twin's numeric state as KPIs, every ``interval`` (``KPI_RATE_S``) seconds."""
         while True:
-            running.series.writer.write_state(running.twin.state_manager.snapshot())
+            series.writer.write_state(twin.state_manager.snapshot())
             await asyncio.sleep(interval)
 
-    def _batch_tracker(self, running: RunningService) -> BatchTracker:
+    def _batch_tracker(self, series: SeriesOutput) -> BatchTracker:
         from circman5.manufacturing.lifecycle.batch_footprint import BatchFootprint
 
-        footprint = BatchFootprint(running.series.writer.write_kpi, event_manager.publish)
+        footprint = BatchFootprint(series.writer.write_kpi, event_manager.publish)
         return BatchTracker(self.settings.batches, footprint.on_batch_end)
 
     def _setpoint_service(self, running: RunningService) -> SetpointService:
@@ -377,12 +419,7 @@ class EdgeService:
             event_manager.publish,
         )
 
-    def _api_server(
-        self,
-        running: RunningService,
-        setpoints: SetpointService,
-        site_view: SiteWatcher | None = None,
-    ) -> Any:
+    def _api_server(self, running: RunningService, site_view: SiteWatcher | None = None) -> Any:
         from circman5.api.app import create_app
         from circman5.api.context import ApiContext, status_provider
         from circman5.api.server import ApiServer
@@ -399,7 +436,7 @@ class EdgeService:
             twin=running.twin,
             settings=settings.api,
             events=event_manager,
-            setpoints=setpoints,
+            setpoints=running.setpoints,
             connector_status=status_provider(running.connectors),
             history_reader=self._history_reader(),
             site_view=site_view,
@@ -410,11 +447,9 @@ class EdgeService:
         )
         return ApiServer(create_app(context), settings.api)
 
-    def _site_watcher(self, stack: contextlib.AsyncExitStack) -> SiteWatcher | None:
+    def _site_watcher(self, stack: contextlib.AsyncExitStack) -> SiteWatcher:
         """The site page's view of every line (``[site_view]``), stopped with the service."""
         settings = self.settings
-        if not settings.site_view.enabled:
-            return None
         watcher = SiteWatcher(
             settings.site_view, settings.site, instance=f"{settings.site}-{settings.line}"
         )

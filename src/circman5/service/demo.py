@@ -172,9 +172,10 @@ async def _show(
             )
         for outbox in running.outboxes():
             out[f"outbox {outbox.name}"] = f"{outbox.depth_batches} batches waiting"
-        if running.series.store is not None:
+        if running.series is not None and running.series.store is not None:
             out["embedded store rows"] = running.series.store.rows
-        out["twin updates"] = running.engine.stats.updates
+        if running.engine is not None:
+            out["twin updates"] = running.engine.stats.updates
         out["plant target temperature"] = bench.plant.setpoints.target_temperature
         return out
 

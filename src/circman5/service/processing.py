@@ -2,12 +2,17 @@
 
 It takes jobs from the ``jobs`` table (:mod:`circman5.storage.jobs`) and runs them here, off
 the edge box: any number of workers may run at once, on any host reaching the database; a job
-of a worker that dies is retried by the next one. Job kinds:
+of a worker that dies is retried by the next one. The API queues them (``POST /api/jobs``).
+Job kinds (each payload may carry ``initial_state``, a line's twin state to start from, with
+its ``site`` and ``line``: the API adds it from the line's MQTT state topic; without it the run
+starts from the twin's default starting state):
 
 * ``scenario.run``: ``{"scenario": name or id, "steps": n (optional), "seed": n (optional)}``
-  runs the stored scenario from the twin's default starting state and stores the run in
-  ``simulations``; the job's result is ``{"simulation_id", "scenario", "steps", "seed",
-  "kpis"}``.
+  runs the stored scenario and stores the run in ``simulations``; the job's result is
+  ``{"simulation_id", "scenario", "steps", "seed", "kpis", "site", "line"}``.
+* ``simulation.monte_carlo``: ``{"steps", "iterations", "uncertainty", "parameters", "seed"}``
+  (all optional) -> the Monte Carlo summary (mean and 5/50/95 % bands per path, breach
+  probabilities against the twin's thresholds), as ``POST /api/simulate/monte-carlo``.
 
 The worker needs ``[database] url``: without a shared database there is no queue to share.
 """
@@ -17,30 +22,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
-from circman5.errors import ConfigError, InvalidInputError
+from circman5.errors import InvalidInputError
+from circman5.service.roles import role_parts
 from circman5.settings import Settings
 from circman5.storage.database import open_database
-from circman5.storage.jobs import JobQueue, JobWorker
+from circman5.storage.jobs import Handler, JobQueue, JobWorker
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["JOB_KINDS", "ProcessingWorker"]
 
-JOB_KINDS = ("scenario.run",)
+JOB_KINDS = ("scenario.run", "simulation.monte_carlo")
 
 
 class ProcessingWorker:
     """The processing role: one :class:`JobWorker` until :meth:`stop`."""
 
     def __init__(self, settings: Settings, settings_file: str = "settings") -> None:
-        if settings.database.url is None:
-            raise ConfigError(
-                settings_file,
-                "database.url",
-                "the processing role takes jobs from PostgreSQL: set [database] url",
-            )
+        role_parts("processing", settings, settings_file)  # ConfigError without a database
         self.settings = settings
         self._stop = threading.Event()
 
@@ -59,36 +61,68 @@ class ProcessingWorker:
             await asyncio.to_thread(database.close)
 
     def _worker(self, database: Any) -> JobWorker:
-        from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
-        from circman5.manufacturing.digital_twin.simulation.scenario_manager import (
-            ScenarioManager,
-        )
-        from circman5.manufacturing.digital_twin.simulation.simulation_engine import (
-            SimulationEngine,
-        )
-
-        twin = DigitalTwin()
-        if not twin.initialize():
-            raise RuntimeError("the digital twin did not initialize (see the log)")
-        scenarios = ScenarioManager(
-            engine=SimulationEngine(twin.state_manager), store=database.scenarios
-        )
-
-        def run_scenario(payload: dict[str, Any]) -> dict[str, Any]:
-            name = payload.get("scenario")
-            if not isinstance(name, str):
-                raise InvalidInputError("a scenario.run job names its 'scenario'")
-            run = scenarios.run_scenario(name, steps=payload.get("steps"), seed=payload.get("seed"))
-            return {
-                "simulation_id": run.simulation_id,
-                "scenario": run.scenario.name,
-                "steps": run.steps,
-                "seed": run.seed,
-                "kpis": run.kpis,
-            }
-
         return JobWorker(
             JobQueue(database),
-            {"scenario.run": run_scenario},
+            job_handlers(database),
             lease_s=self.settings.database.job_lease_s,
         )
+
+
+def _initial_state(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    state = payload.get("initial_state")
+    if state is not None and not isinstance(state, dict):
+        raise InvalidInputError("a job's 'initial_state' is a JSON object (a twin state)")
+    return state
+
+
+def job_handlers(database: Any) -> dict[str, Handler]:
+    """The handler of each kind in :data:`JOB_KINDS`, on one twin and the shared database."""
+    from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
+    from circman5.manufacturing.digital_twin.simulation.scenario_manager import (
+        ScenarioManager,
+    )
+    from circman5.manufacturing.digital_twin.simulation.simulation_engine import (
+        SimulationEngine,
+    )
+
+    twin = DigitalTwin()
+    if not twin.initialize():
+        raise RuntimeError("the digital twin did not initialize (see the log)")
+    engine = SimulationEngine(twin.state_manager)
+    scenarios = ScenarioManager(engine=engine, store=database.scenarios)
+
+    def run_scenario(payload: dict[str, Any]) -> dict[str, Any]:
+        name = payload.get("scenario")
+        if not isinstance(name, str):
+            raise InvalidInputError("a scenario.run job names its 'scenario'")
+        run = scenarios.run_scenario(
+            name,
+            steps=payload.get("steps"),
+            initial_state=_initial_state(payload),
+            seed=payload.get("seed"),
+        )
+        return {
+            "simulation_id": run.simulation_id,
+            "scenario": run.scenario.name,
+            "steps": run.steps,
+            "seed": run.seed,
+            "kpis": run.kpis,
+            "site": payload.get("site"),
+            "line": payload.get("line"),
+        }
+
+    def run_monte_carlo(payload: dict[str, Any]) -> dict[str, Any]:
+        summary = engine.run_monte_carlo_summary(
+            steps=payload.get("steps", 10),
+            initial_state=_initial_state(payload),
+            parameters=payload.get("parameters") or None,
+            iterations=payload.get("iterations", 100),
+            uncertainty=payload.get("uncertainty", 0.1),
+            seed=payload.get("seed"),
+            thresholds=twin.thresholds,
+        )
+        result: dict[str, Any] = summary.to_dict()
+        result.update(site=payload.get("site"), line=payload.get("line"))
+        return result
+
+    return {"scenario.run": run_scenario, "simulation.monte_carlo": run_monte_carlo}

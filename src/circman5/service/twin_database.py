@@ -66,15 +66,20 @@ def scenario_manager_on(database: TwinDatabase | None, twin: DigitalTwin) -> Sce
 
 def api_database_parts(database: TwinDatabase | None, twin: DigitalTwin) -> dict[str, Any]:
     """The ``ApiContext`` fields that live in the shared database (none for the SQLite files):
-    its scenario manager and its users."""
+    its scenario manager, its users and the processing workers' job queue."""
     if database is None:
         return {}
     from circman5.api.users import UserStore
+    from circman5.storage.jobs import JobQueue
+    from circman5.storage.postgres import PostgresDatabase
 
-    return {
+    parts: dict[str, Any] = {
         "scenarios": scenario_manager_on(database, twin),
         "users": UserStore(records=database.users),
     }
+    if isinstance(database, PostgresDatabase):
+        parts["jobs"] = JobQueue(database)
+    return parts
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ from .postgres import PostgresDatabase
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JOB_MIGRATIONS", "Job", "JobQueue", "JobWorker"]
+__all__ = ["JOB_MIGRATIONS", "Handler", "Job", "JobQueue", "JobWorker"]
 
 JOB_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -98,6 +98,24 @@ class Job:
     worker: str | None
     result: Any
     error: str | None
+    #: When it was queued and finished (ISO 8601, the database server's clock).
+    created_at: str | None = None
+    finished_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as JSON-ready data (the API's answer)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "payload": self.payload,
+            "status": self.status,
+            "attempts": self.attempts,
+            "worker": self.worker,
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
 
 
 class JobQueue:
@@ -169,23 +187,41 @@ class JobQueue:
 
     def get(self, job_id: int) -> Job | None:
         with self._db.transaction() as conn:
-            row = conn.execute(
-                "SELECT id, kind, payload, status, attempts, worker, result, error FROM jobs "
-                "WHERE id = %s",
-                (job_id,),
-            ).fetchone()
-        if row is None:
-            return None
-        return Job(
-            id=int(row[0]),
-            kind=row[1],
-            payload=json.loads(row[2]),
-            status=row[3],
-            attempts=int(row[4]),
-            worker=row[5],
-            result=json.loads(row[6]) if row[6] is not None else None,
-            error=row[7],
-        )
+            row = conn.execute(f"{_SELECT_JOB} WHERE id = %s", (job_id,)).fetchone()
+        return None if row is None else _job_of(row)
+
+    def recent(self, limit: int = 50, kind: str | None = None) -> list[Job]:
+        """The newest ``limit`` jobs (of ``kind``, when given), newest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(f"limit must be a positive int, got {limit!r}")
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                f"{_SELECT_JOB} WHERE (%(kind)s::text IS NULL OR kind = %(kind)s) "
+                "ORDER BY id DESC LIMIT %(limit)s",
+                {"kind": kind, "limit": limit},
+            ).fetchall()
+        return [_job_of(row) for row in rows]
+
+
+_SELECT_JOB = (
+    "SELECT id, kind, payload, status, attempts, worker, result, error, created_at, "
+    "finished_at FROM jobs"
+)
+
+
+def _job_of(row: Any) -> Job:
+    return Job(
+        id=int(row[0]),
+        kind=row[1],
+        payload=json.loads(row[2]),
+        status=row[3],
+        attempts=int(row[4]),
+        worker=row[5],
+        result=json.loads(row[6]) if row[6] is not None else None,
+        error=row[7],
+        created_at=row[8].isoformat() if row[8] is not None else None,
+        finished_at=row[9].isoformat() if row[9] is not None else None,
+    )
 
 
 Handler = Callable[[dict[str, Any]], Any]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from circman5.api.deps import Context, Engineer, FastJSON, Viewer, jsonable, run_heavy
 from circman5.api.schemas import (
@@ -74,6 +74,38 @@ async def monte_carlo(
     except ValueError as err:
         raise _unprocessable(err) from err
     return FastJSON(jsonable(summary))
+
+
+# -- stored runs -------------------------------------------------------------------------------
+@router.get(
+    "/simulations",
+    response_class=FastJSON,
+    summary="The stored simulation runs (scenario runs, processing jobs), newest first",
+)
+async def list_simulations(
+    _: Viewer,
+    request: Request,
+    context: Context,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> FastJSON:
+    runs = await run_heavy(request, context.scenario_manager.list_simulations, limit)
+    return FastJSON(jsonable(runs))
+
+
+@router.get(
+    "/simulations/{simulation_id}",
+    response_class=FastJSON,
+    responses={404: {"description": "no such run"}},
+    summary="One stored simulation run with its results",
+)
+async def get_simulation(
+    simulation_id: Annotated[str, Path(min_length=1, max_length=64)],
+    _: Viewer,
+    request: Request,
+    context: Context,
+) -> FastJSON:
+    run = await run_heavy(request, context.scenario_manager.get_simulation, simulation_id)
+    return FastJSON(jsonable(run))
 
 
 # -- scenarios ---------------------------------------------------------------------------------
