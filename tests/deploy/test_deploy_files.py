@@ -34,6 +34,7 @@ from circman5.manufacturing.lifecycle import batch_footprint
 from circman5.manufacturing.lifecycle.batch_footprint import BatchFootprint
 from circman5.samples import Sample
 from circman5.service.health import HealthServer
+from circman5.service.roles import role_parts
 from circman5.settings import HealthSettings, Settings, load_settings
 from circman5.sinks.config import OutputSettings, SeriesSettings
 from circman5.sinks.line_protocol import LineEncoder
@@ -249,7 +250,11 @@ def parse_line_protocol(line: str) -> tuple[str, dict[str, str], set[str]]:
 # -- compose -----------------------------------------------------------------------------------
 
 
-DISTRIBUTED = {f"{kind}-line{n}" for kind in ("sim", "edge") for n in (1, 2, 3)} | {"site-api"}
+DISTRIBUTED = {f"{kind}-line{n}" for kind in ("sim", "edge") for n in (1, 2, 3)} | {
+    "site-api",
+    "postgres",
+    "processing",
+}
 
 
 def test_compose_services_and_profiles(compose: dict[str, Any]) -> None:
@@ -957,14 +962,15 @@ def test_distributed_lines_each_own_their_namespace(
     for n in (1, 2, 3):
         edge = services(compose)[f"edge-line{n}"]
         sim = services(compose)[f"sim-line{n}"]
-        assert edge["command"] == ["run", "--config", "/config/line.toml"]
+        assert edge["command"] == ["run", "--role", "edge", "--config", "/config/line.toml"]
         assert mounts(edge)["/config/line.toml"] == (f"./lines/line{n}.toml", "ro")
         assert mounts(edge)["/data"] == (f"edge-line{n}-data", "rw")
         assert edge["depends_on"]["influxdb"]["condition"] == "service_healthy"
+        assert edge["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert "mosquitto" in edge["depends_on"]
         assert f"--line=line{n}" in sim["command"] and "--no-mqtt" in sim["command"]
         assert sim["entrypoint"] == ["circman5-sim"]
-        assert published_ports(edge) == {8080: ("${BIND_ADDRESS:-127.0.0.1}", 8080 + n)}
+        assert published_ports(edge) == {}  # the edge role serves no HMI
         for hardening in ("read_only", "cap_drop", "security_opt"):
             assert hardening in edge and hardening in sim, (n, hardening)
 
@@ -977,6 +983,8 @@ def test_distributed_lines_each_own_their_namespace(
         assert (mqtt_out.host, mqtt_out.port) == ("mosquitto", 1883)
         assert settings.outputs.influxdb.url == "http://influxdb:8086"
         assert mqtt_out.password.get_secret_value().startswith("from-env-")
+        assert settings.database.url == POSTGRES_URL
+        assert settings.database.password.get_secret_value().startswith("from-env-")
         namespaces.add(mqtt_out.base_topic)
         # each line reads its own simulator, a service of the profile
         hosts = {
@@ -996,7 +1004,8 @@ def test_distributed_site_api_shows_every_line(
     compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, isolated_data_dir: Path
 ) -> None:
     api = services(compose)["site-api"]
-    assert api["command"] == ["run", "--config", "/config/site-api.toml"]
+    assert api["command"] == ["run", "--role", "api", "--config", "/config/site-api.toml"]
+    assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert mounts(api)["/config/site-api.toml"] == ("./lines/site-api.toml", "ro")
     assert published_ports(api) == {8080: ("${BIND_ADDRESS:-127.0.0.1}", 8090)}
     settings = _distributed_settings(LINES / "site-api.toml", monkeypatch, api["environment"])
@@ -1005,10 +1014,34 @@ def test_distributed_site_api_shows_every_line(
     assert view.password.get_secret_value().startswith("from-env-")
     assert settings.connectors == [] and settings.outputs.mqtt is None  # not a line itself
     assert view.sites == ["plant1"]
-    # a dashboard link per line, on the port compose publishes that line's HMI on
-    for n in (1, 2, 3):
-        url = view.dashboards[f"plant1/line{n}"]
-        published = published_ports(services(compose)[f"edge-line{n}"])[8080][1]
-        assert url == f"http://127.0.0.1:{published}/hmi/"
-    text = COMPOSE.read_text()
-    assert "# postgres:" in text and "# processing:" in text  # filled by the PostgreSQL branch
+    # the edge lines serve no HMI: the site page links each line to its own live view
+    assert view.dashboards == {}
+    assert settings.database.url == POSTGRES_URL
+    assert role_parts("api", settings, "site-api.toml").api  # it has what the role needs
+
+
+POSTGRES_URL = "postgresql://circman5@postgres:5432/circman5"
+
+
+def test_distributed_postgresql_and_the_processing_worker(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, isolated_data_dir: Path
+) -> None:
+    postgres = services(compose)["postgres"]
+    assert postgres["image"].startswith("postgres:")
+    assert mounts(postgres)["/var/lib/postgresql/data"] == ("postgres-data", "rw")
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert published_ports(postgres) == {}  # reached by the profile's services only
+    env = postgres["environment"]
+    assert (env["POSTGRES_DB"], env["POSTGRES_USER"]) == ("circman5", "circman5")
+    worker = services(compose)["processing"]
+    assert worker["command"][:3] == ["run", "--role", "processing"]
+    assert worker["command"][3:] == ["--config", "/config/processing.toml"]
+    assert worker["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert mounts(worker)["/config/processing.toml"] == ("./lines/processing.toml", "ro")
+    # every circman5 service of the profile logs in with the password PostgreSQL was set up with
+    password = env["POSTGRES_PASSWORD"]
+    for name in ("processing", "site-api", "edge-line1", "edge-line2", "edge-line3"):
+        assert services(compose)[name]["environment"]["CIRCMAN5_DATABASE__PASSWORD"] == password
+    settings = _distributed_settings(LINES / "processing.toml", monkeypatch, worker["environment"])
+    assert settings.database.url == POSTGRES_URL
+    assert role_parts("processing", settings, "processing.toml").jobs

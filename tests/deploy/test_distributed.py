@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from circman5.api.users import UserStore
@@ -27,9 +28,9 @@ from tests.service.test_processing_role import Workers
 from tests.service.test_site_lines import STUCK, TEMPERATURE, _line_config
 
 SECRET = "distributed-test-secret-of-forty-chars!!"
-#: Long enough that the first worker is still computing when it is killed (the same run
-#: length as the processing role's own kill test), short enough for a loaded machine.
-STEPS = 150_000
+#: A run of a few seconds' CPU: the first worker is held mid-job by a lock (below), not by
+#: the run's length, so a fast machine cannot finish it before the kill.
+STEPS = 20_000
 #: A killed worker's job is claimable again after this: short, so the retry starts soon.
 LEASE_S = 3.0
 
@@ -56,6 +57,16 @@ class Api:
 
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", json=body, headers=self.headers, timeout=30)
+
+
+def _waiting_on_simulations(database: PostgresDatabase) -> bool:
+    """Whether a session waits for a lock to write into ``simulations``."""
+    with database.transaction() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query ILIKE '%simulations%' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return row is not None and int(row[0]) > 0
 
 
 def _job(queue: JobQueue, job_id: int) -> Job:
@@ -178,15 +189,22 @@ def test_two_lines_a_processing_worker_killed_mid_job_and_the_api_on_postgresql(
         payload = _job(queue, job_id).payload
         assert payload["initial_state"]["production_line"]["temperature"] == STUCK["line2"]
 
-        first = workers.start()
-        wait_until(
-            lambda: _job(queue, job_id).status == "running", 180, "the first worker to take it"
-        )
-        taken_by = _job(queue, job_id).worker
-        assert taken_by is not None and taken_by.endswith(f":{first.pid}")
-        assert api.get(f"/api/jobs/{job_id}")["status"] == "running"
-        first.kill()  # kill -9 mid-job: no result, no release of the job
-        first.wait(timeout=30)
+        # Hold the first worker mid-job: a transaction of this test locks the simulations table,
+        # so the worker computes the run and then waits to store it (PostgreSQL's own locking,
+        # no hook in the worker); it is killed while it waits.
+        with psycopg.connect(postgres_dsn) as holder:
+            holder.execute("LOCK TABLE simulations IN EXCLUSIVE MODE")
+            first = workers.start()
+            wait_until(
+                lambda: _job(queue, job_id).status == "running", 180, "the first worker to take it"
+            )
+            taken_by = _job(queue, job_id).worker
+            assert taken_by is not None and taken_by.endswith(f":{first.pid}")
+            assert api.get(f"/api/jobs/{job_id}")["status"] == "running"
+            wait_until(lambda: _waiting_on_simulations(database), 180, "the run computed, waiting")
+            first.kill()  # kill -9 mid-job: no result, no release of the job
+            first.wait(timeout=30)
+            holder.rollback()
         assert _job(queue, job_id).status == "running"  # still held by the dead worker's lease
         second = workers.start()
         # generous: the lease runs out, then the whole run is computed again
