@@ -24,7 +24,7 @@ from circman5.storage.jobs import Job, JobQueue
 from circman5.storage.postgres import PostgresDatabase
 from simulators.external import Mosquitto, VictoriaMetrics, free_port, wait_until
 from tests.service.service_process import ServiceProcess
-from tests.service.test_processing_role import Workers
+from tests.service.test_processing_role import Workers, waiting_on
 from tests.service.test_site_lines import STUCK, TEMPERATURE, _line_config
 
 SECRET = "distributed-test-secret-of-forty-chars!!"
@@ -57,16 +57,6 @@ class Api:
 
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", json=body, headers=self.headers, timeout=30)
-
-
-def _waiting_on_simulations(database: PostgresDatabase) -> bool:
-    """Whether a session waits for a lock to write into ``simulations``."""
-    with database.transaction() as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query ILIKE '%simulations%' AND pid <> pg_backend_pid()"
-        ).fetchone()
-    return row is not None and int(row[0]) > 0
 
 
 def _job(queue: JobQueue, job_id: int) -> Job:
@@ -201,7 +191,7 @@ def test_two_lines_a_processing_worker_killed_mid_job_and_the_api_on_postgresql(
             taken_by = _job(queue, job_id).worker
             assert taken_by is not None and taken_by.endswith(f":{first.pid}")
             assert api.get(f"/api/jobs/{job_id}")["status"] == "running"
-            wait_until(lambda: _waiting_on_simulations(database), 180, "the run computed, waiting")
+            wait_until(lambda: waiting_on(database, "simulations"), 180, "the run computed")
             first.kill()  # kill -9 mid-job: no result, no release of the job
             first.wait(timeout=30)
             holder.rollback()

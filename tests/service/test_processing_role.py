@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from circman5.errors import ConfigError
@@ -68,6 +69,17 @@ def config(postgres_dsn: str, tmp_path: Path) -> Path:
     return path
 
 
+def waiting_on(database: PostgresDatabase, table: str) -> bool:
+    """Whether another session waits for a lock in a statement naming ``table``."""
+    with database.transaction() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query ILIKE %s AND pid <> pg_backend_pid()",
+            (f"%{table}%",),
+        ).fetchone()
+    return row is not None and int(row[0]) > 0
+
+
 def _job(queue: JobQueue, job_id: int) -> Job:
     job = queue.get(job_id)
     assert job is not None
@@ -101,15 +113,20 @@ def test_a_job_of_a_killed_worker_is_finished_by_the_next(
 ) -> None:
     ScenarioManager(store=database.scenarios).create_scenario("long", {})
     queue = JobQueue(database)
-    # long enough that the first worker is still computing when it is killed
-    job_id = queue.submit("scenario.run", {"scenario": "long", "steps": 150_000, "seed": 1})
+    job_id = queue.submit("scenario.run", {"scenario": "long", "steps": 20_000, "seed": 1})
     workers = Workers(config, tmp_path / "data")
-    first = workers.start()
     try:
-        wait_until(lambda: _job(queue, job_id).status == "running", 120, "the job to start")
-        taken_by = _job(queue, job_id).worker
-        first.kill()  # kill -9 mid-job
-        first.wait(timeout=30)
+        # the first worker is held mid-job by a lock on simulations (it computes the run, then
+        # waits to store it), so however fast the machine, it is killed before it finishes
+        with psycopg.connect(database.url) as holder:
+            holder.execute("LOCK TABLE simulations IN EXCLUSIVE MODE")
+            first = workers.start()
+            wait_until(lambda: _job(queue, job_id).status == "running", 120, "the job to start")
+            taken_by = _job(queue, job_id).worker
+            wait_until(lambda: waiting_on(database, "simulations"), 120, "the run computed")
+            first.kill()  # kill -9 mid-job
+            first.wait(timeout=30)
+            holder.rollback()
         workers.start()
         wait_until(lambda: _job(queue, job_id).status == "done", 300, "the retry to finish")
     finally:
@@ -117,7 +134,7 @@ def test_a_job_of_a_killed_worker_is_finished_by_the_next(
     job = _job(queue, job_id)
     assert job.attempts == 2
     assert job.worker != taken_by
-    assert job.result["steps"] == 150_000
+    assert job.result["steps"] == 20_000
     runs = ScenarioManager(store=database.scenarios).list_simulations()
     assert [r["id"] for r in runs] == [job.result["simulation_id"]]
 
