@@ -19,13 +19,17 @@ import psycopg
 import pytest
 
 from circman5.api.users import UserStore
-from circman5.service.demo_config import DemoPorts
 from circman5.storage.jobs import Job, JobQueue
 from circman5.storage.postgres import PostgresDatabase
 from simulators.external import Mosquitto, VictoriaMetrics, free_port, wait_until
 from tests.service.service_process import ServiceProcess
 from tests.service.test_processing_role import Workers, waiting_on
-from tests.service.test_site_lines import STUCK, TEMPERATURE, _line_config
+from tests.service.test_site_lines import (
+    STUCK,
+    TEMPERATURE,
+    _line_config,
+    start_line_simulator,
+)
 
 SECRET = "distributed-test-secret-of-forty-chars!!"
 #: A run of a few seconds' CPU: the first worker is held mid-job by a lock (below), not by
@@ -76,24 +80,8 @@ def test_two_lines_a_processing_worker_killed_mid_job_and_the_api_on_postgresql(
     db_section = f'\n[database]\nurl = "{postgres_dsn}"\njob_lease_s = {LEASE_S}\n'
     processes: list[ServiceProcess] = []
     for line in ("line1", "line2"):
-        sim = sim_process_factory(
-            extra_args=(
-                "--line",
-                line,
-                "--mqtt-client-id",
-                f"sim-mes-{line}",
-                "--stuck",
-                f"{TEMPERATURE}={STUCK[line]}",
-            ),
-            broker=mosquitto,
-        )
-        ports = DemoPorts(
-            opcua_port=sim.endpoints["opcua"]["port"],
-            modbus_port=sim.endpoints["modbus"]["tcp_port"],
-            mqtt_port=mosquitto.port,
-            api_port=free_port(),  # the edge role serves no API: never bound
-            health_port=free_port(),
-        )
+        # the edge role serves no API: its api_port is never bound
+        ports = start_line_simulator(sim_process_factory, mosquitto, line, free_port())
         config = tmp_path / f"{line}.toml"
         config.write_text(_line_config(line, ports, victoria_metrics, site_view=False) + db_section)
         processes.append(

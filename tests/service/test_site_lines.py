@@ -53,6 +53,31 @@ key_values = ["{TEMPERATURE}"]
     return text
 
 
+def start_line_simulator(
+    sim_process_factory: Any, mosquitto: Mosquitto, line: str, api_port: int
+) -> DemoPorts:
+    """The line's simulator (its MES on the broker, the temperature stuck at the line's own
+    value) and the ports of its edge instance."""
+    sim = sim_process_factory(
+        extra_args=(
+            "--line",
+            line,
+            "--mqtt-client-id",
+            f"sim-mes-{line}",
+            "--stuck",
+            f"{TEMPERATURE}={STUCK[line]}",
+        ),
+        broker=mosquitto,
+    )
+    return DemoPorts(
+        opcua_port=sim.endpoints["opcua"]["port"],
+        modbus_port=sim.endpoints["modbus"]["tcp_port"],
+        mqtt_port=mosquitto.port,
+        api_port=api_port,
+        health_port=free_port(),
+    )
+
+
 def _series(vm: VictoriaMetrics, selector: str) -> list[dict[str, Any]]:
     vm.force_flush()
     query = urllib.parse.quote(selector)
@@ -87,23 +112,8 @@ def test_two_lines_never_cross_and_the_site_page_sees_both(
     services: dict[str, ServiceProcess] = {}
     api_port = free_port()
     for line in ("line1", "line2"):
-        sim = sim_process_factory(
-            extra_args=(
-                "--line",
-                line,
-                "--mqtt-client-id",
-                f"sim-mes-{line}",
-                "--stuck",
-                f"{TEMPERATURE}={STUCK[line]}",
-            ),
-            broker=mosquitto,
-        )
-        ports = DemoPorts(
-            opcua_port=sim.endpoints["opcua"]["port"],
-            modbus_port=sim.endpoints["modbus"]["tcp_port"],
-            mqtt_port=mosquitto.port,
-            api_port=api_port if line == "line1" else free_port(),
-            health_port=free_port(),
+        ports = start_line_simulator(
+            sim_process_factory, mosquitto, line, api_port if line == "line1" else free_port()
         )
         config = tmp_path / f"{line}.toml"
         config.write_text(_line_config(line, ports, victoria_metrics, site_view=line == "line1"))
