@@ -3,6 +3,7 @@
 
 import { BarChart, LineChart, formatNumber } from "./chart.js";
 import { loadLearning, runCalibration } from "./learning.js";
+import { runOnWorker } from "./jobs.js";
 import { startForecastOverlay } from "./forecast.js";
 
 const ROLE_LEVEL = { admin: 100, manager: 80, engineer: 60, operator: 40, viewer: 20 };
@@ -778,6 +779,9 @@ function init() {
   $("#scenario-add-param").addEventListener("click", () => addParamRow());
   addParamRow("production_line.target_temperature", "24");
   $("#compare-run").addEventListener("click", compareScenarios);
+  $("#job-run").addEventListener("click", () =>
+    runOnWorker(api, el, [...document.querySelectorAll(".scenario-pick:checked")].map((c) => c.value), Number($("#compare-steps").value) || 60),
+  );
   $("#mc-run").addEventListener("click", runMonteCarlo);
   $("#lca-run").addEventListener("click", runLca);
   $("#lca-report").addEventListener("click", loadLcaReport);
