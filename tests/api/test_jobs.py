@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
 
 from circman5.api.app import create_app
 from circman5.api.context import ApiContext
@@ -20,6 +22,7 @@ from circman5.service.processing import JOB_KINDS as WORKER_KINDS
 from circman5.storage.jobs import JobQueue
 from circman5.storage.postgres import PostgresDatabase
 from simulators.external import wait_until
+from tests.api.test_fuzz import MAX_EXAMPLES, no_crash
 from tests.service.test_processing_role import Workers
 
 
@@ -191,3 +194,41 @@ def test_a_line_start_needs_the_site_view_and_the_users_site(
         )
         assert other_site.status_code == 403
     assert JobQueue(database).recent() == []
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/api/jobs"), ("GET", "/api/jobs"), ("GET", "/api/jobs/{job_id}")]
+)
+def test_generated_requests_never_crash_the_jobs_routes_on_a_real_queue(
+    method: str,
+    path: str,
+    mode: str,
+    make_context: Callable[..., ApiContext],
+    database: PostgresDatabase,
+    token_of: Callable[[str], str],
+) -> None:
+    """The fuzzing of tests/api/test_fuzz.py, with a PostgreSQL queue behind the routes (there
+    they answer 503 before any handler code runs)."""
+    manager = ScenarioManager(store=database.scenarios)
+    manager.create_scenario("s", {})
+    app = create_app(make_context(jobs=JobQueue(database), scenarios=manager))
+    operation = schemathesis.openapi.from_asgi("/openapi.json", app)[path][method]
+    headers = {"Authorization": f"Bearer {token_of('admin')}"}
+    statuses: list[int] = []
+
+    @given(case=operation.as_strategy(generation_mode=schemathesis.GenerationMode(mode)))
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def fuzz(case: Any) -> None:
+        response = case.call(headers=headers)
+        no_crash(response)
+        statuses.append(response.status_code)
+
+    fuzz()
+    assert statuses, "no request was generated"
