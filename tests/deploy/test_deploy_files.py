@@ -1038,6 +1038,7 @@ def test_distributed_postgresql_and_the_processing_worker(
     assert worker["command"][3:] == ["--config", "/config/processing.toml"]
     assert worker["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert mounts(worker)["/config/processing.toml"] == ("./lines/processing.toml", "ro")
+    assert worker["healthcheck"] == {"disable": True}  # no health port: the image's check
     # every circman5 service of the profile logs in with the password PostgreSQL was set up with
     password = env["POSTGRES_PASSWORD"]
     for name in ("processing", "site-api", "edge-line1", "edge-line2", "edge-line3"):
