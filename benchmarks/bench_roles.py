@@ -3,7 +3,7 @@ run on the API itself, in the same run.
 
 Everything real: a private PostgreSQL cluster (Debian ``postgresql``), mosquitto (the api role's
 site view), one ``circman5 run --role api`` and one ``circman5 run --role processing`` process
-(its default 0.5 s poll of an empty queue). The client (this process) logs in as an engineer.
+(idle, it waits for the submission's ``NOTIFY``). The client (this process) logs in as an engineer.
 
 * Figure: submit to result of a ``scenario.run`` job of ``STEPS`` steps (``POST /api/jobs``,
   then ``GET /api/jobs/{id}`` every 10 ms until ``done``), median of ``N_RUNS`` after a warm-up.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,3 +191,33 @@ def test_a_job_whose_last_attempt_expired_is_failed(queue: JobQueue) -> None:
         "the expired last attempt to be failed",
     )
     assert "lease expired" in (_job(queue, job_id).error or "")
+
+
+def test_an_idle_worker_is_woken_by_a_submission_not_by_its_poll(
+    queue: JobQueue, database: PostgresDatabase
+) -> None:
+    """A worker that would look again only after 10 minutes takes a new job at once: the
+    submission's NOTIFY wakes it. It still stops promptly when asked."""
+    worker = JobWorker(queue, {"square": lambda p: {"square": p["n"] ** 2}}, poll_s=600.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(worker.idle.is_set, 60, "the worker idle, listening")
+        job_id = queue.submit("square", {"n": 9})
+        # well below the 600 s poll: only the notification can have woken it
+        _wait_status(queue, [job_id], "done", timeout=120)
+        assert _job(queue, job_id).result == {"square": 81}
+        wait_until(worker.idle.is_set, 60, "the worker idle again")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "the idle worker did not stop"
+    assert worker.completed == 1
+    # the listening connection went back to the pool as it came: its LISTEN undone
+    with database.transaction() as conn:
+        listening = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'LISTEN%%'"
+        ).fetchone()
+    assert listening == (0,)

@@ -11,6 +11,11 @@ so another worker retries it; each claim counts an attempt, and a job that used 
 so a worker that lost its lease cannot overwrite the retry's result. Times are the database
 server's (``now()``), so workers' clocks do not matter.
 
+An idle worker does not poll blindly: it ``LISTEN``s on the ``circman5_jobs`` channel, and
+:meth:`JobQueue.submit` notifies it in the submitting transaction (PostgreSQL delivers the
+notification at commit), so a new job is taken at once; ``poll_s`` remains the pause between
+looks for jobs whose lease ran out (nobody notifies those).
+
 Handlers should be idempotent, or at least safe to repeat: a worker killed after computing but
 before committing the result has its job run again (at-least-once execution; exactly one result
 is recorded).
@@ -18,14 +23,18 @@ is recorded).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import psycopg
 
 from circman5.errors import InvalidInputError, StorageError
 
@@ -34,7 +43,10 @@ from .postgres import PostgresDatabase
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JOB_MIGRATIONS", "Handler", "Job", "JobQueue", "JobWorker"]
+__all__ = ["JOB_CHANNEL", "JOB_MIGRATIONS", "Handler", "Job", "JobQueue", "JobWorker"]
+
+#: The ``LISTEN``/``NOTIFY`` channel on which a submission wakes the idle workers.
+JOB_CHANNEL = "circman5_jobs"
 
 JOB_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -137,8 +149,27 @@ class JobQueue:
                 "INSERT INTO jobs (kind, payload, max_attempts) VALUES (%s, %s, %s) RETURNING id",
                 (kind, json.dumps(dict(payload)), max_attempts),
             ).fetchone()
+            conn.execute("SELECT pg_notify(%s, %s)", (JOB_CHANNEL, kind))  # sent at commit
         assert row is not None
         return int(row[0])
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[Callable[[float], bool]]:
+        """``LISTEN`` for submissions on a connection of the pool, held for the block; yields
+        ``wait(timeout_s) -> bool``: True when a job was submitted (since the block began)."""
+        try:
+            with self._db.transaction_raw() as conn:
+                conn.rollback()
+                conn.autocommit = True
+                conn.execute(f"LISTEN {JOB_CHANNEL}")
+                try:
+                    yield lambda timeout: _notified(conn, timeout)
+                finally:
+                    if not conn.closed:  # back to the pool as it came
+                        conn.execute("UNLISTEN *")
+                        conn.autocommit = False
+        except psycopg.Error as err:
+            raise StorageError(f"database {self._db.location}: listening for jobs: {err}") from err
 
     def claim(
         self, worker: str, lease_s: float, kinds: list[str] | None = None
@@ -224,6 +255,10 @@ def _job_of(row: Any) -> Job:
     )
 
 
+def _notified(conn: psycopg.Connection[Any], timeout: float) -> bool:
+    return any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
+
+
 Handler = Callable[[dict[str, Any]], Any]
 
 
@@ -256,6 +291,8 @@ class JobWorker:
         #: Jobs completed / failed by this worker.
         self.completed = 0
         self.failed = 0
+        #: Set while the worker waits with nothing to do.
+        self.idle = threading.Event()
 
     def run_once(self) -> bool:
         """Claim and run one job; False when none was claimable."""
@@ -296,12 +333,25 @@ class JobWorker:
                 logger.warning("job %d: heartbeat failed: %s", job_id, err)
 
     def run(self, stop: threading.Event) -> None:
-        """Work until ``stop`` is set (the job in hand is finished first)."""
+        """Work until ``stop`` is set (the job in hand is finished first). Idle, it waits for
+        a submission's notification, and looks again every ``poll_s`` for expired leases."""
         while not stop.is_set():
             try:
-                worked = self.run_once()
+                with self.queue.listening() as wait:
+                    while not stop.is_set():
+                        if not self.run_once():
+                            self._idle(wait, stop)
             except StorageError as err:
                 logger.warning("job queue unavailable: %s", err)
-                worked = False
-            if not worked:
                 stop.wait(self.poll_s)
+
+    def _idle(self, wait: Callable[[float], bool], stop: threading.Event) -> None:
+        """Until a job is submitted, ``poll_s`` passes or ``stop`` is set."""
+        deadline = time.monotonic() + self.poll_s
+        self.idle.set()
+        try:
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                if wait(min(left, 0.25)):  # short slices: a stop is seen within a quarter second
+                    return
+        finally:
+            self.idle.clear()
