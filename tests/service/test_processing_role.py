@@ -142,3 +142,10 @@ def test_a_job_of_a_killed_worker_is_finished_by_the_next(
 def test_the_processing_role_needs_postgresql(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"database\.url"):
         ProcessingWorker(load_settings(), "edge.toml")
+
+
+def test_the_processing_role_needs_three_connections(tmp_path: Path) -> None:
+    config = tmp_path / "processing.toml"
+    config.write_text('[database]\nurl = "postgresql://w@db:5432/c"\nmax_connections = 2\n')
+    with pytest.raises(ConfigError, match=r"database\.max_connections.*at least 3"):
+        ProcessingWorker(load_settings(config), str(config))

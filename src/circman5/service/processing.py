@@ -25,7 +25,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from circman5.errors import InvalidInputError
+from circman5.errors import ConfigError, InvalidInputError
 from circman5.service.roles import role_parts
 from circman5.settings import Settings
 from circman5.storage.database import open_database
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["JOB_KINDS", "ProcessingWorker"]
 
 JOB_KINDS = ("scenario.run", "simulation.monte_carlo")
+#: The connections a worker holds at once (see :class:`~circman5.storage.jobs.JobWorker`).
+MIN_CONNECTIONS = 3
 
 
 class ProcessingWorker:
@@ -43,6 +45,14 @@ class ProcessingWorker:
 
     def __init__(self, settings: Settings, settings_file: str = "settings") -> None:
         role_parts("processing", settings, settings_file)  # ConfigError without a database
+        if settings.database.max_connections < MIN_CONNECTIONS:
+            raise ConfigError(
+                settings_file,
+                "database.max_connections",
+                f"a processing worker needs at least {MIN_CONNECTIONS} (listening for jobs, "
+                f"claiming and recording, the lease's heartbeat), got "
+                f"{settings.database.max_connections}",
+            )
         self.settings = settings
         self._stop = threading.Event()
 
