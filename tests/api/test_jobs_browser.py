@@ -4,10 +4,8 @@ selected scenarios and the page follows the jobs until the worker has done them.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import threading
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +13,13 @@ from argon2 import PasswordHasher
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from circman5.api.app import create_app
 from circman5.api.context import ApiContext
-from circman5.api.server import ApiServer
 from circman5.api.users import UserStore
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
-from circman5.settings import ApiSettings
 from circman5.storage.jobs import JobQueue
 from circman5.storage.postgres import PostgresDatabase
+from tests.api.served_api import served_api
 from tests.api.test_hmi_browser import browser, text, wait  # noqa: F401 (the fixture)
 from tests.service.test_processing_role import Workers
 
@@ -43,29 +39,13 @@ def api_url(database: PostgresDatabase) -> Iterator[str]:
     manager = ScenarioManager(store=database.scenarios)
     for name, target in (("warm", 26.0), ("cool", 22.0)):
         manager.create_scenario(name, {"production_line.target_temperature": target})
-    ready: concurrent.futures.Future[str] = concurrent.futures.Future()
-    stop = threading.Event()
 
-    async def serve() -> None:
-        context = ApiContext(twin=twin, users=users, scenarios=manager, jobs=JobQueue(database))
-        server = ApiServer(create_app(context), ApiSettings(host="127.0.0.1", port=0))
-        async with asyncio.TaskGroup() as tasks:
-            serving = tasks.create_task(server.serve())
-            async with asyncio.timeout(20):
-                await server.wait_started()
-            ready.set_result(f"http://127.0.0.1:{server.port}")
-            await asyncio.to_thread(stop.wait)
-            server.stop()
-            await serving
+    @contextlib.asynccontextmanager
+    async def context() -> AsyncIterator[ApiContext]:
+        yield ApiContext(twin=twin, users=users, scenarios=manager, jobs=JobQueue(database))
 
-    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
-    thread.start()
-    try:
-        yield ready.result(timeout=60)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
+    with served_api(context) as url:
+        yield url
 
 
 def test_the_engineer_runs_scenarios_on_a_processing_worker(

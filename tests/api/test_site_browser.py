@@ -5,12 +5,10 @@ line offline when its process is killed (its last will)."""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
+import contextlib
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +16,13 @@ from argon2 import PasswordHasher
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from circman5.api.app import create_app
 from circman5.api.context import ApiContext
-from circman5.api.server import ApiServer
 from circman5.api.users import UserStore
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
-from circman5.settings import ApiSettings
 from circman5.sinks.site_config import SiteViewSettings
 from circman5.sinks.site_watch import SiteWatcher
 from simulators.external import Mosquitto
+from tests.api.served_api import served_api
 from tests.api.test_hmi_browser import browser, text, wait  # noqa: F401 (the fixture)
 
 LINE_SCRIPT = str(Path(__file__).with_name("line_process.py"))
@@ -38,10 +34,9 @@ def site_url(mosquitto: Mosquitto) -> Iterator[str]:
     assert twin.initialize()
     users = UserStore(hasher=PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1))
     users.add("sam", "site-password", "viewer", sites=["plantA"])
-    ready: concurrent.futures.Future[str] = concurrent.futures.Future()
-    stop = threading.Event()
 
-    async def serve() -> None:
+    @contextlib.asynccontextmanager
+    async def context() -> AsyncIterator[ApiContext]:
         settings = SiteViewSettings(
             enabled=True,
             port=mosquitto.port,
@@ -49,25 +44,10 @@ def site_url(mosquitto: Mosquitto) -> Iterator[str]:
             dashboards={"plantA/line1": "http://edge-a1.example:8080/hmi/"},
         )
         async with SiteWatcher(settings, "plantA") as watcher:
-            context = ApiContext(twin=twin, users=users, site_view=watcher)
-            server = ApiServer(create_app(context), ApiSettings(host="127.0.0.1", port=0))
-            async with asyncio.TaskGroup() as tasks:
-                serving = tasks.create_task(server.serve())
-                async with asyncio.timeout(20):
-                    await server.wait_started()
-                ready.set_result(f"http://127.0.0.1:{server.port}")
-                await asyncio.to_thread(stop.wait)
-                server.stop()
-                await serving
+            yield ApiContext(twin=twin, users=users, site_view=watcher)
 
-    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
-    thread.start()
-    try:
-        yield ready.result(timeout=60)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
+    with served_api(context) as url:
+        yield url
 
 
 def _line(port: int, line: str, temperature: float) -> subprocess.Popen[str]:
