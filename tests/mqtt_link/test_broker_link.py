@@ -17,7 +17,8 @@ import pytest
 
 from circman5.errors import ConfigError
 from circman5.mqtt_link import BrokerLink, LinkDown, LinkSettings, TlsOptions, Will
-from simulators.external import Mosquitto, find_binary, free_port
+from simulators.external import Mosquitto, free_port
+from tests.fixtures.servers import password_file
 from tests.sinks.helpers import LineReader, wait_async
 
 LOGGER = "tests.mqtt_link"
@@ -47,6 +48,22 @@ def link_settings(port: int, **kw: Any) -> LinkSettings:
     return LinkSettings(**values)
 
 
+def make_link(settings: LinkSettings, reporter: Reports | None = None) -> BrokerLink:
+    return BrokerLink(settings, what="test link", log=logging.getLogger(LOGGER), reporter=reporter)
+
+
+async def downs_of(link: BrokerLink, count: int, what: str) -> list[LinkDown]:
+    """Start ``link`` and collect its downs until there are ``count``; then stop it."""
+    downs: list[LinkDown] = []
+    link.add_down_listener(downs.append)
+    link.start()
+    try:
+        await wait_async(lambda: len(downs) >= count, 15, what)
+    finally:
+        await link.stop()
+    return downs
+
+
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
 
@@ -68,9 +85,7 @@ async def test_session_hooks_state_and_listeners(
     mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-    link = BrokerLink(
-        link_settings(mosquitto.port), what="test link", log=logging.getLogger(LOGGER)
-    )
+    link = make_link(link_settings(mosquitto.port))
     loop_thread = threading.get_ident()
     hook_threads: list[int] = []
     ups: list[int] = []
@@ -94,7 +109,7 @@ async def test_session_hooks_state_and_listeners(
         # one WARNING for the outage, however many attempts failed during it
         assert len(warnings_of(caplog)) == 1
         infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-        assert sum("test link connected to" in m for m in infos) == 2
+        assert sum("test link online at" in m for m in infos) == 2
     finally:
         await link.stop()
     assert not link.connected and link.client is None
@@ -106,19 +121,8 @@ async def test_absent_broker_one_warning_traceback_at_debug(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     reports = Reports()
-    link = BrokerLink(
-        link_settings(free_port()),
-        what="test link",
-        log=logging.getLogger(LOGGER),
-        reporter=reports,
-    )
-    downs: list[LinkDown] = []
-    link.add_down_listener(downs.append)
-    link.start()
-    try:
-        await wait_async(lambda: len(downs) >= 3, 15, "repeated failed attempts")
-    finally:
-        await link.stop()
+    link = make_link(link_settings(free_port()), reports)
+    downs = await downs_of(link, 3, "repeated failed attempts")
     assert all(d.refused and d.code is None for d in downs)
     assert "cannot connect: ConnectionRefusedError" in downs[0].reason
     warnings = warnings_of(caplog)
@@ -133,30 +137,15 @@ async def test_absent_broker_one_warning_traceback_at_debug(
 async def test_refused_login_is_one_down_per_attempt_with_the_reason(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, protocol: str
 ) -> None:
-    passwords = tmp_path / "passwords"
-    passwd = find_binary("mosquitto_passwd", "mosquitto", ("/usr/bin",))
-    await asyncio.to_thread(
-        subprocess.run, [passwd, "-b", "-c", str(passwords), "edge", "s3cret"], check=True
-    )
-    passwords.chmod(0o600)
+    passwords = await asyncio.to_thread(password_file, tmp_path / "passwords", "edge", "s3cret")
     broker = Mosquitto(
         Path(tmp_path_factory.mktemp("mosquitto-auth")),
         extra_config=f"password_file {passwords}\nallow_anonymous false\n",
     )
     await asyncio.to_thread(broker.start)
     try:
-        link = BrokerLink(
-            link_settings(broker.port, protocol=protocol, username="edge"),
-            what="test link",
-            log=logging.getLogger(LOGGER),
-        )
-        downs: list[LinkDown] = []
-        link.add_down_listener(downs.append)
-        link.start()
-        try:
-            await wait_async(lambda: len(downs) >= 3, 15, "refusals")
-        finally:
-            await link.stop()
+        link = make_link(link_settings(broker.port, protocol=protocol, username="edge"))
+        downs = await downs_of(link, 3, "refusals")
     finally:
         await asyncio.to_thread(broker.stop)
     # the disconnect that ends a refused connect is not a second down
@@ -171,9 +160,7 @@ async def test_the_will_is_published_when_the_connection_dies(
 ) -> None:
     # retained: seen even if mosquitto_sub subscribes after the will went out
     will = Will("will/link", b"offline", qos=1, retain=True, content_type="text/plain")
-    link = BrokerLink(
-        link_settings(mosquitto.port, will=will), what="test link", log=logging.getLogger(LOGGER)
-    )
+    link = make_link(link_settings(mosquitto.port, will=will))
     link.start()
     try:
         await asyncio.wait_for(link.up.wait(), 15)
@@ -201,9 +188,7 @@ async def test_a_failing_hook_does_not_stop_paho(
     def broken(client: paho.Client) -> None:
         raise RuntimeError("hook broke")
 
-    link = BrokerLink(
-        link_settings(mosquitto.port), what="test link", log=logging.getLogger(LOGGER)
-    )
+    link = make_link(link_settings(mosquitto.port))
     link.on_session = broken
     link.start()
     try:
@@ -221,11 +206,7 @@ async def test_a_failing_hook_does_not_stop_paho(
 
 async def test_unreadable_tls_files_are_a_config_error(tmp_path: Path) -> None:
     missing = tmp_path / "ca.pem"
-    link = BrokerLink(
-        link_settings(free_port(), tls=TlsOptions(ca_file=missing)),
-        what="test link",
-        log=logging.getLogger(LOGGER),
-    )
+    link = make_link(link_settings(free_port(), tls=TlsOptions(ca_file=missing)))
     with pytest.raises(ConfigError) as caught:
         link.open()
     assert caught.value.file == "outputs.test" and caught.value.key == "tls"

@@ -12,9 +12,10 @@ binds paho's connect, connect-failure and disconnect callbacks once for every us
   on, up/down listeners (a :class:`LinkDown` says why: ``connect refused: Not authorized``,
   ``disconnected: ...``, ``cannot connect: ConnectionRefusedError: ...``); a CONNACK refusal and
   the disconnect that follows it are one down;
-- with ``announce``: one INFO line when connected (the first time, and when an outage ends), one
-  WARNING line with the reason's meaning per outage (repeats at DEBUG, a library traceback at
-  DEBUG), and, with a reporter, one ``ConnectionFailed``/``ConnectionLost`` problem per outage.
+- with ``announce``: one INFO line when connected (``... online at host:port``; the first time,
+  and when an outage ends), one WARNING line with the reason's meaning per outage (repeats at
+  DEBUG, a library traceback at DEBUG), and, with a reporter, one ``ConnectionFailed`` /
+  ``ConnectionLost`` problem per outage.
   The connectors pass ``announce=False``: their base class reports their state.
 
 Reconnecting is paho's (``reconnect_on_failure``, delays from the settings), except for the MQTT
@@ -243,7 +244,7 @@ class BrokerLink:
         self.connects += 1
         self.up.set()
         if self._announce and (self._outage_told or self.connects == 1):
-            self._log.info("%s connected to %s", self.what, self.where)
+            self._log.info("%s online at %s", self.what, self.where)
         self._outage_told = False
         for callback in self._up_listeners:
             callback()

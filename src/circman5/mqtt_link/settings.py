@@ -34,8 +34,12 @@ class TlsFiles(Protocol):
 
 
 class BrokerOptions(Protocol):
-    """The broker options every MQTT-speaking settings model has."""
+    """The broker options of an MQTT-speaking settings model."""
 
+    @property
+    def effective_client_id(self) -> str: ...
+    @property
+    def keepalive_s(self) -> int: ...
     @property
     def host(self) -> str: ...
     @property
@@ -90,9 +94,9 @@ class LinkSettings:
 
     ``clean_start``: see :data:`CleanStart`. ``section`` names the TOML section the settings
     came from, for a :class:`ConfigError` when the TLS files cannot be loaded.
-    ``session_expiry_s`` is sent with MQTT 5 only.
-    ``reconnect_min_s``/``reconnect_max_s``: paho's own reconnect delay (doubling from the one
-    to the other), for the users that let paho reconnect.
+    ``session_expiry_s`` is sent with MQTT 5 only. ``reconnect_min_s``/``reconnect_max_s``:
+    paho's own reconnect delay (doubling from the one to the other), for the users that let paho
+    reconnect.
     """
 
     host: str
@@ -115,31 +119,28 @@ class LinkSettings:
         cls,
         options: BrokerOptions,
         *,
-        client_id: str,
         section: str,
+        reconnect_s: tuple[float, float],
         protocol: Protocol_ = "3.1.1",
-        keepalive_s: int = 30,
         clean_start: CleanStart = True,
         session_expiry_s: int | None = None,
-        reconnect_min_s: float = 0.5,
-        reconnect_max_s: float = 30.0,
         will: Will | None = None,
     ) -> LinkSettings:
-        """The link settings of a settings model (host, port, credentials and TLS from it)."""
-        tls = options.tls
+        """The link settings of a settings model: its broker, client id, keepalive, credentials
+        and TLS; ``reconnect_s``: its (first, longest) reconnect delay."""
         return cls(
             host=options.host,
             port=options.port,
-            client_id=client_id,
+            client_id=options.effective_client_id,
             section=section,
             protocol=protocol,
-            keepalive_s=keepalive_s,
+            keepalive_s=options.keepalive_s,
             username=options.username,
             password=options.password,
-            tls=TlsOptions.of(tls) if tls is not None else None,
+            tls=TlsOptions.of(options.tls) if options.tls is not None else None,
             clean_start=clean_start,
             session_expiry_s=session_expiry_s,
-            reconnect_min_s=reconnect_min_s,
-            reconnect_max_s=reconnect_max_s,
+            reconnect_min_s=reconnect_s[0],
+            reconnect_max_s=reconnect_s[1],
             will=will,
         )

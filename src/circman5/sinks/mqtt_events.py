@@ -125,16 +125,11 @@ class MqttLink:
         self._link = BrokerLink(
             LinkSettings.of(
                 settings,
-                client_id=settings.effective_client_id,
                 section="outputs.mqtt",
+                reconnect_s=(settings.reconnect_min_s, settings.reconnect_max_s),
                 protocol=settings.protocol,
-                keepalive_s=settings.keepalive_s,
                 clean_start="first",
-                reconnect_min_s=settings.reconnect_min_s,
-                reconnect_max_s=settings.reconnect_max_s,
-                will=Will(
-                    self.status_topic, OFFLINE, qos=1, retain=True, content_type="text/plain"
-                ),
+                will=Will(self.status_topic, OFFLINE, 1, retain=True, content_type="text/plain"),
             ),
             what="MQTT output",
             log=logger,

@@ -35,7 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.mqtt_link import BrokerLink, LinkSettings
+from circman5.mqtt_link import BrokerLink, LinkSettings, TlsOptions
 from circman5.sinks.site_config import SiteViewSettings
 
 logger = logging.getLogger(__name__)
@@ -101,12 +101,15 @@ class SiteWatcher:
         self._records: dict[tuple[str, str], LineRecord] = {}
         self._states: dict[tuple[str, str], bytes] = {}
         self._link = BrokerLink(
-            LinkSettings.of(
-                settings,
+            LinkSettings(
+                host=settings.host,
+                port=settings.port,
                 client_id=self._client_id,
                 section="site_view",
                 protocol="5" if settings.protocol == "5" else "3.1.1",
-                keepalive_s=30,
+                username=settings.username,
+                password=settings.password,
+                tls=TlsOptions.of(settings.tls) if settings.tls is not None else None,
                 clean_start="first",
                 reconnect_min_s=1,
                 reconnect_max_s=5,

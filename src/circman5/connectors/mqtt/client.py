@@ -272,14 +272,11 @@ class MqttConnector(BaseConnector):
         self._broker = BrokerLink(
             LinkSettings.of(
                 settings,
-                client_id=settings.effective_client_id,
                 section=f"connectors.{settings.name}",
+                reconnect_s=(settings.reconnect_initial_s, settings.reconnect_max_s),
                 protocol=settings.protocol,
-                keepalive_s=settings.keepalive_s,
                 clean_start=settings.clean_start,
                 session_expiry_s=settings.session_expiry_s,
-                reconnect_min_s=settings.reconnect_initial_s,
-                reconnect_max_s=settings.reconnect_max_s,
             ),
             what=f"mqtt connector {settings.name}",
             log=logger,

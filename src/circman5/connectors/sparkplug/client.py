@@ -265,11 +265,8 @@ class SparkplugConnector(BaseConnector):
         link = BrokerLink(
             LinkSettings.of(
                 s,
-                client_id=s.effective_client_id,
                 section=f"connectors.{s.name}",
-                keepalive_s=s.keepalive_s,
-                reconnect_min_s=s.reconnect_initial_s,
-                reconnect_max_s=s.reconnect_max_s,
+                reconnect_s=(s.reconnect_initial_s, s.reconnect_max_s),
                 will=will,
             ),
             what=f"sparkplug connector {s.name}",

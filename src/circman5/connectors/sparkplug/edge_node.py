@@ -150,11 +150,8 @@ class SparkplugEdgeNode:
         self._link = BrokerLink(
             LinkSettings.of(
                 settings,
-                client_id=settings.effective_client_id,
                 section="outputs.sparkplug",
-                keepalive_s=settings.keepalive_s,
-                reconnect_min_s=settings.reconnect_initial_s,
-                reconnect_max_s=settings.reconnect_max_s,
+                reconnect_s=(settings.reconnect_initial_s, settings.reconnect_max_s),
                 will=self._will(self._will_bd_seq),
             ),
             what=f"Sparkplug edge node {settings.group_id}/{settings.edge_node_id}",
