@@ -353,24 +353,6 @@ class BaseConnector(abc.ABC):
             status.connect_attempts += 1
             self._report_attempt_failed(status, error)
 
-    def _subscriptions_changed(self, connected: bool, error: str | None) -> bool:
-        """The state of a broker session that counts as connected once the broker acknowledged
-        its subscriptions (MQTT, Sparkplug B): a reconnect is counted, a refused subscription is
-        recorded and reported (``SubscribeFailed``), the state goes to :meth:`_set_connected`,
-        and a lost connection marks every path stale. True when an established one was lost."""
-        status = self._status
-        was = status.connected
-        if connected and not was and self._ever_up:
-            status.reconnects += 1
-        if error and connected:
-            self._record_error(error)
-            self._problems.note("SubscribeFailed", error, {"protocol": self.protocol})
-        self._set_connected(connected, None if connected else error)
-        lost = not connected and was
-        if lost:
-            self._mark_stale()
-        return lost
-
     def _report_connected(self, status: ConnectorStatus) -> None:
         status.connected = True
         status.connected_since = time.time()

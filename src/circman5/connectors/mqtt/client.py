@@ -43,7 +43,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.connectors.base import BaseConnector
+from circman5.connectors.broker_session import BrokerSessionConnector
 from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
 from circman5.connectors.mqtt.acks import InOrderAcks
@@ -222,7 +222,7 @@ _CacheEntry = tuple[str | None, str, str, list[tuple[_Route, str]], _Refusal | N
 and why a matching topic cannot be used."""
 
 
-class MqttConnector(BaseConnector):
+class MqttConnector(BrokerSessionConnector):
     """Subscribes to the tags' topic filters and turns messages into samples."""
 
     protocol = "mqtt"

@@ -43,7 +43,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.connectors.base import BaseConnector
+from circman5.connectors.broker_session import BrokerSessionConnector
 from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
 from circman5.connectors.mqtt.topics import TopicPattern
@@ -177,7 +177,7 @@ class _Rejected(Exception):
     """One metric's value cannot be used."""
 
 
-class SparkplugConnector(BaseConnector):
+class SparkplugConnector(BrokerSessionConnector):
     """A Sparkplug B host application feeding the twin from the plant's edge nodes."""
 
     protocol = "sparkplug"
