@@ -1,0 +1,239 @@
+"""OPC UA ingestion workers: one server's tags in one process vs split over ``workers = 2``.
+
+VictoriaMetrics and the simulated PLC (``python -m simulators``, a process of its own) with
+``TAGS`` synthetic variables changing ``RATE_HZ`` times a second run first. Each round starts
+``circman5 run`` (its own data directory) with one OPC UA connector that discovers the synthetic
+tags (``Line1/Synthetic/*/Tag*``; 100 ms sampling and publishing), every sample into
+VictoriaMetrics through the InfluxDB v2 write API and the outbox, with ``workers = 1`` or ``2``.
+Once every tag has been stored, the figure is the samples stored per second over ``WINDOW_S``,
+**counted in VictoriaMetrics**, with the CPU over the same window (% of one core) of the
+service, of each worker and of the OPC UA server, and the peak resident memory (``VmHWM``) of
+the service and of a worker. Rounds alternate (one process, 2 workers, ...); the best of each is
+reported with the load average. Offered: ``TAGS x RATE_HZ`` changes per second, as far as the
+server process keeps up (its CPU is in the table: at ~100 % of a core the server, not the
+service, sets the figure).
+
+Target: 2 workers ≥ 1.6x one process (as the MQTT workers). Baseline: one process, same run.
+
+Run: ``python -m benchmarks opcua_workers`` (``BENCH_OPCUA_WORKERS_TAGS``,
+``BENCH_OPCUA_WORKERS_RATE_HZ``, ``BENCH_OPCUA_WORKERS_WINDOW_S``,
+``BENCH_OPCUA_WORKERS_ROUNDS``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.bench_service import Ports, Service
+from benchmarks.bench_workers import _cpu_s, _load, _proc_status, _workers_of, vm_count
+from benchmarks.report import Row
+
+TAGS = int(os.environ.get("BENCH_OPCUA_WORKERS_TAGS", "10000"))
+RATE_HZ = float(os.environ.get("BENCH_OPCUA_WORKERS_RATE_HZ", "2"))
+WINDOW_S = float(os.environ.get("BENCH_OPCUA_WORKERS_WINDOW_S", "20"))
+ROUNDS = int(os.environ.get("BENCH_OPCUA_WORKERS_ROUNDS", "2"))
+SPEEDUP_TARGET = 1.6
+NAMESPACE = "urn:circman5:sim:plc"
+
+
+def service_toml(opcua_port: int, vm_url: str, health_port: int, workers: int, tag: str) -> str:
+    return f"""
+site = "{tag}"  # each round counts its own points
+line = "line1"
+
+[health]
+port = {health_port}
+
+[api]
+enabled = false
+
+[batches]
+enabled = false
+
+[outputs.influxdb]
+url = "{vm_url}"
+org = "plant"
+bucket = "line1"
+token = "not-needed"
+
+[[connectors]]
+type = "opcua"
+name = "plc"
+url = "opc.tcp://127.0.0.1:{opcua_port}/circman5/plc"
+namespace_uri = "{NAMESPACE}"
+publishing_interval_ms = 100
+sampling_interval_ms = 100
+workers = {workers}
+
+[[connectors.discover]]
+root = "s=Line1.Synthetic"
+pattern = "*/Tag*"
+path = "synthetic.{{1}}.{{name}}"
+max_nodes = {TAGS}
+"""
+
+
+def vm_series(url: str, run: str) -> int:
+    """How many tags of round ``run`` have at least one point stored."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    urllib.request.urlopen(f"{url}/internal/force_flush", timeout=30).close()
+    query = f'count(count_over_time(sample_value{{site="{run}"}}[1d]))'
+    with urllib.request.urlopen(
+        f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": query}), timeout=30
+    ) as response:
+        result = json.loads(response.read())["data"]["result"]
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+@dataclass(frozen=True)
+class Round:
+    rate: float
+    cpu_service_pct: float
+    cpu_workers_pct: list[float]
+    cpu_server_pct: float
+    rss_service_mb: float
+    rss_worker_mb: float
+
+
+def one_round(
+    workdir: Path, opcua_port: int, server_pid: int, vm_url: str, workers: int, n: int
+) -> Round:
+    tag = f"ow{workers}r{n}"
+
+    def render(ports: Ports, health_port: int, api_port: int) -> str:
+        return service_toml(opcua_port, vm_url, health_port, workers, tag)
+
+    service = Service(workdir / tag, Ports(opcua_port, 0, 0), render)
+    service.start()
+    try:
+        service.wait_ready(180)
+        assert service.process is not None
+        pid = service.process.pid
+        worker_pids = _workers_of(pid) if workers > 1 else []
+        deadline = time.time() + 180
+        while vm_series(vm_url, tag) < TAGS:  # every tag subscribed and stored
+            if time.time() > deadline:
+                raise TimeoutError(f"{tag}: not every tag stored within 180 s")
+            time.sleep(0.5)
+        time.sleep(2.0)  # past the initial values' burst
+        pids = [pid, *worker_pids, server_pid]
+        cpu_before = [_cpu_s(p) for p in pids]
+        stored_before, began = vm_count(vm_url, tag), time.time()
+        time.sleep(WINDOW_S)
+        stored_after, ended = vm_count(vm_url, tag), time.time()
+        cpu = [
+            100 * (_cpu_s(p) - b) / (ended - began) for p, b in zip(pids, cpu_before, strict=True)
+        ]
+        rss_service = _proc_status(pid, "VmHWM")
+        rss_worker = max((_proc_status(p, "VmHWM") for p in worker_pids), default=0.0)
+    finally:
+        service.stop()
+    return Round(
+        (stored_after - stored_before) / (ended - began),
+        cpu[0],
+        cpu[1:-1],
+        cpu[-1],
+        rss_service,
+        rss_worker,
+    )
+
+
+def run_all(workdir: Path) -> list[Row]:
+    from simulators.external import VictoriaMetrics
+    from simulators.process import SimulatorProcess
+
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        (workdir / "vm").mkdir()
+        (workdir / "plc").mkdir()
+        vm = stack.enter_context(VictoriaMetrics(workdir / "vm").start())
+        plc = SimulatorProcess(
+            workdir / "plc",
+            extra_args=(
+                "--no-modbus",
+                "--opcua-synthetic",
+                str(TAGS),
+                "--opcua-synthetic-rate",
+                str(RATE_HZ),
+            ),
+            ready_timeout=180.0,
+        )
+        stack.enter_context(plc.start())
+        assert plc.process is not None
+        results: dict[int, list[Round]] = {1: [], 2: []}
+        loads = [_load()]
+        for n in range(ROUNDS):
+            for workers in (1, 2):
+                result = one_round(workdir, plc.port, plc.process.pid, vm.url, workers, n)
+                results[workers].append(result)
+                loads.append(_load())
+                print(
+                    f"round {n + 1} workers={workers}: {result.rate:,.0f} samples/s, CPU service "
+                    f"{result.cpu_service_pct:.0f} % workers "
+                    f"{[round(c) for c in result.cpu_workers_pct]} % server "
+                    f"{result.cpu_server_pct:.0f} %, RSS service {result.rss_service_mb:.0f} MB "
+                    f"worker {result.rss_worker_mb:.0f} MB, load {loads[-1]}",
+                    flush=True,
+                )
+        one = max(results[1], key=lambda r: r.rate)
+        two = max(results[2], key=lambda r: r.rate)
+        offered = TAGS * RATE_HZ
+        rows += [
+            Row(f"offered ({TAGS:,} tags x {RATE_HZ:g} Hz)", offered, "changes/s", None),
+            Row("one process, stored samples/s", one.rate, "samples/s", None),
+            Row(
+                "2 workers, stored samples/s",
+                two.rate,
+                "samples/s",
+                SPEEDUP_TARGET * one.rate,
+                baseline=one.rate,
+                baseline_label="one process",
+            ),
+            Row(
+                "CPU, service (2 workers)",
+                two.cpu_service_pct,
+                "% of a core",
+                None,
+                False,
+                one.cpu_service_pct,
+                "one process",
+            ),
+            *(
+                Row(f"CPU, worker {k}", c, "% of a core", None, False)
+                for k, c in enumerate(two.cpu_workers_pct, start=1)
+            ),
+            Row(
+                "CPU, OPC UA server (2 workers)",
+                two.cpu_server_pct,
+                "% of a core",
+                None,
+                False,
+                one.cpu_server_pct,
+                "one process",
+            ),
+            Row(
+                "peak RSS per worker",
+                two.rss_worker_mb,
+                "MB",
+                None,
+                False,
+                one.rss_service_mb,
+                "one process",
+            ),
+            Row("peak RSS, service with 2 workers", two.rss_service_mb, "MB", None, False),
+        ]
+        print(f"load average (1/5/15 min): {', '.join(loads)}", flush=True)
+    return rows
+
+
+def main() -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="bench-opcua-workers-") as tmp:
+        return run_all(Path(tmp))
