@@ -14,18 +14,10 @@ import pytest
 
 from circman5.connectors.opcua.config import OpcUaConnectorSettings
 from circman5.connectors.opcua.shares import share_of
-from circman5.errors import ConfigError
 from circman5.service.workers.job import WorkerJob
 from circman5.service.workers.process import worker_connector_settings
 from circman5.settings import load_settings
-
-INFLUXDB = """
-[outputs.influxdb]
-url = "http://127.0.0.1:8086"
-org = "plant"
-bucket = "line1"
-token = "t"
-"""
+from tests.ingestion.test_workers_config import INFLUXDB, load_error
 
 TAG = """
 [[connectors.tags]]
@@ -53,12 +45,6 @@ url = "opc.tcp://127.0.0.1:4840"
 """
     )
     return path
-
-
-def load_error(path: Path) -> str:
-    with pytest.raises(ConfigError) as info:
-        load_settings(path)
-    return str(info.value)
 
 
 def test_zero_workers_fail_at_load_naming_the_file_and_key(tmp_path: Path) -> None:

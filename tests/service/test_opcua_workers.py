@@ -64,6 +64,18 @@ def all_stored_at(vm_url: str, paths: list[str], value: float) -> bool:
     return all((path, value) in points for path in paths)
 
 
+async def latest_everywhere(
+    vm_url: str, state: RetainedState, paths: list[str], last: float
+) -> None:
+    """Until every tag's ``last`` value is stored and the twin holds it."""
+    await until(lambda: all_stored_at(vm_url, paths, last), 90, "every tag's last value stored")
+    await until(
+        lambda: all(twin_value(state, p) == last for p in paths),
+        60,
+        "the twin at every tag's last value",
+    )
+
+
 def twin_value(state: RetainedState, path: str) -> object:
     return state.value(*path.split("."))
 
@@ -85,18 +97,7 @@ async def test_two_workers_split_the_tags_store_each_value_once_and_the_twin_has
             monitored = kiln.monitored()
             await kiln.write_rounds(ROUNDS)
             last = float(ROUNDS - 1)
-            await until(
-                lambda: all(
-                    (p, last) in stored_points(victoria_metrics.url, "kiln") for p in paths
-                ),
-                90,
-                "every tag's last value stored",
-            )
-            await until(
-                lambda: all(twin_value(state, p) == last for p in paths),
-                60,
-                "the twin at every tag's last value",
-            )
+            await latest_everywhere(victoria_metrics.url, state, paths, last)
             samples = [worker_metric(service, "kiln", "samples", k) for k in (1, 2)]
             tags = [worker_metric(service, "kiln", "tags", k) for k in (1, 2)]
             outboxes = sorted(p.name for p in (tmp_path / "data" / "outbox").iterdir())
@@ -186,18 +187,7 @@ async def test_a_worker_killed_with_its_outbox_full_is_restarted_and_loses_nothi
             writing.cancel()
             last = float(kiln.rounds)
             await kiln.write_round()
-            await until(
-                lambda: all(
-                    (p, last) in stored_points(victoria_metrics.url, "kiln") for p in paths
-                ),
-                90,
-                "every tag's last value stored",
-            )
-            await until(
-                lambda: all(twin_value(state, p) == last for p in paths),
-                60,
-                "the twin at every tag's last value",
-            )
+            await latest_everywhere(victoria_metrics.url, state, paths, last)
         finally:
             if writing is not None:
                 writing.cancel()
