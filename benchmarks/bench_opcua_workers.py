@@ -1,31 +1,39 @@
 """OPC UA ingestion workers: one server's tags in one process vs split over ``workers = 2``.
 
-VictoriaMetrics and the simulated PLC (``python -m simulators``, a process of its own) with
-``TAGS`` synthetic variables changing ``RATE_HZ`` times a second run first. Each round starts
-``circman5 run`` (its own data directory) with one OPC UA connector that discovers the synthetic
-tags (``Line1/Synthetic/*/Tag*``; 100 ms sampling and publishing), every sample into
-VictoriaMetrics through the InfluxDB v2 write API and the outbox, with ``workers = 1`` or ``2``.
-Once every tag has been stored, the figure is the samples stored per second over ``WINDOW_S``,
-**counted in VictoriaMetrics**, with the CPU over the same window (% of one core) of the
-service, of each worker and of the OPC UA server, and the peak resident memory (``VmHWM``) of
-the service and of a worker. Rounds alternate (one process, 2 workers, ...); the best of each is
-reported with the load average. Offered: ``TAGS x RATE_HZ`` changes per second, as far as the
-server process keeps up (its CPU is in the table: at ~100 % of a core the server, not the
-service, sets the figure).
+VictoriaMetrics and one OPC UA server with ``TAGS`` variables changing ``RATE_HZ`` times a second
+run first. The server is node-opcua (``tests/opcua_node/load_server.mjs``, another stack than
+ours; ``make node-deps`` installs it): its values are computed when it samples them, so it spends
+its CPU on sampling and encoding, not on writes of its own. ``BENCH_OPCUA_WORKERS_SERVER=
+simulator`` uses our plant simulator (asyncua) instead, whose Python server costs about ten times
+the client's CPU per data change and sets the figure by itself on this box.
+
+Each round starts ``circman5 run`` (its own data directory) with one OPC UA connector that
+discovers the tags (``*/Tag*`` below the load folder; 100 ms publishing, sampling at twice the
+change rate), every sample into VictoriaMetrics through the InfluxDB v2 write API and the
+outbox, with ``workers = 1`` or ``2``. Once every tag has been stored, the figure is the samples
+stored per second over ``WINDOW_S``, **counted in VictoriaMetrics**, with the CPU over the same
+window (% of one core) of the service, of each worker and of the OPC UA server, and the peak
+resident memory (``VmHWM``) of the service and of a worker. Rounds alternate (one process, 2
+workers, ...); the best of each is reported with the load average. Offered: ``TAGS x RATE_HZ``
+changes per second.
 
 Target: 2 workers ≥ 1.6x one process (as the MQTT workers). Baseline: one process, same run.
 
 Run: ``python -m benchmarks opcua_workers`` (``BENCH_OPCUA_WORKERS_TAGS``,
 ``BENCH_OPCUA_WORKERS_RATE_HZ``, ``BENCH_OPCUA_WORKERS_WINDOW_S``,
-``BENCH_OPCUA_WORKERS_ROUNDS``).
+``BENCH_OPCUA_WORKERS_ROUNDS``, ``BENCH_OPCUA_WORKERS_SERVER``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +45,87 @@ TAGS = int(os.environ.get("BENCH_OPCUA_WORKERS_TAGS", "10000"))
 RATE_HZ = float(os.environ.get("BENCH_OPCUA_WORKERS_RATE_HZ", "2"))
 WINDOW_S = float(os.environ.get("BENCH_OPCUA_WORKERS_WINDOW_S", "20"))
 ROUNDS = int(os.environ.get("BENCH_OPCUA_WORKERS_ROUNDS", "2"))
+SERVER = os.environ.get("BENCH_OPCUA_WORKERS_SERVER", "node-opcua")
 SPEEDUP_TARGET = 1.6
-NAMESPACE = "urn:circman5:sim:plc"
+NODE_SERVER = Path(__file__).resolve().parent.parent / "tests" / "opcua_node"
 
 
-def service_toml(opcua_port: int, vm_url: str, health_port: int, workers: int, tag: str) -> str:
+@dataclass(frozen=True)
+class LoadServer:
+    """Where the OPC UA server listens, its process, and how its tags are found."""
+
+    url: str
+    pid: int
+    namespace_uri: str
+    root: str
+
+
+@contextmanager
+def node_opcua_server(workdir: Path) -> Iterator[LoadServer]:
+    from simulators.external import free_port
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None or not (NODE_SERVER / "node_modules" / "node-opcua-server").is_dir():
+        raise RuntimeError(
+            "the node-opcua load server needs Node.js and its packages: apt-get install nodejs "
+            "npm, then make node-deps (or BENCH_OPCUA_WORKERS_SERVER=simulator)"
+        )
+    port = free_port()
+    options = {"port": port, "tags": TAGS, "rate_hz": RATE_HZ}
+    log_path = workdir / "node-opcua.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [node, str(NODE_SERVER / "load_server.mjs"), json.dumps(options)],
+            cwd=NODE_SERVER,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while f"READY {port}" not in log_path.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"node-opcua load server: {log_path.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield LoadServer(
+            f"opc.tcp://127.0.0.1:{port}", process.pid, "urn:circman5:bench:load", "s=Load"
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def simulator_server(workdir: Path) -> Iterator[LoadServer]:
+    from simulators.process import SimulatorProcess
+
+    (workdir / "plc").mkdir()
+    plc = SimulatorProcess(
+        workdir / "plc",
+        extra_args=(
+            "--no-modbus",
+            "--opcua-synthetic",
+            str(TAGS),
+            "--opcua-synthetic-rate",
+            str(RATE_HZ),
+        ),
+        ready_timeout=180.0,
+    )
+    with plc:
+        assert plc.process is not None
+        yield LoadServer(
+            f"opc.tcp://127.0.0.1:{plc.port}/circman5/plc",
+            plc.process.pid,
+            "urn:circman5:sim:plc",
+            "s=Line1.Synthetic",
+        )
+
+
+def service_toml(server: LoadServer, vm_url: str, health_port: int, workers: int, tag: str) -> str:
+    sampling_ms = max(10.0, 500.0 / RATE_HZ)  # twice per change: no change missed
     return f"""
 site = "{tag}"  # each round counts its own points
 line = "line1"
@@ -63,17 +147,19 @@ token = "not-needed"
 
 [[connectors]]
 type = "opcua"
-name = "plc"
-url = "opc.tcp://127.0.0.1:{opcua_port}/circman5/plc"
-namespace_uri = "{NAMESPACE}"
+name = "load"
+url = "{server.url}"
+namespace_uri = "{server.namespace_uri}"
 publishing_interval_ms = 100
-sampling_interval_ms = 100
+sampling_interval_ms = {sampling_ms}
+request_timeout_s = 30  # browsing and subscribing thousands of nodes on a busy server
+watchdog_timeout_s = 15
 workers = {workers}
 
 [[connectors.discover]]
-root = "s=Line1.Synthetic"
+root = "{server.root}"
 pattern = "*/Tag*"
-path = "synthetic.{{1}}.{{name}}"
+path = "load.{{1}}.{{name}}"
 max_nodes = {TAGS}
 """
 
@@ -103,15 +189,13 @@ class Round:
     rss_worker_mb: float
 
 
-def one_round(
-    workdir: Path, opcua_port: int, server_pid: int, vm_url: str, workers: int, n: int
-) -> Round:
+def one_round(workdir: Path, server: LoadServer, vm_url: str, workers: int, n: int) -> Round:
     tag = f"ow{workers}r{n}"
 
     def render(ports: Ports, health_port: int, api_port: int) -> str:
-        return service_toml(opcua_port, vm_url, health_port, workers, tag)
+        return service_toml(server, vm_url, health_port, workers, tag)
 
-    service = Service(workdir / tag, Ports(opcua_port, 0, 0), render)
+    service = Service(workdir / tag, Ports(0, 0, 0), render)
     service.start()
     try:
         service.wait_ready(180)
@@ -124,7 +208,7 @@ def one_round(
                 raise TimeoutError(f"{tag}: not every tag stored within 180 s")
             time.sleep(0.5)
         time.sleep(2.0)  # past the initial values' burst
-        pids = [pid, *worker_pids, server_pid]
+        pids = [pid, *worker_pids, server.pid]
         cpu_before = [_cpu_s(p) for p in pids]
         stored_before, began = vm_count(vm_url, tag), time.time()
         time.sleep(WINDOW_S)
@@ -148,31 +232,18 @@ def one_round(
 
 def run_all(workdir: Path) -> list[Row]:
     from simulators.external import VictoriaMetrics
-    from simulators.process import SimulatorProcess
 
     rows: list[Row] = []
     with ExitStack() as stack:
         (workdir / "vm").mkdir()
-        (workdir / "plc").mkdir()
         vm = stack.enter_context(VictoriaMetrics(workdir / "vm").start())
-        plc = SimulatorProcess(
-            workdir / "plc",
-            extra_args=(
-                "--no-modbus",
-                "--opcua-synthetic",
-                str(TAGS),
-                "--opcua-synthetic-rate",
-                str(RATE_HZ),
-            ),
-            ready_timeout=180.0,
-        )
-        stack.enter_context(plc.start())
-        assert plc.process is not None
+        opened = simulator_server if SERVER == "simulator" else node_opcua_server
+        server = stack.enter_context(opened(workdir))
         results: dict[int, list[Round]] = {1: [], 2: []}
         loads = [_load()]
         for n in range(ROUNDS):
             for workers in (1, 2):
-                result = one_round(workdir, plc.port, plc.process.pid, vm.url, workers, n)
+                result = one_round(workdir, server, vm.url, workers, n)
                 results[workers].append(result)
                 loads.append(_load())
                 print(
@@ -187,7 +258,7 @@ def run_all(workdir: Path) -> list[Row]:
         two = max(results[2], key=lambda r: r.rate)
         offered = TAGS * RATE_HZ
         rows += [
-            Row(f"offered ({TAGS:,} tags x {RATE_HZ:g} Hz)", offered, "changes/s", None),
+            Row(f"offered ({SERVER}, {TAGS:,} tags x {RATE_HZ:g} Hz)", offered, "changes/s", None),
             Row("one process, stored samples/s", one.rate, "samples/s", None),
             Row(
                 "2 workers, stored samples/s",

@@ -3,7 +3,8 @@
 :class:`IngestionWorkerPool` stands in for the MQTT or OPC UA connector of ``workers = N``: it is a
 connector to the synchronization engine (its samples are the latest per path the workers
 forward; newer source timestamps win, as the workers' shares arrive in any order), and its
-status is the sum of the workers'. One task per worker runs the process and reads its frames; a
+status is the sum of the workers'. The tags of a dead OPC UA worker are marked stale until its
+successor delivers them. One task per worker runs the process and reads its frames; a
 worker that exits is restarted with exponential backoff (``restart_initial_s`` up to
 ``restart_max_s``, from the shortest again once it stayed up a minute), logged and published as a
 ``WorkerExited`` error event. On shutdown each worker's stdin is closed and it gets
@@ -72,6 +73,7 @@ class _Worker:
         self.connector: dict[str, Any] = {}
         self.retired: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self.outbox: OutboxMetrics | None = None
+        self.paths: set[str] = set()  # the twin paths its frames carried
 
     def counter(self, key: str) -> int:
         return self.retired[key] + int(self.connector.get(key, 0))
@@ -253,6 +255,13 @@ class IngestionWorkerPool(BaseConnector):
             if process.returncode is not None:
                 worker.process = None
                 worker.retire()
+                self._orphaned(worker)
+
+    def _orphaned(self, worker: _Worker) -> None:
+        """OPC UA: a dead worker's tags go stale until its successor's session delivers them
+        (silence alone never marks an OPC UA tag stale). MQTT: any worker may carry any path."""
+        if self.protocol == "opcua" and worker.paths:
+            self._mark_stale(sorted(worker.paths))
 
     def _on_frame(self, worker: _Worker, line: bytes) -> None:
         frame = orjson.loads(line)
@@ -276,6 +285,8 @@ class IngestionWorkerPool(BaseConnector):
         newest = self._newest
         name = self.name
         batch: list[Sample] = []
+        if self.protocol == "opcua":
+            worker.paths.update(row[1] for row in rows)
         for address, path, value, timestamp_ns, quality in rows:
             # the workers' shares arrive in any order: an older sample never replaces a newer one
             if timestamp_ns < newest.get(path, 0):
