@@ -110,6 +110,14 @@ async def kiln_server(port: int) -> AsyncIterator[KilnServer]:
         await kiln.server.stop()
 
 
+#: Timeouts for a loaded 2-core box: a late publish response or watchdog read must not end a
+#: session (a new session repeats every tag's current value: a repeat the tests would count).
+BUSY_BOX = """keepalive_count = 50
+lifetime_count = 500
+watchdog_timeout_s = 15
+request_timeout_s = 30"""
+
+
 def kiln_connector(url: str, workers: int) -> str:
     tags = "".join(
         f'\n[[connectors.tags]]\naddress = "s={node}"\npath = "{path}"\n'
@@ -123,6 +131,7 @@ url = "{url}"
 namespace_uri = "{NAMESPACE}"
 publishing_interval_ms = 100
 queue_size = 100
+{BUSY_BOX}
 workers = {workers}
 {tags}"""
 

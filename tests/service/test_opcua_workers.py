@@ -21,6 +21,7 @@ from typing import Any
 from circman5.connectors.opcua.shares import share_of
 from simulators.external import Mosquitto, VictoriaMetrics, free_port
 from tests.service.opcua_workers_helpers import (
+    BUSY_BOX,
     NAMESPACE,
     TAGS,
     kiln_connector,
@@ -216,6 +217,7 @@ name = "plc"
 url = "{url}"
 namespace_uri = "urn:circman5:sim:plc"
 publishing_interval_ms = 100
+{BUSY_BOX}
 workers = 2
 
 [[connectors.tags]]
