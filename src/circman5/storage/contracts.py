@@ -43,7 +43,9 @@ class EventStore(Protocol):
     category, severity, source, message, details (its JSON text, a string), acknowledged (0/1),
     event_type]``
     and stores them in one transaction, in order; an event id stored before (or earlier in the
-    same batch) is replaced, and the replacement counts as the newest event.
+    same batch) is replaced, and the replacement counts as the newest event. With
+    ``keep_newest``, the same transaction then deletes all but the newest ``keep_newest``
+    events (one commit per batch, retention included).
     """
 
     @property
@@ -51,7 +53,7 @@ class EventStore(Protocol):
         """Where the events live, for messages (a file path or a DSN without password)."""
         ...
 
-    def insert(self, rows: Sequence[bytes]) -> None: ...
+    def insert(self, rows: Sequence[bytes], keep_newest: int | None = None) -> None: ...
 
     def retain(self, max_events: int) -> None:
         """Delete all but the newest ``max_events`` events."""

@@ -181,19 +181,21 @@ class SqliteEventStore:
             except (sqlite3.Error, OSError) as err:
                 raise StorageError(f"event database {self.path}: {err}") from err
 
-    def insert(self, rows: Sequence[bytes]) -> None:
+    def insert(self, rows: Sequence[bytes], keep_newest: int | None = None) -> None:
         chunks = [
             b"[" + b",".join(rows[start : start + _MAX_BATCH]) + b"]"
             for start in range(0, len(rows), _MAX_BATCH)
         ]
         with self._use() as conn:
-            if len(chunks) == 1:
+            if len(chunks) == 1 and keep_newest is None:
                 conn.execute(_INSERT, (chunks[0],))  # one statement: its own transaction
                 return
             conn.execute("BEGIN")
             try:
                 for chunk in chunks:
                     conn.execute(_INSERT, (chunk,))
+                if keep_newest is not None:
+                    conn.execute(_RETAIN, (keep_newest,))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

@@ -6,10 +6,10 @@ described below, or the one given as ``store=`` (the service passes PostgreSQL's
 
 ``save_event`` only serializes the event and appends a row to an in-memory queue; a writer thread
 (started on first use, a daemon, stopped after a few idle seconds and restarted on demand)
-inserts everything queued with one statement (one transaction), then deletes the oldest events
-beyond ``max_events`` (queued events that retention would delete at once are not inserted at
-all). Every read (``get_events``, ``count``), ``acknowledge_event`` and
-``clear_events`` first writes what is queued, so they see every event saved before them.
+inserts everything queued and deletes the oldest events beyond ``max_events`` in one transaction
+(queued events that retention would delete at once are not inserted at all). Every read
+(``get_events``, ``count``), ``acknowledge_event`` and ``clear_events`` first writes what is
+queued, so they see every event saved before them.
 ``flush()`` writes the queue now; ``close()`` writes it and closes the database (a later call
 reopens it); an ``atexit`` hook flushes every open instance.
 
@@ -289,19 +289,12 @@ class EventPersistence:
             # Retention would delete the older part of this batch right away: skip it.
             del batch[: count - max_events]
         try:
-            store = self._connect()
-            store.insert(batch)
+            self._connect().insert(batch, keep_newest=max_events)
         except (StorageError, OSError) as err:
             self.dropped += count
             self._report_failure(err, f"cannot store {count} events")
             return
         self.written += count
-        if max_events is not None:
-            try:
-                store.retain(max_events)
-            except StorageError as err:
-                self._report_failure(err, "cannot delete old events")
-                return
         if self._reported:
             logger.info("event database %s writable again", self.location)
             self._reported.clear()
