@@ -7,10 +7,11 @@ repository is safe to call from several threads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple, Protocol
 
 __all__ = [
+    "CalibrationStore",
     "EventRow",
     "EventStore",
     "ScenarioRow",
@@ -174,3 +175,42 @@ class UserRecords(Protocol):
         ...
 
     def delete(self, username: str) -> bool: ...
+
+
+class CalibrationStore(Protocol):
+    """Saved calibrations, numbered 1, 2, 3, ... as JSON documents, and the active one.
+
+    The standalone files (``<data dir>/calibrations``) or PostgreSQL's ``calibrations``
+    tables. A broken document or pointer raises :class:`~circman5.errors.ConfigError` naming
+    where it is; a database that fails, :class:`~circman5.errors.StorageError`.
+    """
+
+    @property
+    def location(self) -> str: ...
+
+    def versions(self) -> list[int]:
+        """The saved versions, ascending."""
+        ...
+
+    def document(self, version: int) -> str | None:
+        """The JSON text of one version (None: no such version)."""
+        ...
+
+    def add(self, document_for: Callable[[int], str], activate: bool) -> int:
+        """Save the document ``document_for(version)`` as the next version (and make it the
+        active one); the version. Two writers at once get different versions."""
+        ...
+
+    def activate(self, version: int) -> bool:
+        """Make a saved version the active one (False: no such version)."""
+        ...
+
+    def active_version(self) -> int | None: ...
+
+    def active_stamp(self) -> object | None:
+        """A cheap marker that changes whenever the active version is set (None: none)."""
+        ...
+
+    def where(self, version: int) -> str:
+        """Where one version is, for messages."""
+        ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .config import DatabaseSettings
-from .contracts import EventStore, ScenarioStore, UserRecords
+from .contracts import CalibrationStore, EventStore, ScenarioStore, UserRecords
 
 __all__ = ["TwinDatabase", "open_database"]
 
@@ -25,6 +25,9 @@ class TwinDatabase(Protocol):
 
     @property
     def users(self) -> UserRecords: ...
+
+    @property
+    def calibrations(self) -> CalibrationStore: ...
 
     @property
     def location(self) -> str: ...

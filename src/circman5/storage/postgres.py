@@ -5,8 +5,9 @@ threads today (the event manager's writer thread, the API's worker threads runni
 ``ScenarioManager`` through ``to_thread``), and psycopg 3 offers the same maintained driver with
 both a thread-safe synchronous pool (used here) and an asyncio one (``AsyncConnectionPool``)
 for async code, while asyncpg is asyncio-only and would need an event loop per calling thread.
-Batches of events go in as one statement (:mod:`.postgres_events`); scenarios, simulation runs
-and users are in :mod:`.postgres_records`; the job queue in :mod:`.jobs`.
+Batches of events go in by COPY (:mod:`.postgres_events`); scenarios, simulation runs and users
+are in :mod:`.postgres_records`; calibrations in :mod:`.postgres_calibrations`; the job queue in
+:mod:`.jobs`.
 
 Tables are those of technical manual 11.2 (``events``, ``scenarios``, ``simulations``) with the
 same columns as the SQLite backend; JSON columns are ``TEXT`` holding the JSON exactly as the
@@ -31,6 +32,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from circman5.errors import StorageError
 
 from .migrations import Migration, pending
+from .postgres_calibrations import CALIBRATION_MIGRATIONS, PostgresCalibrationStore
 from .postgres_events import PostgresEventStore
 from .postgres_records import PostgresScenarioStore, PostgresUserRecords
 
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "EVENT_MIGRATIONS",
     "SCENARIO_MIGRATIONS",
+    "PostgresCalibrationStore",
     "PostgresDatabase",
     "PostgresEventStore",
     "PostgresScenarioStore",
@@ -127,6 +130,7 @@ COMPONENTS: dict[str, tuple[Migration, ...]] = {
     "events": EVENT_MIGRATIONS,
     "scenarios": SCENARIO_MIGRATIONS,
     "users": USER_MIGRATIONS,
+    "calibrations": CALIBRATION_MIGRATIONS,
 }
 
 
@@ -179,6 +183,7 @@ class PostgresDatabase:
         self.events = PostgresEventStore(self)
         self.scenarios = PostgresScenarioStore(self)
         self.users = PostgresUserRecords(self)
+        self.calibrations = PostgresCalibrationStore(self)
 
     @contextlib.contextmanager
     def transaction_raw(self) -> Iterator[psycopg.Connection[Any]]:
