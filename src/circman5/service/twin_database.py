@@ -3,7 +3,8 @@
 With a PostgreSQL URL the service connects and migrates at start (a server that is down, or a
 schema newer than this release, stops the start with the reason), points the event manager at
 PostgreSQL, keeps calibrations there (every simulation engine of the process follows the
-active one in the database), and gives the API a ``ScenarioManager`` and a ``UserStore`` on it;
+active one in the database) and the states ``save_state()`` saves (the spec's ``states``
+table), and gives the API a ``ScenarioManager`` and a ``UserStore`` on it;
 at shutdown the queued events are written and the pool closed.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circman5.manufacturing.digital_twin.core.state_manager import StateManager
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
 from circman5.manufacturing.digital_twin.event_notification.event_persistence import (
@@ -53,10 +55,12 @@ async def twin_database(settings: DatabaseSettings) -> AsyncIterator[TwinDatabas
     )
     event_manager.configure(persistence=persistence)
     use_calibration_store(database.calibrations)
+    StateManager().use_store(database.states)
     try:
         yield database
     finally:
         use_calibration_store(None)
+        StateManager().use_store(None)
         await asyncio.to_thread(persistence.close)
         await asyncio.to_thread(database.close)
 

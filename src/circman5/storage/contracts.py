@@ -17,6 +17,8 @@ __all__ = [
     "ScenarioRow",
     "ScenarioStore",
     "SimulationRow",
+    "StateRow",
+    "StateStore",
     "UserRecords",
     "UserRow",
     "WriteOutcome",
@@ -214,3 +216,34 @@ class CalibrationStore(Protocol):
     def where(self, version: int) -> str:
         """Where one version is, for messages."""
         ...
+
+
+class StateRow(NamedTuple):
+    """A saved twin state (the ``states`` table of technical manual 11.2): ``state_data`` is
+    the state's JSON text, ``version`` the format of that text."""
+
+    id: int
+    timestamp: str
+    state_data: str
+    batch_id: str | None
+    version: int
+
+
+class StateStore(Protocol):
+    """Saved twin states, newest last (PostgreSQL's ``states``; without a database the twin
+    keeps its one export file, ``<data dir>/digital_twin/state.json``)."""
+
+    @property
+    def location(self) -> str: ...
+
+    def save(self, timestamp: str, state_data: str, batch_id: str | None, version: int) -> int:
+        """Store one state; its id (ascending)."""
+        ...
+
+    def latest(self) -> StateRow | None:
+        """The state saved last (None: none yet)."""
+        ...
+
+    def get(self, state_id: int) -> StateRow | None: ...
+
+    def count(self) -> int: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .config import DatabaseSettings
-from .contracts import CalibrationStore, EventStore, ScenarioStore, UserRecords
+from .contracts import CalibrationStore, EventStore, ScenarioStore, StateStore, UserRecords
 
 __all__ = ["TwinDatabase", "open_database"]
 
@@ -28,6 +28,9 @@ class TwinDatabase(Protocol):
 
     @property
     def calibrations(self) -> CalibrationStore: ...
+
+    @property
+    def states(self) -> StateStore: ...
 
     @property
     def location(self) -> str: ...

@@ -6,15 +6,15 @@ threads today (the event manager's writer thread, the API's worker threads runni
 both a thread-safe synchronous pool (used here) and an asyncio one (``AsyncConnectionPool``)
 for async code, while asyncpg is asyncio-only and would need an event loop per calling thread.
 Batches of events go in by COPY (:mod:`.postgres_events`); scenarios, simulation runs and users
-are in :mod:`.postgres_records`; calibrations in :mod:`.postgres_calibrations`; the job queue in
-:mod:`.jobs`.
+are in :mod:`.postgres_records`; calibrations in :mod:`.postgres_calibrations`; saved twin states in
+:mod:`.postgres_states`; the job queue in :mod:`.jobs`.
 
-Tables are those of technical manual 11.2 (``events``, ``scenarios``, ``simulations``) with the
-same columns as the SQLite backend; JSON columns are ``TEXT`` holding the JSON exactly as the
-twin wrote it (PostgreSQL's ``json`` types refuse the ``NaN`` and ``\\u0000`` the SQLite
-backend keeps). PostgreSQL text cannot hold NUL characters: a NUL in an event's message, source
-or other text column is stored as U+FFFD. A ``seq`` column stands in for SQLite's ``rowid``
-where the order of insertion breaks ties.
+Tables are those of technical manual 11.2 (``states``, ``events``, ``scenarios``,
+``simulations``) with the same columns as the SQLite backend; JSON columns are ``TEXT``
+holding the JSON exactly as the twin wrote it (PostgreSQL's ``json`` types refuse the ``NaN``
+and ``\\u0000`` the SQLite backend keeps). PostgreSQL text cannot hold NUL characters: a NUL
+in an event's message, source or other text column is stored as U+FFFD. A ``seq`` column
+stands in for SQLite's ``rowid`` where the order of insertion breaks ties.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .migrations import Migration, pending
 from .postgres_calibrations import CALIBRATION_MIGRATIONS, PostgresCalibrationStore
 from .postgres_events import PostgresEventStore
 from .postgres_records import PostgresScenarioStore, PostgresUserRecords
+from .postgres_states import STATE_MIGRATIONS, PostgresStateStore
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ __all__ = [
     "PostgresDatabase",
     "PostgresEventStore",
     "PostgresScenarioStore",
+    "PostgresStateStore",
     "PostgresUserRecords",
 ]
 
@@ -131,6 +133,7 @@ COMPONENTS: dict[str, tuple[Migration, ...]] = {
     "scenarios": SCENARIO_MIGRATIONS,
     "users": USER_MIGRATIONS,
     "calibrations": CALIBRATION_MIGRATIONS,
+    "states": STATE_MIGRATIONS,
 }
 
 
@@ -184,6 +187,7 @@ class PostgresDatabase:
         self.scenarios = PostgresScenarioStore(self)
         self.users = PostgresUserRecords(self)
         self.calibrations = PostgresCalibrationStore(self)
+        self.states = PostgresStateStore(self)
 
     @contextlib.contextmanager
     def transaction_raw(self) -> Iterator[psycopg.Connection[Any]]:
