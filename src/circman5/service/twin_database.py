@@ -3,9 +3,10 @@
 With a PostgreSQL URL the service connects and migrates at start (a server that is down, or a
 schema newer than this release, stops the start with the reason), points the event manager at
 PostgreSQL, keeps calibrations there (every simulation engine of the process follows the
-active one in the database) and the states ``save_state()`` saves (the spec's ``states``
-table), and gives the API a ``ScenarioManager`` and a ``UserStore`` on it;
-at shutdown the queued events are written and the pool closed.
+active one in the database), saves the states ``save_state()`` saves in the spec's ``states``
+table, lists every saved manufacturing model in ``models``, and gives the API a
+``ScenarioManager`` and a ``UserStore`` on it; at shutdown the queued events are written and
+the pool closed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_persistence im
 )
 from circman5.manufacturing.digital_twin.simulation.calibration import use_calibration_store
 from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
+from circman5.manufacturing.optimization.model_registry import use_model_registry
 from circman5.storage.config import DatabaseSettings
 from circman5.storage.database import TwinDatabase, open_database
 
@@ -56,11 +58,13 @@ async def twin_database(settings: DatabaseSettings) -> AsyncIterator[TwinDatabas
     event_manager.configure(persistence=persistence)
     use_calibration_store(database.calibrations)
     StateManager().use_store(database.states)
+    use_model_registry(database.models)
     try:
         yield database
     finally:
         use_calibration_store(None)
         StateManager().use_store(None)
+        use_model_registry(None)
         await asyncio.to_thread(persistence.close)
         await asyncio.to_thread(database.close)
 

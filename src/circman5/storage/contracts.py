@@ -14,6 +14,8 @@ __all__ = [
     "CalibrationStore",
     "EventRow",
     "EventStore",
+    "ModelRecords",
+    "ModelRow",
     "ScenarioRow",
     "ScenarioStore",
     "SimulationRow",
@@ -247,3 +249,34 @@ class StateStore(Protocol):
     def get(self, state_id: int) -> StateRow | None: ...
 
     def count(self) -> int: ...
+
+
+class ModelRow(NamedTuple):
+    """What is known of one saved manufacturing model: where its artifact was written and its
+    metadata (``features``, ``targets``, ``metrics`` and ``provenance`` as JSON text)."""
+
+    id: int
+    saved_at: str
+    artifact: str
+    features: str
+    targets: str
+    metrics: str
+    source: str
+    trained_at: str
+    provenance: str
+
+
+class ModelRecords(Protocol):
+    """The ``models`` table: one row per saved model, newest last (PostgreSQL only: without a
+    database the metadata lives in the model file itself)."""
+
+    @property
+    def location(self) -> str: ...
+
+    def record(self, row: ModelRow) -> int:
+        """Store ``row`` (its ``id`` is ignored); the new id."""
+        ...
+
+    def list_recent(self, limit: int) -> list[ModelRow]:
+        """The newest rows first."""
+        ...

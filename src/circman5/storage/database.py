@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Protocol
 
 from .config import DatabaseSettings
-from .contracts import CalibrationStore, EventStore, ScenarioStore, StateStore, UserRecords
+from .contracts import (
+    CalibrationStore,
+    EventStore,
+    ModelRecords,
+    ScenarioStore,
+    StateStore,
+    UserRecords,
+)
 
 __all__ = ["TwinDatabase", "open_database"]
 
@@ -31,6 +38,9 @@ class TwinDatabase(Protocol):
 
     @property
     def states(self) -> StateStore: ...
+
+    @property
+    def models(self) -> ModelRecords: ...
 
     @property
     def location(self) -> str: ...

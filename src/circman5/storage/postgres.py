@@ -7,7 +7,7 @@ both a thread-safe synchronous pool (used here) and an asyncio one (``AsyncConne
 for async code, while asyncpg is asyncio-only and would need an event loop per calling thread.
 Batches of events go in by COPY (:mod:`.postgres_events`); scenarios, simulation runs and users
 are in :mod:`.postgres_records`; calibrations in :mod:`.postgres_calibrations`; saved twin states in
-:mod:`.postgres_states`; the job queue in :mod:`.jobs`.
+:mod:`.postgres_states`; model metadata in :mod:`.postgres_models`; the job queue in :mod:`.jobs`.
 
 Tables are those of technical manual 11.2 (``states``, ``events``, ``scenarios``,
 ``simulations``) with the same columns as the SQLite backend; JSON columns are ``TEXT``
@@ -34,6 +34,7 @@ from circman5.errors import StorageError
 from .migrations import Migration, pending
 from .postgres_calibrations import CALIBRATION_MIGRATIONS, PostgresCalibrationStore
 from .postgres_events import PostgresEventStore
+from .postgres_models import MODEL_MIGRATIONS, PostgresModelRecords
 from .postgres_records import PostgresScenarioStore, PostgresUserRecords
 from .postgres_states import STATE_MIGRATIONS, PostgresStateStore
 
@@ -45,6 +46,7 @@ __all__ = [
     "PostgresCalibrationStore",
     "PostgresDatabase",
     "PostgresEventStore",
+    "PostgresModelRecords",
     "PostgresScenarioStore",
     "PostgresStateStore",
     "PostgresUserRecords",
@@ -134,6 +136,7 @@ COMPONENTS: dict[str, tuple[Migration, ...]] = {
     "users": USER_MIGRATIONS,
     "calibrations": CALIBRATION_MIGRATIONS,
     "states": STATE_MIGRATIONS,
+    "models": MODEL_MIGRATIONS,
 }
 
 
@@ -188,6 +191,7 @@ class PostgresDatabase:
         self.users = PostgresUserRecords(self)
         self.calibrations = PostgresCalibrationStore(self)
         self.states = PostgresStateStore(self)
+        self.models = PostgresModelRecords(self)
 
     @contextlib.contextmanager
     def transaction_raw(self) -> Iterator[psycopg.Connection[Any]]:
