@@ -27,6 +27,7 @@ import psycopg.errors
 
 from circman5.errors import StorageError
 
+from . import records
 from .contracts import EventRow
 
 if TYPE_CHECKING:
@@ -86,9 +87,8 @@ _CAREFUL_PATH_ERRORS = (
 _RETAIN_CUTOFF = "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET %s"
 _RETAIN = "DELETE FROM events WHERE id > %s AND id <= %s"
 _FULL_SWEEP_EVERY = 100
-_EVENT_COLUMNS = (
-    "event_id, timestamp, category, severity, source, message, details, acknowledged, event_type"
-)
+_ACKNOWLEDGE = records.for_postgres(records.ACKNOWLEDGE_EVENT)
+_DELETE_BEFORE = records.for_postgres(records.DELETE_EVENTS_BEFORE)
 
 
 def clean_text(value: Any) -> str:
@@ -222,41 +222,26 @@ class PostgresEventStore:
     def select(
         self, category: str | None, severity: str | None, limit: int | None
     ) -> list[EventRow]:
-        where: list[str] = []
-        params: list[Any] = []
-        if category is not None:
-            where.append("category = %s")
-            params.append(category)
-        if severity is not None:
-            where.append("severity = %s")
-            params.append(severity)
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT %s"
+        sql, params = records.select_events(category, severity)
         params.append(limit)  # None: LIMIT NULL, no limit
         with self._db.transaction() as conn:
-            rows = conn.execute(sql.encode(), params).fetchall()
-        return [EventRow(*r) for r in rows]
+            rows = conn.execute(records.for_postgres(sql).encode(), params).fetchall()
+        return [records.event_record(r) for r in rows]
 
     def acknowledge(self, event_id: str) -> bool:
         with self._db.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE events SET acknowledged = TRUE WHERE event_id = %s", (clean_text(event_id),)
-            )
+            cursor = conn.execute(_ACKNOWLEDGE, (True, clean_text(event_id)))
             return cursor.rowcount > 0
 
     def delete(self, older_than_epoch: float | None) -> int:
         with self._db.transaction() as conn:
             if older_than_epoch is None:
-                return conn.execute("DELETE FROM events").rowcount
-            return conn.execute(
-                "DELETE FROM events WHERE ts_epoch < %s", (older_than_epoch,)
-            ).rowcount
+                return conn.execute(records.DELETE_ALL_EVENTS).rowcount
+            return conn.execute(_DELETE_BEFORE, (older_than_epoch,)).rowcount
 
     def count(self) -> int:
         with self._db.transaction() as conn:
-            row = conn.execute("SELECT COUNT(*) FROM events").fetchone()
+            row = conn.execute(records.COUNT_EVENTS).fetchone()
         return int(row[0]) if row else 0
 
     def close(self) -> None:
