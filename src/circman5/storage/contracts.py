@@ -50,7 +50,8 @@ class EventStore(Protocol):
     and stores them in one transaction, in order; an event id stored before (or earlier in the
     same batch) is replaced, and the replacement counts as the newest event. With
     ``keep_newest``, the same transaction then deletes all but the newest ``keep_newest``
-    events (one commit per batch, retention included).
+    events, and with ``acknowledge`` marks that event acknowledged (one commit for all; the
+    result: whether the acknowledged event was found, False without ``acknowledge``).
     """
 
     @property
@@ -58,7 +59,9 @@ class EventStore(Protocol):
         """Where the events live, for messages (a file path or a DSN without password)."""
         ...
 
-    def insert(self, rows: Sequence[bytes], keep_newest: int | None = None) -> None: ...
+    def insert(
+        self, rows: Sequence[bytes], keep_newest: int | None = None, acknowledge: str | None = None
+    ) -> bool: ...
 
     def retain(self, max_events: int) -> None:
         """Delete all but the newest ``max_events`` events."""

@@ -152,29 +152,44 @@ class PostgresEventStore:
     def location(self) -> str:
         return self._db.location
 
-    def insert(self, rows: Sequence[bytes], keep_newest: int | None = None) -> None:
+    def insert(
+        self, rows: Sequence[bytes], keep_newest: int | None = None, acknowledge: str | None = None
+    ) -> bool:
         batch = b"[" + b",".join(rows) + b"]"
         try:
             decoded: list[list[Any]] | None = orjson.loads(batch)
         except orjson.JSONDecodeError:  # a lone surrogate: the careful path
             decoded = None
         try:
-            if decoded is not None and self._copy(decoded, keep_newest):
-                return
+            if decoded is not None:
+                copied = self._copy(decoded, keep_newest, acknowledge)
+                if copied is not None:
+                    return copied
             with self._db.transaction_raw() as conn:
                 conn.execute(_INSERT_JSON_EVENTS, (batch.decode(),))
-                cutoff = self._retain(conn, keep_newest)
+                cutoff, found = self._finish(conn, keep_newest, acknowledge)
             self._retained(cutoff)
-            return
+            return found
         except _CAREFUL_PATH_ERRORS:
             pass
         except psycopg.Error as err:
             raise StorageError(f"database {self.location}: {err}") from err
-        self._insert_carefully(rows, keep_newest)
+        return self._insert_carefully(rows, keep_newest, acknowledge)
 
-    def _copy(self, rows: list[list[Any]], keep_newest: int | None) -> bool:
-        """COPY the rows in and apply retention, one transaction; False when an id was
-        stored before or repeats in the batch (nothing written: the upsert's turn)."""
+    def _finish(
+        self, conn: psycopg.Connection[Any], keep_newest: int | None, acknowledge: str | None
+    ) -> tuple[int | None, bool]:
+        """After a batch, in its transaction: retention, then the acknowledgement."""
+        cutoff = self._retain(conn, keep_newest)
+        if acknowledge is None:
+            return cutoff, False
+        return cutoff, conn.execute(_ACKNOWLEDGE, (True, clean_text(acknowledge))).rowcount > 0
+
+    def _copy(
+        self, rows: list[list[Any]], keep_newest: int | None, acknowledge: str | None
+    ) -> bool | None:
+        """COPY the rows in, retention and the acknowledgement, one transaction; None when an
+        id was stored before or repeats in the batch (nothing written: the upsert's turn)."""
         try:
             with self._db.transaction_raw() as conn:
                 with conn.cursor().copy(_COPY_EVENTS) as copy:
@@ -183,13 +198,15 @@ class PostgresEventStore:
                     for row in rows:
                         row[8] = row[8] != 0
                         write_row(row)
-                cutoff = self._retain(conn, keep_newest)
+                cutoff, found = self._finish(conn, keep_newest, acknowledge)
         except (psycopg.errors.UniqueViolation, TypeError, ValueError, IndexError):
-            return False  # an id stored before or twice; details not a string: the upsert
+            return None  # an id stored before or twice; details not a string: the upsert
         self._retained(cutoff)
-        return True
+        return found
 
-    def _insert_carefully(self, rows: Sequence[bytes], keep_newest: int | None) -> None:
+    def _insert_carefully(
+        self, rows: Sequence[bytes], keep_newest: int | None, acknowledge: str | None
+    ) -> bool:
         """Decode in Python: the last of a repeated id wins, NUL and lone surrogates become
         U+FFFD, then one ``INSERT ... SELECT FROM unnest(arrays)``."""
         latest: dict[str, list[Any]] = {}
@@ -211,8 +228,9 @@ class PostgresEventStore:
         )
         with self._db.transaction() as conn:
             conn.execute(_INSERT_EVENTS, columns)
-            cutoff = self._retain(conn, keep_newest)
+            cutoff, found = self._finish(conn, keep_newest, acknowledge)
         self._retained(cutoff)
+        return found
 
     def retain(self, max_events: int) -> None:
         with self._db.transaction() as conn:

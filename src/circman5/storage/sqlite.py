@@ -179,22 +179,28 @@ class SqliteEventStore:
             except (sqlite3.Error, OSError) as err:
                 raise StorageError(f"event database {self.path}: {err}") from err
 
-    def insert(self, rows: Sequence[bytes], keep_newest: int | None = None) -> None:
+    def insert(
+        self, rows: Sequence[bytes], keep_newest: int | None = None, acknowledge: str | None = None
+    ) -> bool:
         chunks = [
             b"[" + b",".join(rows[start : start + _MAX_BATCH]) + b"]"
             for start in range(0, len(rows), _MAX_BATCH)
         ]
         with self._use() as conn:
-            if len(chunks) == 1 and keep_newest is None:
+            if len(chunks) == 1 and keep_newest is None and acknowledge is None:
                 conn.execute(_INSERT, (chunks[0],))  # one statement: its own transaction
-                return
+                return False
             conn.execute("BEGIN")
             try:
                 for chunk in chunks:
                     conn.execute(_INSERT, (chunk,))
                 if keep_newest is not None:
                     conn.execute(_RETAIN, (keep_newest,))
+                found = acknowledge is not None and (
+                    conn.execute(records.ACKNOWLEDGE_EVENT, (True, acknowledge)).rowcount > 0
+                )
                 conn.execute("COMMIT")
+                return found
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
