@@ -3,8 +3,9 @@
 Workload (both backends, through the documented ``EventPersistence``): ``N_EVENTS`` threshold
 events saved from one publishing thread, with an acknowledgement every ``ACK_EVERY`` events
 (``acknowledge_event`` writes what is queued and updates the row in one transaction: the
-operator's click on a busy line), timed until ``flush()`` returns, i.e. every event is committed. The writer thread
-groups what accumulates between acknowledgements into one transaction per batch.
+operator's click on a busy line), timed until ``flush()`` returns, i.e. every event is
+committed. The writer thread groups what accumulates between acknowledgements into one
+transaction per batch.
 
 * PostgreSQL: a private cluster started here (Debian ``postgresql``, durable settings: fsync,
   full page writes and ``synchronous_commit`` on: each batch's commit waits for its WAL flush),

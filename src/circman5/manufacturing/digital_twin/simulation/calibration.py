@@ -53,7 +53,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -384,8 +384,6 @@ def activate_calibration(
 
 
 def _with_version(calibration: Calibration, version: int) -> Calibration:
-    from dataclasses import replace
-
     return replace(calibration, version=version)
 
 
