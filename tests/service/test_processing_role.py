@@ -13,6 +13,11 @@ import psycopg
 import pytest
 
 from circman5.errors import ConfigError
+from circman5.manufacturing.digital_twin.simulation.calibration import (
+    calibrate,
+    save_calibration,
+)
+from circman5.manufacturing.digital_twin.simulation.known_history import generate_history
 from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
 from circman5.service.processing import ProcessingWorker
 from circman5.settings import load_settings
@@ -149,3 +154,28 @@ def test_the_processing_role_needs_three_connections(tmp_path: Path) -> None:
     config.write_text('[database]\nurl = "postgresql://w@db:5432/c"\nmax_connections = 2\n')
     with pytest.raises(ConfigError, match=r"database\.max_connections.*at least 3"):
         ProcessingWorker(load_settings(config), str(config))
+
+
+def test_the_worker_simulates_with_the_databases_active_calibration(
+    database: PostgresDatabase, config: Path, tmp_path: Path
+) -> None:
+    history = generate_history(
+        {"temperature_regulation": 0.04, "ambient_temperature": 21.0},
+        segments=6,
+        segment_steps=120,
+        seed=3,
+    )
+    saved = save_calibration(calibrate(history), store=database.calibrations)
+    ScenarioManager(store=database.scenarios).create_scenario("calibrated", {})
+    queue = JobQueue(database)
+    job_id = queue.submit("scenario.run", {"scenario": "calibrated", "steps": 10, "seed": 2})
+    workers = Workers(config, tmp_path / "data")
+    workers.start()
+    try:
+        wait_until(lambda: _job(queue, job_id).status == "done", 120, "the job to be done")
+    finally:
+        assert workers.close() == [0]
+    run = ScenarioManager(store=database.scenarios).get_simulation(
+        _job(queue, job_id).result["simulation_id"]
+    )
+    assert run["results"]["parameter_set"] == saved.label

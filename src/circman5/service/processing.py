@@ -8,7 +8,8 @@ its ``site`` and ``line``: the API adds it from the line's MQTT state topic; wit
 starts from the twin's default starting state):
 
 * ``scenario.run``: ``{"scenario": name or id, "steps": n (optional), "seed": n (optional)}``
-  runs the stored scenario and stores the run in ``simulations``; the job's result is
+  runs the stored scenario (with the database's active calibration, as the API's runs) and
+  stores the run in ``simulations``; the job's result is
   ``{"simulation_id", "scenario", "steps", "seed", "kpis", "site", "line"}``.
 * ``simulation.monte_carlo``: ``{"steps", "iterations", "uncertainty", "parameters", "seed"}``
   (all optional) -> the Monte Carlo summary (mean and 5/50/95 % bands per path, breach
@@ -60,14 +61,21 @@ class ProcessingWorker:
         self._stop.set()
 
     async def run(self) -> None:
+        from circman5.manufacturing.digital_twin.simulation.calibration import (
+            use_calibration_store,
+        )
+
         database = await asyncio.to_thread(open_database, self.settings.database)
         assert database is not None  # checked in __init__
+        # the runs use the active calibration of the shared database, as the API's runs do
+        use_calibration_store(database.calibrations)
         try:
             worker = await asyncio.to_thread(self._worker, database)
             logger.info("processing worker %s on %s", worker.worker_id, database.location)
             # the worker blocks in its own thread; stop() ends it after the job in hand
             await asyncio.to_thread(worker.run, self._stop)
         finally:
+            use_calibration_store(None)
             await asyncio.to_thread(database.close)
 
     def _worker(self, database: Any) -> JobWorker:
