@@ -34,8 +34,16 @@ round is printed on stderr). Target: the service at >= 0.95x of the bare script'
 Other subjects: :data:`VARIANTS` lists the service's configurations; a :class:`Variant` adds
 connector TOML (e.g. ``workers = 2``) to the MQTT connector and gets its own rows.
 
+Per round it also prints the CPU seconds per 100,000 messages of every process of the pipeline
+(the subject, each ingestion worker, mosquitto, VictoriaMetrics, the publisher's threads) and the
+cores each kept busy: on a 2-core box the broker and the server share the cores with the subject.
+
 Run: ``python -m benchmarks pipeline`` (about three minutes); ``BENCH_PIPELINE_MESSAGES`` (default
-300,000), ``BENCH_PIPELINE_ROUNDS`` (2) and ``BENCH_PIPELINE_QOS`` (``0,1``) change it.
+300,000), ``BENCH_PIPELINE_ROUNDS`` (2) and ``BENCH_PIPELINE_QOS`` (``0,1``) change it;
+``BENCH_PIPELINE_VARIANTS`` picks variants by label (``one process,2 workers 3.1.1``);
+``BENCH_PIPELINE_BEFORE=<src dir>`` runs each chosen variant again from another source tree (before
+and after a change, same run); ``BENCH_PIPELINE_PROFILE=<dir>`` has py-spy sample the subject's
+Python processes over each flood.
 """
 
 from __future__ import annotations
@@ -404,6 +412,34 @@ def _own_cpu(processes: dict[str, Any]) -> dict[str, float]:
     return seconds
 
 
+@contextmanager
+def _profiled(subject: str, processes: dict[str, Any]) -> Iterator[None]:
+    """``BENCH_PIPELINE_PROFILE=<dir>``: py-spy samples every Python process of the subject over
+    the flood (``<dir>/<subject>-<process>.txt``, raw collapsed stacks with thread names)."""
+    where = os.environ.get("BENCH_PIPELINE_PROFILE", "")
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not where:
+        yield
+        return
+    Path(where).mkdir(parents=True, exist_ok=True)
+    samplers = []
+    for label, proc in processes.items():
+        if label not in ("mosquitto", "VictoriaMetrics"):
+            name = f"{subject}-{label}".replace(" ", "_")
+            output = Path(where) / f"{name}.txt"
+            command = [spy, "record", "-p", str(proc.pid), "-o", str(output), "-f", "raw"]
+            command += ["--nonblocking", "--threads", "-r", "250"]
+            samplers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for sampler in samplers:
+            sampler.send_signal(2)
+        for sampler in samplers:
+            sampler.wait(30)
+
+
 def _warm_up(broker_port: int, vm: Any, process: subprocess.Popen[bytes], workdir: Path) -> None:
     """A warm-up message until its point is in the server: subscription, decode and output
     are all working before the clock starts."""
@@ -437,6 +473,8 @@ def flood(
     publisher = RawPublisher(broker_port, qos, count, f"bench-flood-{subject}")
     processes = _pipeline_processes(proc, broker, vm)
     own_start = _own_cpu(processes)
+    profiling = _profiled(subject, processes)
+    profiling.__enter__()
     cpu_start = _cpu_seconds(proc)
     rss_peak = proc.memory_info().rss
     first = time.perf_counter()
@@ -458,6 +496,7 @@ def flood(
             break
     cpu = _cpu_seconds(proc) - cpu_start
     own_end = _own_cpu(processes)
+    profiling.__exit__(None, None, None)
     sender.join(60)
     wall = max(last - first, 1e-9)
     spent = {label: own_end[label] - own_start[label] for label in own_end if label in own_start}
