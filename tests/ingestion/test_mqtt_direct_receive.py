@@ -13,6 +13,7 @@ import socket
 import threading
 
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from circman5.connectors.mqtt.receive import DirectReceiveClient
@@ -223,17 +224,24 @@ class _CuttingBroker:
                     return
 
 
-def test_packets_cut_anywhere_arrive_whole_and_in_order() -> None:
+@pytest.mark.parametrize("by_block", [False, True], ids=["per message", "per block"])
+def test_packets_cut_anywhere_arrive_whole_and_in_order(by_block: bool) -> None:
     """Against a broker written here that splits its stream at every offset: every packet
-    arrives once, in order, equal to what was sent; QoS 0/1 by the direct path, QoS 2 by paho's,
-    and every QoS 1 and 2 message acknowledged."""
+    arrives once, in order, equal to what was sent; QoS 0/1 by the direct path (one call per
+    message, or one list per block), QoS 2 by paho's, and every QoS 1 and 2 message
+    acknowledged."""
     broker = _CuttingBroker()
     direct: Received = []
     via_on_message: Received = []
     client = DirectReceiveClient(CallbackAPIVersion.VERSION2, client_id="cut")
-    client.on_publish_received = lambda topic, payload, received, mid, qos: direct.append(
-        (topic, bytes(payload), qos)
-    )
+    if by_block:
+        client.on_publishes_received = lambda messages, received: direct.extend(
+            (topic, payload, qos) for topic, payload, _, qos in messages
+        )
+    else:
+        client.on_publish_received = lambda topic, payload, received, mid, qos: direct.append(
+            (topic, bytes(payload), qos)
+        )
     client.on_message = lambda c, u, m: via_on_message.append((m._topic, m.payload, m.qos))
     _subscribe(client, broker.port, threading.Event())
     try:

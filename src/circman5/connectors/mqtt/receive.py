@@ -33,10 +33,17 @@ from paho.mqtt.exception import MalformedPacket
 
 from circman5.connectors.mqtt.acks import ManualAckClient
 
-__all__ = ["DirectReceiveClient", "PublishHandler"]
+__all__ = ["BlockHandler", "DirectReceiveClient", "Message", "PublishHandler"]
 
 PublishHandler = Callable[[bytes, bytes, float, int, int], None]
 """``handler(topic, payload, received, mid, qos)``, called in paho's network thread."""
+
+Message = tuple[bytes, bytes, int, int]
+"""``(topic, payload, mid, qos)`` of one direct PUBLISH packet."""
+
+BlockHandler = Callable[[list[Message], float], None]
+"""``handler(messages, received)``: the direct messages of one block, in order, and the time the
+block was read; called in paho's network thread (the list is the handler's to keep)."""
 
 _DIRECT_PROTOCOLS = frozenset({paho.MQTTv31, paho.MQTTv311})
 _READ_SIZE = 1 << 16
@@ -49,6 +56,8 @@ class DirectReceiveClient(ManualAckClient):
     module documentation)."""
 
     on_publish_received: PublishHandler | None = None
+    #: takes precedence over :attr:`on_publish_received`: one call per block
+    on_publishes_received: BlockHandler | None = None
     # the bytes of an incomplete packet at the end of the last block, and their socket
     _unread = b""
     _unread_sock: object = None
@@ -89,15 +98,16 @@ class DirectReceiveClient(ManualAckClient):
 
     def _handle_block(self, block: bytes, received: float) -> tuple[MQTTErrorCode, int]:
         """Handle the complete packets of ``block``: the first error (or success) and the bytes
-        used."""
-        handler = self.on_publish_received
+        used. Direct messages are handed over together, in order with the packets between them
+        that go paho's way."""
         direct = (
-            handler is not None
+            (self.on_publishes_received is not None or self.on_publish_received is not None)
             and self._protocol in _DIRECT_PROTOCOLS
             and not self._paho_logs_debug()
         )
-        auto_ack = not self._manual_ack
-        success = MQTTErrorCode.MQTT_ERR_SUCCESS
+        found: list[Message] = []
+        add = found.append
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         size = len(block)
         pos = 0
         while pos + 2 <= size:
@@ -107,41 +117,70 @@ class DirectReceiveClient(ManualAckClient):
             if length & 0x80:  # a longer remaining length: up to 4 bytes, 7 bits each
                 length &= 0x7F
                 shift = 7
-                while True:
-                    if start >= size:
-                        return success, pos  # the rest of the length is still on its way
-                    if shift > 21:
-                        return MQTTErrorCode.MQTT_ERR_PROTOCOL, pos
+                while start < size and shift <= 21:
                     byte = block[start]
                     start += 1
                     length |= (byte & 0x7F) << shift
                     shift += 7
                     if not byte & 0x80:
                         break
+                else:
+                    if shift > 21:
+                        rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+                    break  # or the rest of the length is still on its way
             end = start + length
             if end > size:
-                return success, pos  # incomplete: the socket signals the rest
+                break  # incomplete: the socket signals the rest
             qos = (command & 0x06) >> 1
             if direct and command & 0xF0 == _PUBLISH and qos < 2 and length >= 2:
                 topic_end = start + 2 + ((block[start] << 8) | block[start + 1])
                 if topic_end > start + 2 and topic_end + (2 if qos else 0) <= end:
-                    topic = block[start + 2 : topic_end]
                     mid = 0
                     if qos:
                         mid = (block[topic_end] << 8) | block[topic_end + 1]
-                        topic_end += 2
-                    handler(topic, block[topic_end:end], received, mid, qos)  # type: ignore[misc]
+                        add((block[start + 2 : topic_end], block[topic_end + 2 : end], mid, qos))
+                    else:
+                        add((block[start + 2 : topic_end], block[topic_end:end], 0, 0))
                     pos = end
-                    if qos and auto_ack:
-                        rc = self._send_puback(mid)
-                        if rc > 0:
-                            return rc, pos
                     continue
+            if found:
+                rc = self._hand_over(found, received)
+                found = []
+                add = found.append
+                if rc > 0:
+                    break
             pos = end
             rc = self._paho_handle(command, block[start:end])
             if rc > 0 or self._sock is None:
-                return rc, pos
-        return success, pos
+                break
+        if found:
+            handed = self._hand_over(found, received)
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                rc = handed
+        return rc, pos
+
+    def _hand_over(self, messages: list[Message], received: float) -> MQTTErrorCode:
+        """Direct messages to the handler; QoS 1 acknowledged at once unless ``manual_ack``."""
+        auto_ack = not self._manual_ack
+        handle_all = self.on_publishes_received
+        handler = self.on_publish_received
+        if handle_all is None and handler is not None:
+            for topic, payload, mid, qos in messages:  # each acknowledged after it, as paho does
+                handler(topic, payload, received, mid, qos)
+                if qos and auto_ack:
+                    rc = self._send_puback(mid)
+                    if rc > 0:
+                        return rc
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if handle_all is not None:
+            handle_all(messages, received)
+        if auto_ack:
+            for _, _, mid, qos in messages:
+                if qos:
+                    rc = self._send_puback(mid)
+                    if rc > 0:
+                        return rc
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _paho_handle(self, command: int, body: bytes) -> MQTTErrorCode:
         """One packet through paho's own handlers, as its reader would have left it."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import os
 import signal
 import sys
@@ -39,6 +40,7 @@ from circman5.sinks.timeseries import LineProtocolWriter
 logger = logging.getLogger(__name__)
 
 _MAX_PENDING_PROBLEMS = 1000
+_path_of = operator.attrgetter("path")
 
 
 class ForwardingReporter:
@@ -145,8 +147,7 @@ async def _consume(
 ) -> None:
     async for batch in connector.batches():
         store(batch)  # durable first: the acknowledgements fire once the outbox committed
-        for sample in batch:
-            latest[sample.path] = sample
+        latest.update(zip(map(_path_of, batch), batch, strict=True))  # the last per path wins
 
 
 async def _forward(
