@@ -48,6 +48,7 @@ Python processes over each flood.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -369,6 +370,9 @@ class Result:
     cpu_per_100k: dict[str, float] = field(default_factory=dict)
     #: cores each of them kept busy over the flood (CPU seconds / wall seconds)
     cores: dict[str, float] = field(default_factory=dict)
+    #: threads of each waiting for a CPU while runnable, on average over the flood (run-queue
+    #: seconds / wall seconds): the share the machine's other work took from them
+    waiting: dict[str, float] = field(default_factory=dict)
 
 
 def _cpu_seconds(process: Any) -> float:
@@ -440,6 +444,19 @@ def _profiled(subject: str, processes: dict[str, Any]) -> Iterator[None]:
             sampler.wait(30)
 
 
+def _run_delay(processes: dict[str, Any]) -> dict[str, float]:
+    """Seconds each process's threads have waited for a CPU while runnable (Linux
+    ``/proc/<pid>/task/<tid>/schedstat``, second field): time the machine's other work took."""
+    waited: dict[str, float] = {}
+    for label, proc in processes.items():
+        total = 0
+        for stat in Path(f"/proc/{proc.pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(stat.read_text().split()[1])
+        waited[label] = total / 1e9
+    return waited
+
+
 def _warm_up(broker_port: int, vm: Any, process: subprocess.Popen[bytes], workdir: Path) -> None:
     """A warm-up message until its point is in the server: subscription, decode and output
     are all working before the clock starts."""
@@ -473,6 +490,7 @@ def flood(
     publisher = RawPublisher(broker_port, qos, count, f"bench-flood-{subject}")
     processes = _pipeline_processes(proc, broker, vm)
     own_start = _own_cpu(processes)
+    waited_start = _run_delay(processes)
     profiling = _profiled(subject, processes)
     profiling.__enter__()
     cpu_start = _cpu_seconds(proc)
@@ -496,6 +514,7 @@ def flood(
             break
     cpu = _cpu_seconds(proc) - cpu_start
     own_end = _own_cpu(processes)
+    waited_end = _run_delay(processes)
     profiling.__exit__(None, None, None)
     sender.join(60)
     wall = max(last - first, 1e-9)
@@ -514,6 +533,7 @@ def flood(
         exact=stored == count and abs(total - expected_sum) < 0.5,
         cpu_per_100k={k: v / max(stored, 1) * 100_000 for k, v in spent.items()},
         cores={k: v / wall for k, v in spent.items()},
+        waiting={k: (waited_end[k] - waited_start.get(k, 0.0)) / wall for k in waited_end},
     )
     print(
         f"  {subject:>24} QoS {qos}: {result.rate:>9,.0f} msgs/s, "
@@ -527,6 +547,11 @@ def flood(
         + ", ".join(
             f"{k} {result.cpu_per_100k[k]:.2f} ({result.cores[k]:.2f})" for k in result.cores
         ),
+        file=sys.stderr,
+    )
+    print(
+        "    threads waiting for a CPU (average over the flood): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in result.waiting.items()),
         file=sys.stderr,
     )
     return result

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import operator
 import os
@@ -32,6 +31,7 @@ from circman5.connectors.mqtt.config import MqttConnectorSettings
 from circman5.errors import ConfigError
 from circman5.logging_setup import configure_logging
 from circman5.samples import Sample
+from circman5.service.gc_tuning import tune_garbage_collector
 from circman5.service.outputs import durable_sample_sink
 from circman5.service.workers.job import WorkerJob
 from circman5.sinks.line_protocol import LineEncoder
@@ -42,22 +42,6 @@ logger = logging.getLogger(__name__)
 
 _MAX_PENDING_PROBLEMS = 1000
 _path_of = operator.attrgetter("path")
-#: Allocations between two collections of the youngest generation (Python's default: 700).
-_GC_YOUNG_THRESHOLD = 20_000
-
-
-def _tune_garbage_collector() -> None:
-    """Fewer, cheaper garbage collections on the per-message path.
-
-    A flood allocates a few tracked objects per message (the message tuple, its sample), almost
-    none of them in reference cycles; with Python's defaults the collector runs every 700
-    allocations and its full collections scan everything the start-up imported. Frozen start-up
-    objects are left out of every collection, and the youngest generation is collected every
-    :data:`_GC_YOUNG_THRESHOLD` allocations (cycles are still collected, a little later).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, 10, 10)
 
 
 class ForwardingReporter:
@@ -220,7 +204,7 @@ async def run(job: WorkerJob, channel_fd: int) -> None:
             return _frame(latest, connector, outbox, reporter)
 
         async with connector, asyncio.TaskGroup() as group:
-            _tune_garbage_collector()
+            tune_garbage_collector()
             consume = group.create_task(_consume(connector, durable_sample_sink(writer), latest))
             forward = group.create_task(_forward(channel, job.tick_s, frame))
             await stop.wait()
