@@ -16,7 +16,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from circman5.connectors.mqtt.acks import InOrderAcks
+from circman5.connectors.mqtt.client import MqttConnector
+from circman5.connectors.mqtt.config import MqttConnectorSettings
 from circman5.connectors.mqtt.receive import DirectReceiveClient
+from circman5.samples import acks_of, fire_acks
 from simulators.external import Mosquitto, wait_until
 
 MESSAGES: list[tuple[str, bytes, int]] = [
@@ -253,3 +257,34 @@ def test_packets_cut_anywhere_arrive_whole_and_in_order(by_block: bool) -> None:
     expected = [(topic.encode(), payload, qos) for topic, payload, qos in STREAM]
     assert direct == [m for m in expected if m[2] < 2]
     assert via_on_message == [m for m in expected if m[2] == 2]
+
+
+async def test_full_inbox_drops_and_counts_but_acknowledges_in_order() -> None:
+    """Blocks arriving while the loop is stalled past ``max_buffered_samples``: the messages
+    over the limit are dropped and counted (the first block partly), the rest become samples,
+    and every QoS 1 message, dropped or not, is still acknowledged in order."""
+    settings = MqttConnectorSettings.model_validate(
+        {
+            "type": "mqtt",
+            "name": "mes",
+            "qos": 1,
+            "max_buffered_samples": 50,
+            "tags": [{"address": "full/+/value", "path": "full.{1}.value", "field": "value"}],
+        }
+    )
+    connector = MqttConnector(settings)  # not started: the loop never drains on its own
+    sent: list[tuple[int, int]] = []
+    connector._acks = InOrderAcks(lambda mid, qos: sent.append((mid, qos)))
+    blocks = [
+        [(b"full/t%d/value" % (i % 5), b'{"value": %d}' % i, i + 1, 1) for i in range(k, k + 30)]
+        for k in (0, 30, 60)
+    ]
+    for block in blocks:  # paho's thread: 90 messages against a limit of 50
+        connector._on_publishes(block, 1.0)
+    connector._drain()
+    batch = await connector._buffer.get()
+    assert batch is not None
+    assert [s.value for s in batch] == [float(i) for i in range(50)]
+    assert connector.status.dropped == 40
+    fire_acks(acks_of(batch))
+    assert sent == [(mid, 1) for mid in range(1, 91)]
