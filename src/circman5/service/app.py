@@ -19,7 +19,6 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +52,7 @@ from circman5.sinks.outbox import OutboxMetrics
 from circman5.sinks.site_watch import SiteWatcher
 from circman5.sinks.timeseries import SeriesOutput, open_series_output
 from circman5.storage.database import TwinDatabase
+from circman5.twin_update import TwinUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class _TimedTwin:
         self._twin = twin
         self._observe = metrics.tick_duration.observe
 
-    def update(self, external_data: Mapping[str, Any] | None = None) -> bool:
+    def update(self, external_data: TwinUpdate) -> bool:
         start = time.perf_counter()
         try:
             return self._twin.update(external_data)
@@ -118,9 +118,9 @@ class RunningService:
 class EdgeService:
     """``circman5 run``: the edge service built from :class:`Settings`."""
 
-    def __init__(self, settings: Settings, constants: ConstantsService | None = None) -> None:
-        """``constants``: the twin's constants (default: the ``ConstantsService`` singleton,
-        loaded from the settings' ``config_dir`` when it is first built)."""
+    def __init__(self, settings: Settings, constants: ConstantsService) -> None:
+        """``constants``: the twin's constants, built by the caller (the ``circman5`` command:
+        ``ConstantsService(settings.config_dir)``); the twin and the service read only these."""
         self.settings = settings
         self.constants = constants
         self._stop = asyncio.Event()
@@ -152,8 +152,8 @@ class EdgeService:
 
     async def _run(self) -> None:
         settings = self.settings
-        constants = self.constants or ConstantsService()
-        twin = DigitalTwin()
+        constants = self.constants
+        twin = DigitalTwin(constants=constants)
         reporter = EventProblemReporter()
         metrics = ServiceMetrics()
         event_manager.subscribe(metrics.on_event)
@@ -338,7 +338,7 @@ class EdgeService:
             return
         snapshot = running.twin.state_manager.snapshot
 
-        def publish_state(_update: Mapping[str, Any]) -> None:
+        def publish_state(_update: TwinUpdate) -> None:
             mqtt.set_state(snapshot())
 
         running.engine.add_update_listener(publish_state)

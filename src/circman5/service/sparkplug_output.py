@@ -34,6 +34,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
 from circman5.paths import data_path
 from circman5.reporting import ProblemReporter
 from circman5.state_paths import flatten
+from circman5.twin_update import TwinUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +96,9 @@ class SparkplugOutput:
     def connected(self) -> bool:
         return self.node.connected.is_set()
 
-    def on_update(self, update: Mapping[str, Any]) -> None:
+    def on_update(self, update: TwinUpdate) -> None:
         """The engine's update listener: the paths this tick changed."""
-        self.node.update(flatten(update))
+        self.node.update(update.leaves())
 
     # -- commands ------------------------------------------------------------------------------
 
