@@ -53,6 +53,7 @@ from circman5.connectors.sparkplug.config import (
     SparkplugConnectorSettings,
     SparkplugTag,
 )
+from circman5.errors import MetricRejected as _Rejected
 from circman5.errors import TagWriteError
 from circman5.reporting import ProblemReporter
 from circman5.samples import Quality, Sample, SampleValue, make_sample
@@ -170,10 +171,6 @@ class _Route:
     metric: str
     device_wildcard: bool
     pattern: TopicPattern
-
-
-class _Rejected(Exception):
-    """One metric's value cannot be used."""
 
 
 class SparkplugConnector(BaseConnector):
