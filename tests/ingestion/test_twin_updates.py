@@ -151,3 +151,44 @@ async def test_a_path_that_is_also_a_section_is_refused_in_any_tick(twin: Digita
     assert state["extra"] == {"a": 1.0, "c": 3.0}
     conflicts = reporter.of("PathConflict")
     assert len(conflicts) == 1 and "extra.a.b" in conflicts[0].message
+
+
+async def test_the_batch_tracker_reads_the_engine_updates(twin: DigitalTwin) -> None:
+    from circman5.service.batches import BatchTracker
+    from circman5.settings import BatchTrackingSettings
+
+    ended: list[dict[str, Any]] = []
+    now = [0.0]
+    tracker = BatchTracker(
+        BatchTrackingSettings(settle_s=1.0), lambda batch: ended.append(dict(batch)), lambda: now[0]
+    )
+    engine = engine_for(twin)
+    engine.add_update_listener(tracker.on_update)
+    # the material message first, then the batch end (each in its own tick), as the MES may
+    engine.ingest(
+        [
+            sample("materials.silicon_wafer.batch_id", "B-7"),
+            sample("materials.silicon_wafer.consumption", 120.0),
+            sample("materials.silicon_wafer.waste", 3.5),
+        ]
+    )
+    await engine.tick()
+    engine.ingest(
+        [
+            sample("batch.completed.batch_id", "B-7"),
+            sample("batch.completed.modules_produced", 60),
+            sample("batch.completed.energy_kwh", 410.0),
+        ]
+    )
+    await engine.tick()
+    assert tracker.flush_due() == 0  # waiting for late material messages
+    now[0] = 2.0
+    assert tracker.flush_due() == 1
+    assert ended == [
+        {
+            "batch_id": "B-7",
+            "modules_produced": 60.0,
+            "energy_kwh": 410.0,
+            "materials": {"silicon_wafer": {"consumption": 120.0, "waste": 3.5}},
+        }
+    ]
