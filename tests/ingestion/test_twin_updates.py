@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,22 +15,10 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
     Event,
     ThresholdEvent,
 )
-from circman5.samples import Quality, Sample
+from circman5.samples import Quality
 from circman5.state_paths import flatten
 from circman5.twin_update import TwinUpdate
-from tests.ingestion.conftest import RecordingReporter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def sample(path: str, value: Any, quality: Quality = Quality.GOOD) -> Sample:
-    return Sample("src", f"addr:{path}", path, value, time.time_ns(), quality)
+from tests.ingestion.conftest import Clock, RecordingReporter, sample
 
 
 def engine_for(twin: DigitalTwin, **kwargs: Any) -> SynchronizationEngine:
