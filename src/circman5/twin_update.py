@@ -64,12 +64,20 @@ def _nest(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def leaves_of(data: Mapping[str, Any]) -> dict[str, Any]:
     """The flat view of a nested update: every leaf by dotted path, without the top-level
-    ``timestamp`` (the flatten written for the twin's update path: no ABC check on numbers)."""
+    ``timestamp`` (the flatten written for the twin's update path: the first level inline, no
+    ABC check on plain values)."""
     values: dict[str, Any] = {}
+    leaf_types = _LEAF_TYPES
     for key, value in data.items():
         t = type(value)
-        if t is dict or (t not in _LEAF_TYPES and isinstance(value, Mapping)):
-            _flatten_into(values, value, key + ".")
+        if t is dict or (t not in leaf_types and isinstance(value, Mapping)):
+            prefix = key + "."
+            for name, item in value.items():
+                t = type(item)
+                if t is dict or (t not in leaf_types and isinstance(item, Mapping)):
+                    _flatten_into(values, item, f"{prefix}{name}.")
+                else:
+                    values[prefix + name] = item
         elif key != "timestamp":
             values[key] = value
     return values

@@ -363,7 +363,9 @@ class DigitalTwin(Singleton):
                 continue
             if observe is not None:
                 observe(path, epoch, value)  # ignores what is not a number
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if type(value) is not float and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
                 continue
             self._evaluate(rule, float(value), timestamp)
 
