@@ -63,14 +63,21 @@ class _ComponentCollector(Collector):
             "points waiting in the worker's outbox",
             labels=labels,
         )
+        tags = GaugeMetricFamily(
+            f"{PREFIX}_ingestion_worker_tags",
+            "OPC UA tags the worker's session monitors (its share)",
+            labels=labels,
+        )
         for w in workers:
             key = [w.connector, str(w.index)]
+            if w.tags is not None:
+                tags.add_metric(key, float(w.tags))
             alive.add_metric(key, 1.0 if w.alive else 0.0)
             connected.add_metric(key, 1.0 if w.connected else 0.0)
             restarts.add_metric(key, float(w.restarts))
             messages.add_metric(key, float(w.messages))
             depth.add_metric(key, float(w.outbox_depth_points))
-        yield from (alive, connected, restarts, messages, depth)
+        yield from (alive, connected, restarts, messages, depth, tags)
 
     @staticmethod
     def _sparkplug(connected: bool, stats: EdgeNodeStats) -> Iterator[Any]:

@@ -69,6 +69,7 @@ from circman5.connectors.opcua.session import (
     disconnect,
     make_client,
 )
+from circman5.connectors.opcua.shares import share_of
 from circman5.connectors.opcua.subscription import Notifications, create_subscription, monitor
 from circman5.connectors.opcua.tags import CompiledTag, compile_tag, convert_auto
 from circman5.connectors.opcua.ua_nodes import node_id
@@ -102,7 +103,9 @@ class OpcUaConnector(BaseConnector):
         self._configure_timestamp_window(
             settings.timestamp_max_age_s, settings.timestamp_max_future_s
         )
-        self._configured = [self._compile(tag) for tag in settings.tags]
+        configured = [self._compile(tag) for tag in settings.tags]
+        self._configured_paths = {tag.path for tag in configured}
+        self._configured = [tag for tag in configured if self._owns(tag)]
         self._tags: list[CompiledTag] = list(self._configured)
         self._by_handle: dict[int, CompiledTag] = {}
         self._by_target: dict[str, CompiledTag] = {}
@@ -126,6 +129,11 @@ class OpcUaConnector(BaseConnector):
     # -- configuration --------------------------------------------------------------------
     def _compile(self, tag: OpcUaTag) -> CompiledTag:
         return compile_tag(tag, self.settings.namespace_uri)
+
+    def _owns(self, tag: CompiledTag) -> bool:
+        """Whether this process monitors ``tag`` (``share``: one worker's part of the tags)."""
+        share = self.settings.share
+        return share is None or share_of(tag.address, share[1]) == share[0]
 
     def _index_targets(self, tags: Iterable[CompiledTag]) -> None:
         for tag in tags:
@@ -201,6 +209,7 @@ class OpcUaConnector(BaseConnector):
         self._tags = tags
         self._variant_types.clear()
         await self._subscribe(client, [t for t in tags if t.nodeid is not None])
+        self._status.extra["tags"] = len(self._by_handle)
         if self._ever_connected:
             self._status.reconnects += 1
         self._ever_connected = True
@@ -375,8 +384,8 @@ class OpcUaConnector(BaseConnector):
 
     # -- discovery ------------------------------------------------------------------------
     async def _discover(self, client: Client, indexes: dict[str, int]) -> list[CompiledTag]:
-        taken = {tag.path for tag in self._configured}
-        found = await self._discovery.discover(client, indexes, taken)
+        taken = set(self._configured_paths)  # every share's: a path is fed by one tag only
+        found = [t for t in await self._discovery.discover(client, indexes, taken) if self._owns(t)]
         self._index_targets(found)
         return found
 

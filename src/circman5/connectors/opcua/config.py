@@ -157,7 +157,8 @@ class OpcUaSecurity(BaseModel):
 
 
 class OpcUaConnectorSettings(BaseModel):
-    """An OPC UA server: one session, one subscription for all its tags."""
+    """An OPC UA server: one session, one subscription for all its tags (``workers = N``: the
+    tags split into N shares, each monitored by a worker process with its own session)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -191,6 +192,15 @@ class OpcUaConnectorSettings(BaseModel):
     security: OpcUaSecurity = Field(default_factory=OpcUaSecurity)
     username: str | None = None
     password: SecretStr | None = None
+    #: Ingestion worker processes: the tags (configured and discovered) split into ``workers``
+    #: shares by a stable hash of each node's address; each worker opens its own session and
+    #: subscription, stores its samples through its own outbox and forwards the latest value
+    #: per path to the twin. 1: the connector runs in the service process (docs/operations.md,
+    #: "Ingestion workers"). Writes are not offered: ``writable`` tags need ``workers = 1``.
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    #: ``[k, n]``: monitor only share ``k`` of ``n`` of the tags (same split as ``workers``). The
+    #: service sets it for its workers; set by hand it splits one server among several services.
+    share: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1, le=64)]] | None = None
     tags: list[OpcUaTag] = Field(default_factory=list)
     discover: list[OpcUaDiscovery] = Field(default_factory=list)
 
@@ -210,4 +220,31 @@ class OpcUaConnectorSettings(BaseModel):
             raise ValueError("lifetime_count must be at least 3 x keepalive_count")
         if (self.username is None) != (self.password is None):
             raise ValueError("set both 'username' and 'password', or neither")
+        self._check_shares()
         return self
+
+    def _check_shares(self) -> None:
+        if self.share is not None:
+            index, count = self.share
+            if index > count:
+                raise located(("share",), f"share {index} of {count}: k must be within 1..n")
+            if self.workers > 1:
+                raise located(("share",), "set 'workers' or 'share', not both")
+        if self.workers == 1:
+            return
+        if not self.tags and not self.discover:
+            raise located(
+                ("workers",),
+                f"{self.workers} workers split the tags: add [[connectors.tags]] and/or "
+                "[[connectors.discover]]",
+            )
+        writable = [f"tags[{i}]" for i, tag in enumerate(self.tags) if tag.writable]
+        writable += [f"discover[{i}]" for i, rule in enumerate(self.discover) if rule.writable]
+        if writable:
+            raise located(
+                ("workers",),
+                f"writes are not offered by a connector with ingestion workers, and "
+                f"{', '.join(writable[:5])} {'is' if len(writable) == 1 else 'are'} writable: "
+                "put the writable tags on a second connector to the same server with "
+                "workers = 1",
+            )

@@ -1,4 +1,11 @@
-"""Ingestion worker processes: one MQTT connector's subscription shared among N processes.
+"""Ingestion worker processes: one connector's work shared among N processes.
+
+MQTT: the connector's subscription shared through MQTT 5 shared subscriptions. OPC UA: the
+connector's tags split into N shares by a stable hash of each node's address
+(:mod:`circman5.connectors.opcua.shares`), each worker with its own session and subscription on
+its share (discovery: each worker browses and keeps its share). Everything else below is the
+same for both: one worker process, the connector built from the job's settings by the connector
+factory.
 
 ``workers = N`` (N > 1) on an MQTT connector replaces the in-process connector by an
 :class:`~circman5.service.workers.pool.IngestionWorkerPool`. It starts N processes

@@ -14,14 +14,19 @@ from dataclasses import dataclass
 from typing import IO
 
 from circman5.connectors.mqtt.config import MqttConnectorSettings
+from circman5.connectors.opcua.config import OpcUaConnectorSettings
 from circman5.sinks.config import OutputSettings
+
+#: The connectors that can run as ingestion workers: MQTT (a shared subscription) and OPC UA
+#: (the tags split into shares, one session per worker).
+PooledSettings = MqttConnectorSettings | OpcUaConnectorSettings
 
 
 @dataclass(frozen=True)
 class WorkerJob:
     """Worker ``index`` (1-based) of the connector ``connector``."""
 
-    connector: MqttConnectorSettings
+    connector: PooledSettings
     outputs: OutputSettings
     index: int
     tick_s: float = 0.05

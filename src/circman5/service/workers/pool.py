@@ -1,9 +1,10 @@
 """The service side of the ingestion workers: start, supervise and listen to N processes.
 
-:class:`IngestionWorkerPool` stands in for the MQTT connector of ``workers = N``: it is a
+:class:`IngestionWorkerPool` stands in for the MQTT or OPC UA connector of ``workers = N``: it is a
 connector to the synchronization engine (its samples are the latest per path the workers
 forward; newer source timestamps win, as the workers' shares arrive in any order), and its
-status is the sum of the workers'. One task per worker runs the process and reads its frames; a
+status is the sum of the workers'. The tags of a dead OPC UA worker are marked stale until its
+successor delivers them. One task per worker runs the process and reads its frames; a
 worker that exits is restarted with exponential backoff (``restart_initial_s`` up to
 ``restart_max_s``, from the shortest again once it stayed up a minute), logged and published as a
 ``WorkerExited`` error event. On shutdown each worker's stdin is closed and it gets
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -24,14 +26,19 @@ from typing import Any
 import orjson
 
 from circman5.connectors.base import BaseConnector
-from circman5.connectors.config import AnyConnectorSettings, MqttConnectorSettings, stale_timeout
+from circman5.connectors.config import (
+    AnyConnectorSettings,
+    MqttConnectorSettings,
+    OpcUaConnectorSettings,
+    stale_timeout,
+)
 from circman5.connectors.factory import create_connector
 from circman5.connectors.status import ConnectorStatus
 from circman5.errors import TagWriteError
 from circman5.reporting import ProblemReporter
 from circman5.retry import Backoff
 from circman5.samples import Quality, Sample, SampleValue, make_sample
-from circman5.service.workers.job import WorkerJob
+from circman5.service.workers.job import PooledSettings, WorkerJob
 from circman5.service.workers.status import WorkerStatus
 from circman5.sinks.config import OutputSettings
 from circman5.sinks.outbox import OutboxMetrics
@@ -66,6 +73,7 @@ class _Worker:
         self.connector: dict[str, Any] = {}
         self.retired: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
         self.outbox: OutboxMetrics | None = None
+        self.paths: set[str] = set()  # the twin paths its frames carried
 
     def counter(self, key: str) -> int:
         return self.retired[key] + int(self.connector.get(key, 0))
@@ -80,13 +88,11 @@ class _Worker:
 
 
 class IngestionWorkerPool(BaseConnector):
-    """``workers = N`` of an MQTT connector (see the module documentation)."""
-
-    protocol = "mqtt"
+    """``workers = N`` of an MQTT or OPC UA connector (see the module documentation)."""
 
     def __init__(
         self,
-        settings: MqttConnectorSettings,
+        settings: PooledSettings,
         outputs: OutputSettings,
         reporter: ProblemReporter | None = None,
         *,
@@ -98,6 +104,7 @@ class IngestionWorkerPool(BaseConnector):
         stable_after_s: float = 60.0,
         stop_timeout_s: float = 15.0,
     ) -> None:
+        self.protocol = settings.type
         super().__init__(
             settings.name, reporter, max_buffered_samples=settings.max_buffered_samples
         )
@@ -119,7 +126,10 @@ class IngestionWorkerPool(BaseConnector):
 
     def stale_after(self, path: str) -> float | None:
         tag = self._path_tags.get(path)
-        return stale_timeout(tag) if tag is not None else None
+        timeout = stale_timeout(tag) if tag is not None else None
+        if timeout is None and self.protocol == "opcua":
+            return math.inf  # as the OPC UA connector: subscriptions report changes only
+        return timeout
 
     async def write(self, target: str, value: SampleValue) -> None:
         raise TagWriteError(
@@ -146,7 +156,14 @@ class IngestionWorkerPool(BaseConnector):
             )
             status.last_error = f"worker {worker.status.index}: {why or 'starting'}"
         status.extra["workers"] = [
-            {"index": w.status.index, "pid": w.status.pid, "alive": w.status.alive} for w in workers
+            {
+                "index": w.status.index,
+                "pid": w.status.pid,
+                "alive": w.status.alive,
+                "connected": w.status.connected,
+                "tags": w.status.tags,
+            }
+            for w in workers
         ]
         return status
 
@@ -238,11 +255,21 @@ class IngestionWorkerPool(BaseConnector):
             if process.returncode is not None:
                 worker.process = None
                 worker.retire()
+                self._orphaned(worker)
+
+    def _orphaned(self, worker: _Worker) -> None:
+        """OPC UA: a dead worker's tags go stale until its successor's session delivers them
+        (silence alone never marks an OPC UA tag stale). MQTT: any worker may carry any path."""
+        if self.protocol == "opcua" and worker.paths:
+            self._mark_stale(sorted(worker.paths))
 
     def _on_frame(self, worker: _Worker, line: bytes) -> None:
         frame = orjson.loads(line)
         worker.connector = frame["c"]
         worker.status.connected = bool(worker.connector.get("connected"))
+        tags = worker.connector.get("extra", {}).get("tags")
+        if tags is not None:
+            worker.status.tags = int(tags)
         outbox = frame.get("o")
         if outbox:
             worker.outbox = OutboxMetrics(
@@ -258,6 +285,8 @@ class IngestionWorkerPool(BaseConnector):
         newest = self._newest
         name = self.name
         batch: list[Sample] = []
+        if self.protocol == "opcua":
+            worker.paths.update(row[1] for row in rows)
         for address, path, value, timestamp_ns, quality in rows:
             # the workers' shares arrive in any order: an older sample never replaces a newer one
             if timestamp_ns < newest.get(path, 0):
@@ -293,8 +322,8 @@ class IngestionWorkerPool(BaseConnector):
         worker.retire()
 
 
-def _pooled(entry: AnyConnectorSettings) -> MqttConnectorSettings | None:
-    if isinstance(entry, MqttConnectorSettings) and entry.workers > 1:
+def _pooled(entry: AnyConnectorSettings) -> PooledSettings | None:
+    if isinstance(entry, MqttConnectorSettings | OpcUaConnectorSettings) and entry.workers > 1:
         return entry
     return None
 

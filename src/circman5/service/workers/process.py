@@ -1,8 +1,10 @@
 """One ingestion worker process: ``python -m circman5.service.workers``.
 
 Started by :class:`~circman5.service.workers.pool.IngestionWorkerPool`, never by hand. It reads
-its :class:`~circman5.service.workers.job.WorkerJob` from stdin, runs the MQTT connector on the
-shared subscription, stores every sample through its own outbox (QoS 1/2 messages are
+its :class:`~circman5.service.workers.job.WorkerJob` from stdin, builds the connector with the
+connector factory from the job's settings made the worker's own (:func:`worker_connector_settings`:
+MQTT on the shared subscription with a client id of its own, OPC UA on its share of the tags
+with a session of its own), stores every sample through its own outbox (MQTT QoS 1/2 messages are
 acknowledged once their samples are on disk) and, every ``tick_s``, writes one frame with the
 latest sample per path, its status, its outbox figures and its problems to the pipe that was its
 stdout (stdout itself goes to stderr, so nothing a library prints can corrupt the frames).
@@ -25,13 +27,14 @@ from typing import Any, Literal, cast
 
 import orjson
 
-from circman5.connectors.mqtt.client import MqttConnector
+from circman5.connectors.base import BaseConnector
+from circman5.connectors.factory import create_connector
 from circman5.connectors.mqtt.config import MqttConnectorSettings
 from circman5.errors import ConfigError
 from circman5.logging_setup import configure_logging
 from circman5.samples import Sample
 from circman5.service.outputs import durable_sample_sink
-from circman5.service.workers.job import WorkerJob
+from circman5.service.workers.job import PooledSettings, WorkerJob
 from circman5.sinks.line_protocol import LineEncoder
 from circman5.sinks.outbox import Outbox
 from circman5.sinks.timeseries import LineProtocolWriter
@@ -61,17 +64,26 @@ class ForwardingReporter:
         return taken
 
 
-def worker_connector_settings(job: WorkerJob) -> MqttConnectorSettings:
-    """The connector as worker ``job.index`` runs it: its own persistent session, shared
-    subscription."""
+def worker_connector_settings(job: WorkerJob) -> PooledSettings:
+    """The connector as worker ``job.index`` runs it. MQTT: its own persistent session on the
+    shared subscription; OPC UA: its own session for its share of the tags."""
     s = job.connector
-    return s.model_copy(
-        update={
-            "client_id": f"{s.effective_client_id}-worker-{job.index}",
-            "share_group": s.effective_share_group,
-            "workers": 1,
-        }
-    )
+    if isinstance(s, MqttConnectorSettings):
+        return s.model_copy(
+            update={
+                "client_id": f"{s.effective_client_id}-worker-{job.index}",
+                "share_group": s.effective_share_group,
+                "workers": 1,
+            }
+        )
+    return s.model_copy(update={"share": (job.index, s.workers), "workers": 1})
+
+
+def _describe(settings: PooledSettings) -> str:
+    if isinstance(settings, MqttConnectorSettings):
+        return f"subscribing as {settings.effective_client_id} in group {settings.share_group}"
+    index, count = settings.share or (1, 1)
+    return f"monitoring share {index} of {count} of the tags of {settings.url}"
 
 
 def outbox_name(sink_name: str, job: WorkerJob) -> str:
@@ -127,7 +139,7 @@ class FrameChannel:
 
 def _frame(
     latest: dict[str, Sample],
-    connector: MqttConnector,
+    connector: BaseConnector,
     outbox: Outbox,
     reporter: ForwardingReporter,
 ) -> dict[str, object]:
@@ -139,7 +151,7 @@ def _frame(
 
 
 async def _consume(
-    connector: MqttConnector,
+    connector: BaseConnector,
     store: Callable[[list[Sample]], None],
     latest: dict[str, Sample],
 ) -> None:
@@ -188,15 +200,14 @@ async def run(job: WorkerJob, channel_fd: int) -> None:
     settings = worker_connector_settings(job)
     latest: dict[str, Sample] = {}
     logger.info(
-        "ingestion worker %d of connector %s (pid %d): subscribing as %s in group %s",
+        "ingestion worker %d of connector %s (pid %d): %s",
         job.index,
         settings.name,
         os.getpid(),
-        settings.effective_client_id,
-        settings.share_group,
+        _describe(settings),
     )
     async with open_worker_output(job, reporter) as (writer, outbox):
-        connector = MqttConnector(settings, reporter)
+        connector = create_connector(settings, reporter)
 
         def frame() -> dict[str, object]:
             return _frame(latest, connector, outbox, reporter)

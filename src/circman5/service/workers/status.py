@@ -10,7 +10,8 @@ class WorkerStatus:
     """One worker process of a connector: alive, restarts, what it received and keeps on disk.
 
     ``messages`` counts the samples the worker decoded (all its incarnations);
-    ``outbox_depth_points`` what waits in its outbox (last report).
+    ``outbox_depth_points`` what waits in its outbox (last report); ``tags`` the OPC UA tags its
+    session monitors (its share; None for MQTT, whose broker shares the messages).
     """
 
     connector: str
@@ -22,3 +23,4 @@ class WorkerStatus:
     messages: int = 0
     outbox_depth_points: int = 0
     last_exit: str | None = None
+    tags: int | None = None
