@@ -2,12 +2,15 @@
 
 Workload (both backends, through the documented ``EventPersistence``): ``N_EVENTS`` threshold
 events saved from one publishing thread, with an acknowledgement every ``ACK_EVERY`` events
-(``acknowledge_event`` writes what is queued, then updates the row: the operator's click on a
-busy line), timed until ``flush()`` returns, i.e. every event is committed. The writer thread
-groups what accumulates between acknowledgements into one transaction per batch.
+(``acknowledge_event`` writes what is queued and updates the row in one transaction: the
+operator's click on a busy line), timed until ``flush()`` returns, i.e. every event is
+committed. The writer thread groups what accumulates between acknowledgements into one
+transaction per batch.
 
-* PostgreSQL: a private cluster started here (Debian ``postgresql``, durable settings: fsync
-  and full page writes on), reached over TCP on loopback through psycopg 3 and its pool.
+* PostgreSQL: a private cluster started here (Debian ``postgresql``, durable settings: fsync,
+  full page writes and ``synchronous_commit`` on: each batch's commit waits for its WAL flush),
+  reached over TCP on loopback through psycopg 3 and its pool; batches go in by binary COPY
+  with retention in the same transaction (see :mod:`circman5.storage.postgres_events`).
   Target: >= 20,000 events/s on this 2-core machine.
 * Baseline (same run): the same workload into the SQLite file (WAL, ``synchronous=NORMAL``),
   the standalone deployment.

@@ -15,9 +15,11 @@ from fastapi.testclient import TestClient
 
 from circman5.api.app import create_app
 from circman5.api.context import ApiContext
+from circman5.manufacturing.digital_twin.simulation.calibration import use_calibration_store
 from circman5.sinks.embedded_store import EmbeddedStore
 from circman5.sinks.history import read_embedded_history
 from tests.calibration.plant_history import PLANT_TAU_S, record_plant
+from tests.fixtures.databases import TwinBackend
 
 START = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - datetime.timedelta(hours=3)
 
@@ -51,8 +53,21 @@ def learning_client(
         yield client
 
 
+@pytest.fixture
+def calibrations_on(twin_backend: TwinBackend) -> Iterator[TwinBackend]:
+    """The calibrations where the service keeps them: the data directory's files, or
+    PostgreSQL with ``[database] url``."""
+    if twin_backend.name == "postgresql":
+        use_calibration_store(twin_backend.calibrations())
+    yield twin_backend
+    use_calibration_store(None)
+
+
 def test_calibration_through_the_api(
-    learning_client: TestClient, auth: Callable[[str], dict[str, str]]
+    calibrations_on: TwinBackend,
+    learning_client: TestClient,
+    auth: Callable[[str], dict[str, str]],
+    isolated_data_dir: Path,
 ) -> None:
     client = learning_client
     none = client.get("/api/calibration", headers=auth("viewer"))
@@ -86,6 +101,10 @@ def test_calibration_through_the_api(
         "/api/simulate/monte-carlo", json={"steps": 3, "iterations": 5}, headers=auth("engineer")
     )
     assert monte_carlo.json()["parameter_set"] == "calibration 1"
+    in_files = (isolated_data_dir / "calibrations" / "calibration-000001.json").is_file()
+    assert in_files == (calibrations_on.name == "sqlite")
+    if calibrations_on.name == "postgresql":
+        assert calibrations_on.calibrations().versions() == [1]
 
 
 def test_bad_calibration_requests_are_refused(

@@ -137,6 +137,8 @@ def test_the_job_of_a_killed_worker_is_finished_by_the_next(
     job_id = queue.submit("hold", {"n": 7, "release": str(release)})
     _wait_status(queue, [job_id], "running")
     assert _job(queue, job_id).worker == "doomed"
+    # "running" is committed when the job is claimed, a moment before its handler starts
+    wait_until(lambda: workers.runs() == [("hold", 7, "doomed")], 30, "the handler to start")
     workers.kill("doomed")  # mid-job, kill -9
     release.touch()
     workers.start("next", lease_s=1.0)

@@ -105,7 +105,16 @@ def test_postgres_migrates_at_open_and_refuses_a_newer_schema(
         "WHERE table_schema = 'public'",
         database_name,
     )
-    assert tables == "events,scenarios,schema_version,simulations,users"
+    assert tables == (
+        "calibration_active,calibrations,events,models,scenarios,schema_version,simulations,"
+        "states,users"
+    )
+    components = postgresql_server.psql(
+        "SELECT string_agg(component || '=' || version, ',' ORDER BY component) "
+        "FROM schema_version",
+        database_name,
+    )
+    assert components == "calibrations=1,events=1,models=1,scenarios=1,states=1,users=2"
     postgresql_server.psql(
         "UPDATE schema_version SET version = 9 WHERE component = 'scenarios'", database_name
     )

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from circman5.errors import InvalidInputError, SinkError
+from circman5.errors import InvalidInputError, SinkError, StorageError
 
 
 def add_calibrate_command(commands: Any) -> None:
@@ -58,6 +58,7 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
         read_history,
         run_calibration,
     )
+    from circman5.service.twin_database import calibrations_in
     from circman5.settings import load_settings
 
     settings = load_settings(args.settings_file)
@@ -70,12 +71,16 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
             min_r2=args.min_r2, step_s=args.step, start_s=window.start_s, end_s=window.end_s
         )
         history = read_history(settings, source, window, data_dir)
-        calibration = run_calibration(history, source, options, data_dir, save=not args.dry_run)
+        with calibrations_in(settings.database) as database:
+            calibration = run_calibration(history, source, options, data_dir, save=not args.dry_run)
     except InvalidInputError as err:
         print(f"calibrate: {err}", file=sys.stderr)
         return 2
     except SinkError as err:
         print(f"calibrate: cannot read the history: {err}", file=sys.stderr)
+        return 2
+    except StorageError as err:
+        print(f"calibrate: cannot save to the database: {err}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(calibration.to_dict(), indent=2))
@@ -84,5 +89,6 @@ def run_calibrate_command(args: argparse.Namespace) -> int:
         if args.dry_run:
             print("not saved (--dry-run)")
         else:
-            print(f"saved as calibration {calibration.version} (active) in {data_dir}")
+            where = database or data_dir
+            print(f"saved as calibration {calibration.version} (active) in {where}")
     return 0 if calibration.accepted_paths else 1

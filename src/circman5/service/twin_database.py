@@ -2,8 +2,11 @@
 
 With a PostgreSQL URL the service connects and migrates at start (a server that is down, or a
 schema newer than this release, stops the start with the reason), points the event manager at
-PostgreSQL, and gives the API a ``ScenarioManager`` and a ``UserStore`` on it; at shutdown the
-queued events are written and the pool closed.
+PostgreSQL, keeps calibrations there (every simulation engine of the process follows the
+active one in the database), saves the states ``save_state()`` saves in the spec's ``states``
+table, lists every saved manufacturing model in ``models``, and gives the API a
+``ScenarioManager`` and a ``UserStore`` on it; at shutdown the queued events are written and
+the pool closed.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from circman5.manufacturing.digital_twin.core.state_manager import StateManager
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
 from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
 from circman5.manufacturing.digital_twin.event_notification.event_persistence import (
     EventPersistence,
 )
+from circman5.manufacturing.digital_twin.simulation.calibration import use_calibration_store
 from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
+from circman5.manufacturing.optimization.model_registry import use_model_registry
 from circman5.storage.config import DatabaseSettings
 from circman5.storage.database import TwinDatabase, open_database
 
@@ -29,7 +35,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["api_database_parts", "scenario_manager_on", "twin_database", "user_store_for"]
+__all__ = [
+    "api_database_parts",
+    "calibrations_in",
+    "scenario_manager_on",
+    "twin_database",
+    "user_store_for",
+]
 
 
 @contextlib.asynccontextmanager
@@ -44,11 +56,33 @@ async def twin_database(settings: DatabaseSettings) -> AsyncIterator[TwinDatabas
         max_events=event_manager.setting("max_events"), store=database.events
     )
     event_manager.configure(persistence=persistence)
+    use_calibration_store(database.calibrations)
+    StateManager().use_store(database.states)
+    use_model_registry(database.models)
     try:
         yield database
     finally:
+        use_calibration_store(None)
+        StateManager().use_store(None)
+        use_model_registry(None)
         await asyncio.to_thread(persistence.close)
         await asyncio.to_thread(database.close)
+
+
+@contextlib.contextmanager
+def calibrations_in(settings: DatabaseSettings) -> Iterator[str | None]:
+    """``circman5 calibrate``: calibrations saved to and read from ``[database]`` while in the
+    block; where they are (None: the files of the data directory)."""
+    database = open_database(settings)
+    if database is None:
+        yield None
+        return
+    use_calibration_store(database.calibrations)
+    try:
+        yield database.location
+    finally:
+        use_calibration_store(None)
+        database.close()
 
 
 def scenario_manager_on(database: TwinDatabase | None, twin: DigitalTwin) -> ScenarioManager | None:

@@ -16,8 +16,9 @@ Topics (``{base}`` = ``{topic_prefix}/{site}/{line}``):
 With MQTT 5 the messages carry a content type (``application/json``, ``text/plain`` for the
 status) and the UTF-8 payload format indicator. MQTT 3.1.1 works the same without properties.
 
-paho runs its network thread; every callback hands over to the event loop with
-``loop.call_soon_threadsafe``. :meth:`MqttEventPublisher.on_event` may be called from any thread:
+The client, its session state, paho's reconnect and the connection's log lines come from the
+shared :class:`~circman5.mqtt_link.BrokerLink`, which hands every callback from paho's network
+thread over to the event loop. :meth:`MqttEventPublisher.on_event` may be called from any thread:
 it serializes the event and enqueues it, nothing more.
 """
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,12 +35,12 @@ from typing import Any, Protocol
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.errors import ConfigError, SinkRejected, SinkUnavailable
+from circman5.errors import SinkRejected, SinkUnavailable
+from circman5.mqtt_link import BrokerLink, LinkDown, LinkSettings, Will, publish_properties
 from circman5.reporting import ProblemReporter
 from circman5.sinks._sqlite import BackgroundService
 from circman5.sinks.active_alarms import ActiveAlarms
@@ -113,37 +113,45 @@ class MqttLink:
     def __init__(self, settings: MqttOutputSettings, name: str = "mqtt") -> None:
         self.settings = settings
         self._name = name
-        self.connected = False
-        self.connects = 0
         self.takeover = TakeoverWatch(settings.effective_client_id, settings.base_topic)
-        self._stopping = False
-        self._client: mqtt.Client | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._listeners: list[Callable[[], None]] = []
         self._down_listeners: list[Callable[[str], None]] = []
-        self._down_since_logged = False  # the outage was logged (once)
         self._v5 = settings.protocol == "5"
         self.status_topic = f"{settings.base_topic}/status"
         self._json_props = self._props("application/json")
         self._text_props = self._props("text/plain")
         self._state_props = self._props("application/json", settings.state_expiry_s)
+        self._link = BrokerLink(
+            LinkSettings.of(
+                settings,
+                section="outputs.mqtt",
+                reconnect_s=(settings.reconnect_min_s, settings.reconnect_max_s),
+                protocol=settings.protocol,
+                clean_start="first",
+                will=Will(self.status_topic, OFFLINE, 1, retain=True, content_type="text/plain"),
+            ),
+            what="MQTT output",
+            log=logger,
+        )
+        self._link.on_session = self._publish_online
+        self._link.add_up_listener(self._set_up)
+        self._link.add_down_listener(self._set_down)
 
     @property
     def name(self) -> str:
         return self._name
 
-    def _props(
-        self, content_type: str, expiry: int | None = None, kind: int = PacketTypes.PUBLISH
-    ) -> Properties | None:
-        if not self._v5:
-            return None
-        props = Properties(kind)  # type: ignore[no-untyped-call]
-        props.ContentType = content_type
-        props.PayloadFormatIndicator = 1
-        if expiry is not None:
-            props.MessageExpiryInterval = expiry
-        return props
+    @property
+    def connected(self) -> bool:
+        return self._link.connected
+
+    @property
+    def connects(self) -> int:
+        return self._link.connects
+
+    def _props(self, content_type: str, expiry: int | None = None) -> Properties | None:
+        return publish_properties(content_type, expiry) if self._v5 else None
 
     def add_connect_listener(self, callback: Callable[[], None]) -> None:
         """``callback()`` runs on the event loop after every (re)connect."""
@@ -154,100 +162,38 @@ class MqttLink:
         fails (not on a clean stop)."""
         self._down_listeners.append(callback)
 
+    def call(self, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` on the event loop (from any thread)."""
+        self._link.call(fn)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Create the client and start paho's network thread (connects in the background)."""
-        s = self.settings
-        self._loop = asyncio.get_running_loop()
-        protocol = MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.effective_client_id,
-            clean_session=None if self._v5 else True,
-            protocol=protocol,
-        )
-        if s.username is not None:
-            password = s.password.get_secret_value() if s.password is not None else None
-            client.username_pw_set(s.username, password)
-        if s.tls is not None:
-            try:
-                client.tls_set(
-                    ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
-                    certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
-                    keyfile=str(s.tls.key_file) if s.tls.key_file else None,
-                )
-            except (OSError, ssl.SSLError) as err:
-                raise ConfigError("outputs.mqtt", "tls", str(err)) from err
-        client.will_set(
-            self.status_topic,
-            OFFLINE,
-            qos=1,
-            retain=True,
-            properties=self._props("text/plain", kind=PacketTypes.WILLMESSAGE),
-        )
-        # paho works with fractions of a second here although its hints say int
-        client.reconnect_delay_set(s.reconnect_min_s, s.reconnect_max_s)  # type: ignore[arg-type]
-        client.max_inflight_messages_set(max(20, s.outbox.batch_max_points))
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
+        self._link.start(self._configure)
+
+    def _configure(self, client: mqtt.Client) -> None:
+        client.max_inflight_messages_set(max(20, self.settings.outbox.batch_max_points))
         client.on_publish = self._on_publish
-        client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
-        client.loop_start()
-        self._client = client
 
     async def stop(self) -> None:
         """Publish ``offline`` (retained), disconnect and end the network thread."""
-        client, self._client = self._client, None
+        client = self._link.client
         if client is None:
             return
-        self._stopping = True
         if self.connected:
             with contextlib.suppress(SinkUnavailable, SinkRejected, TimeoutError):
                 async with asyncio.timeout(_OFFLINE_TIMEOUT_S):
                     await self._publish_acked(
                         client, [(self.status_topic, OFFLINE)], True, self._text_props
                     )
-        client.disconnect()
-        await asyncio.to_thread(client.loop_stop)
-        self._set_down(None)
-        self._stopping = False
+        await self._link.stop()
+        self._fail_acks("stopped")
 
-    # -- paho callbacks (network thread) -------------------------------------------------------
+    # -- paho's network thread -----------------------------------------------------------------
 
-    def _call(self, fn: Any, *args: Any) -> None:
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # loop closed while shutting down
-                loop.call_soon_threadsafe(fn, *args)
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self._call(self._set_down, f"connection refused: {reason}")
-            return
+    def _publish_online(self, client: mqtt.Client) -> None:
         client.publish(self.status_topic, ONLINE, qos=1, retain=True, properties=self._text_props)
-        self._call(self._set_up)
-
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._call(self._set_down, "cannot connect")
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._call(self._set_down, f"disconnected: {reason}", reason.value)
 
     def _on_publish(
         self,
@@ -257,37 +203,28 @@ class MqttLink:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._call(self._acked, mid, reason)
+        self._link.call(self._acked, mid, reason)
 
     # -- on the event loop ---------------------------------------------------------------------
 
     def _set_up(self) -> None:
-        self.connected = True
-        self.connects += 1
         self.takeover.up()
-        s = self.settings
-        if self._down_since_logged or self.connects == 1:
-            logger.info("MQTT output connected to %s:%d", s.host, s.port)
-        self._down_since_logged = False
         for callback in self._listeners:
             callback()
 
-    def _set_down(self, why: str | None, reason_code: int | None = None) -> None:
-        if why is not None and not self._stopping and self.connected:
-            self.takeover.down(reason_code)
-        self.connected = False
-        failure = SinkUnavailable(f"{self._name}: {why or 'stopped'}")
+    def _set_down(self, down: LinkDown) -> None:
+        if down.was_up:
+            self.takeover.down(down.code)
+        self._fail_acks(down.reason)
+        for callback in self._down_listeners:
+            callback(down.reason)
+
+    def _fail_acks(self, why: str) -> None:
+        failure = SinkUnavailable(f"{self._name}: {why}")
         acks, self._acks = self._acks, {}
         for fut in acks.values():
             if not fut.done():
                 fut.set_exception(failure)
-        if why is not None and not self._stopping:
-            for callback in self._down_listeners:
-                callback(why)
-        if why is not None and not self._stopping and not self._down_since_logged:
-            s = self.settings
-            logger.warning("MQTT output %s:%d %s; reconnecting", s.host, s.port, why)
-            self._down_since_logged = True
 
     def _acked(self, mid: int, reason: ReasonCode) -> None:
         fut = self._acks.pop(mid, None)
@@ -307,7 +244,7 @@ class MqttLink:
 
     async def write(self, records: Sequence[bytes]) -> None:
         """Publish each record (QoS 1); returns when the broker acknowledged every one."""
-        client = self._client
+        client = self._link.client
         if client is None or not self.connected:
             raise SinkUnavailable(f"{self._name}: not connected to the broker")
         messages = [decode_record(record) for record in records]
@@ -348,7 +285,7 @@ class MqttLink:
 
     def publish_retained(self, topic: str, payload: bytes, props: Properties | None) -> bool:
         """Publish a retained QoS 1 message without waiting for it (state snapshots)."""
-        client = self._client
+        client = self._link.client
         if client is None or not self.connected:
             return False
         info = client.publish(topic, payload, qos=1, retain=True, properties=props)
@@ -421,7 +358,7 @@ class MqttEventPublisher(BackgroundService):
         with self._lock:
             self._events_accepted += 1
         if topic.endswith("/threshold") and self.alarms.track(event.to_dict()):
-            self.link._call(self._state_wake.set)  # the alarm list goes out at once
+            self.link.call(self._state_wake.set)  # the alarm list goes out at once
 
     def set_state(self, state: Mapping[str, object]) -> None:
         """The latest twin state; published (retained) at the configured rate. Pass a snapshot

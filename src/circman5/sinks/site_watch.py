@@ -13,17 +13,16 @@
   clears it (the alarms topic follows a moment later and replaces the list). A line that comes
   back ``online`` starts without alarms until its alarms topic says otherwise.
 
-paho's network thread decodes each message (the state's JSON is parsed there) and hands the
-small result to the event loop with ``call_soon_threadsafe``; :meth:`SiteWatcher.lines` reads
-the view on the loop.
+paho's network thread (the client and its session from the shared
+:class:`~circman5.mqtt_link.BrokerLink`) decodes each message (the state's JSON is parsed there)
+and hands the small result to the event loop; :meth:`SiteWatcher.lines` reads the view on the
+loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,11 +32,10 @@ from typing import Any, Self
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.errors import ConfigError
+from circman5.mqtt_link import BrokerLink, LinkSettings, TlsOptions
 from circman5.sinks.site_config import SiteViewSettings
 
 logger = logging.getLogger(__name__)
@@ -102,9 +100,24 @@ class SiteWatcher:
         self._client_id = settings.client_id or f"circman5-site-view-{instance or default_site}"
         self._records: dict[tuple[str, str], LineRecord] = {}
         self._states: dict[tuple[str, str], bytes] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: mqtt.Client | None = None
-        self.connected = False
+        self._link = BrokerLink(
+            LinkSettings(
+                host=settings.host,
+                port=settings.port,
+                client_id=self._client_id,
+                section="site_view",
+                protocol="5" if settings.protocol == "5" else "3.1.1",
+                username=settings.username,
+                password=settings.password,
+                tls=TlsOptions.of(settings.tls) if settings.tls is not None else None,
+                clean_start="first",
+                reconnect_min_s=1,
+                reconnect_max_s=5,
+            ),
+            what=f"site view (sites {', '.join(self.sites)})",
+            log=logger,
+        )
+        self._link.on_session = self._subscribe
         self.subscribed = asyncio.Event()
         self.messages = 0
         self.malformed = 0
@@ -138,81 +151,29 @@ class SiteWatcher:
     ) -> None:
         await self.stop()
 
+    @property
+    def connected(self) -> bool:
+        return self._link.connected
+
     def start(self) -> None:
-        s = self.settings
-        self._loop = asyncio.get_running_loop()
-        v5 = s.protocol == "5"
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self._client_id,
-            clean_session=None if v5 else True,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-        )
-        if s.username is not None:
-            password = s.password.get_secret_value() if s.password is not None else None
-            client.username_pw_set(s.username, password)
-        if s.tls is not None:
-            try:
-                client.tls_set(
-                    ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
-                    certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
-                    keyfile=str(s.tls.key_file) if s.tls.key_file else None,
-                )
-            except (OSError, ssl.SSLError) as err:
-                raise ConfigError("site_view", "tls", str(err)) from err
-        client.reconnect_delay_set(1, 5)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
+        self._link.start(self._configure)
+
+    def _configure(self, client: mqtt.Client) -> None:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.connect_async(s.host, s.port, keepalive=30)
-        client.loop_start()
-        self._client = client
 
     async def stop(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
-            return
-        client.disconnect()
-        await asyncio.to_thread(client.loop_stop)
-        self.connected = False
+        await self._link.stop()
 
     # -- paho's network thread -------------------------------------------------------------------
 
-    def _call(self, fn: Any, *args: Any) -> None:
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # loop closed while shutting down
-                loop.call_soon_threadsafe(fn, *args)
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self._call(self._set_connected, False, f"connection refused: {reason}")
-            return
+    def _subscribe(self, client: mqtt.Client) -> None:
         topics = [
             (f"{self._prefix}/{site}/+/{kind}", 1)
             for site in self.sites
             for kind in ("status", "state", "alarms", "events/threshold")
         ]
         client.subscribe(topics)
-        self._call(self._set_connected, True, "")
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._call(self._set_connected, False, f"disconnected: {reason}")
 
     def _on_subscribe(
         self,
@@ -222,15 +183,15 @@ class SiteWatcher:
         reasons: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
-        self._call(self.subscribed.set)
+        self._link.call(self.subscribed.set)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         received = time.time()
         parsed = self._decode(message.topic, bytes(message.payload))
         if parsed is None:
-            self._call(self._count_malformed, message.topic)
+            self._link.call(self._count_malformed, message.topic)
             return
-        self._call(self._apply, parsed, bytes(message.payload), received)
+        self._link.call(self._apply, parsed, bytes(message.payload), received)
 
     def _decode(self, topic: str, payload: bytes) -> tuple[str, str, str, Any] | None:
         """``(site, line, kind, data)`` of one message; None when it is not understood."""
@@ -268,15 +229,6 @@ class SiteWatcher:
         return None
 
     # -- on the event loop -----------------------------------------------------------------------
-
-    def _set_connected(self, up: bool, why: str) -> None:
-        if up != self.connected:
-            s = self.settings
-            if up:
-                logger.info("site view connected to %s:%d (sites %s)", s.host, s.port, self.sites)
-            else:
-                logger.warning("site view %s:%d %s; reconnecting", s.host, s.port, why)
-        self.connected = up
 
     def _count_malformed(self, topic: str) -> None:
         self.malformed += 1

@@ -7,15 +7,20 @@ repository is safe to call from several threads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple, Protocol
 
 __all__ = [
+    "CalibrationStore",
     "EventRow",
     "EventStore",
+    "ModelRecords",
+    "ModelRow",
     "ScenarioRow",
     "ScenarioStore",
     "SimulationRow",
+    "StateRow",
+    "StateStore",
     "UserRecords",
     "UserRow",
     "WriteOutcome",
@@ -43,7 +48,10 @@ class EventStore(Protocol):
     category, severity, source, message, details (its JSON text, a string), acknowledged (0/1),
     event_type]``
     and stores them in one transaction, in order; an event id stored before (or earlier in the
-    same batch) is replaced, and the replacement counts as the newest event.
+    same batch) is replaced, and the replacement counts as the newest event. With
+    ``keep_newest``, the same transaction then deletes all but the newest ``keep_newest``
+    events, and with ``acknowledge`` marks that event acknowledged (one commit for all; the
+    result: whether the acknowledged event was found, False without ``acknowledge``).
     """
 
     @property
@@ -51,7 +59,9 @@ class EventStore(Protocol):
         """Where the events live, for messages (a file path or a DSN without password)."""
         ...
 
-    def insert(self, rows: Sequence[bytes]) -> None: ...
+    def insert(
+        self, rows: Sequence[bytes], keep_newest: int | None = None, acknowledge: str | None = None
+    ) -> bool: ...
 
     def retain(self, max_events: int) -> None:
         """Delete all but the newest ``max_events`` events."""
@@ -172,3 +182,104 @@ class UserRecords(Protocol):
         ...
 
     def delete(self, username: str) -> bool: ...
+
+
+class CalibrationStore(Protocol):
+    """Saved calibrations, numbered 1, 2, 3, ... as JSON documents, and the active one.
+
+    The standalone files (``<data dir>/calibrations``) or PostgreSQL's ``calibrations``
+    tables. A broken document or pointer raises :class:`~circman5.errors.ConfigError` naming
+    where it is; a database that fails, :class:`~circman5.errors.StorageError`.
+    """
+
+    @property
+    def location(self) -> str: ...
+
+    def versions(self) -> list[int]:
+        """The saved versions, ascending."""
+        ...
+
+    def document(self, version: int) -> str | None:
+        """The JSON text of one version (None: no such version)."""
+        ...
+
+    def add(self, document_for: Callable[[int], str], activate: bool) -> int:
+        """Save the document ``document_for(version)`` as the next version (and make it the
+        active one); the version. Two writers at once get different versions."""
+        ...
+
+    def activate(self, version: int) -> bool:
+        """Make a saved version the active one (False: no such version)."""
+        ...
+
+    def active_version(self) -> int | None: ...
+
+    def active_stamp(self) -> object | None:
+        """A cheap marker that changes whenever the active version is set (None: none)."""
+        ...
+
+    def where(self, version: int) -> str:
+        """Where one version is, for messages."""
+        ...
+
+
+class StateRow(NamedTuple):
+    """A saved twin state (the ``states`` table of technical manual 11.2): ``state_data`` is
+    the state's JSON text, ``version`` the format of that text."""
+
+    id: int
+    timestamp: str
+    state_data: str
+    batch_id: str | None
+    version: int
+
+
+class StateStore(Protocol):
+    """Saved twin states, newest last (PostgreSQL's ``states``; without a database the twin
+    keeps its one export file, ``<data dir>/digital_twin/state.json``)."""
+
+    @property
+    def location(self) -> str: ...
+
+    def save(self, timestamp: str, state_data: str, batch_id: str | None, version: int) -> int:
+        """Store one state; its id (ascending)."""
+        ...
+
+    def latest(self) -> StateRow | None:
+        """The state saved last (None: none yet)."""
+        ...
+
+    def get(self, state_id: int) -> StateRow | None: ...
+
+    def count(self) -> int: ...
+
+
+class ModelRow(NamedTuple):
+    """What is known of one saved manufacturing model: where its artifact was written and its
+    metadata (``features``, ``targets``, ``metrics`` and ``provenance`` as JSON text)."""
+
+    id: int
+    saved_at: str
+    artifact: str
+    features: str
+    targets: str
+    metrics: str
+    source: str
+    trained_at: str
+    provenance: str
+
+
+class ModelRecords(Protocol):
+    """The ``models`` table: one row per saved model, newest last (PostgreSQL only: without a
+    database the metadata lives in the model file itself)."""
+
+    @property
+    def location(self) -> str: ...
+
+    def record(self, row: ModelRow) -> int:
+        """Store ``row`` (its ``id`` is ignored); the new id."""
+        ...
+
+    def list_recent(self, limit: int) -> list[ModelRow]:
+        """The newest rows first."""
+        ...

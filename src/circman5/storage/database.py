@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Protocol
 
 from .config import DatabaseSettings
-from .contracts import EventStore, ScenarioStore, UserRecords
+from .contracts import (
+    CalibrationStore,
+    EventStore,
+    ModelRecords,
+    ScenarioStore,
+    StateStore,
+    UserRecords,
+)
 
 __all__ = ["TwinDatabase", "open_database"]
 
@@ -25,6 +32,15 @@ class TwinDatabase(Protocol):
 
     @property
     def users(self) -> UserRecords: ...
+
+    @property
+    def calibrations(self) -> CalibrationStore: ...
+
+    @property
+    def states(self) -> StateStore: ...
+
+    @property
+    def models(self) -> ModelRecords: ...
 
     @property
     def location(self) -> str: ...

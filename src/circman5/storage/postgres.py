@@ -5,15 +5,16 @@ threads today (the event manager's writer thread, the API's worker threads runni
 ``ScenarioManager`` through ``to_thread``), and psycopg 3 offers the same maintained driver with
 both a thread-safe synchronous pool (used here) and an asyncio one (``AsyncConnectionPool``)
 for async code, while asyncpg is asyncio-only and would need an event loop per calling thread.
-Batches of events go in as one statement (:mod:`.postgres_events`); scenarios, simulation runs
-and users are in :mod:`.postgres_records`; the job queue in :mod:`.jobs`.
+Batches of events go in by COPY (:mod:`.postgres_events`); scenarios, simulation runs and users
+are in :mod:`.postgres_records`; calibrations in :mod:`.postgres_calibrations`; saved twin states in
+:mod:`.postgres_states`; model metadata in :mod:`.postgres_models`; the job queue in :mod:`.jobs`.
 
-Tables are those of technical manual 11.2 (``events``, ``scenarios``, ``simulations``) with the
-same columns as the SQLite backend; JSON columns are ``TEXT`` holding the JSON exactly as the
-twin wrote it (PostgreSQL's ``json`` types refuse the ``NaN`` and ``\\u0000`` the SQLite
-backend keeps). PostgreSQL text cannot hold NUL characters: a NUL in an event's message, source
-or other text column is stored as U+FFFD. A ``seq`` column stands in for SQLite's ``rowid``
-where the order of insertion breaks ties.
+Tables are those of technical manual 11.2 (``states``, ``events``, ``scenarios``,
+``simulations``) with the same columns as the SQLite backend; JSON columns are ``TEXT``
+holding the JSON exactly as the twin wrote it (PostgreSQL's ``json`` types refuse the ``NaN``
+and ``\\u0000`` the SQLite backend keeps). PostgreSQL text cannot hold NUL characters: a NUL
+in an event's message, source or other text column is stored as U+FFFD. A ``seq`` column
+stands in for SQLite's ``rowid`` where the order of insertion breaks ties.
 """
 
 from __future__ import annotations
@@ -31,17 +32,23 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from circman5.errors import StorageError
 
 from .migrations import Migration, pending
+from .postgres_calibrations import CALIBRATION_MIGRATIONS, PostgresCalibrationStore
 from .postgres_events import PostgresEventStore
+from .postgres_models import MODEL_MIGRATIONS, PostgresModelRecords
 from .postgres_records import PostgresScenarioStore, PostgresUserRecords
+from .postgres_states import STATE_MIGRATIONS, PostgresStateStore
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "EVENT_MIGRATIONS",
     "SCENARIO_MIGRATIONS",
+    "PostgresCalibrationStore",
     "PostgresDatabase",
     "PostgresEventStore",
+    "PostgresModelRecords",
     "PostgresScenarioStore",
+    "PostgresStateStore",
     "PostgresUserRecords",
 ]
 
@@ -127,6 +134,9 @@ COMPONENTS: dict[str, tuple[Migration, ...]] = {
     "events": EVENT_MIGRATIONS,
     "scenarios": SCENARIO_MIGRATIONS,
     "users": USER_MIGRATIONS,
+    "calibrations": CALIBRATION_MIGRATIONS,
+    "states": STATE_MIGRATIONS,
+    "models": MODEL_MIGRATIONS,
 }
 
 
@@ -179,6 +189,9 @@ class PostgresDatabase:
         self.events = PostgresEventStore(self)
         self.scenarios = PostgresScenarioStore(self)
         self.users = PostgresUserRecords(self)
+        self.calibrations = PostgresCalibrationStore(self)
+        self.states = PostgresStateStore(self)
+        self.models = PostgresModelRecords(self)
 
     @contextlib.contextmanager
     def transaction_raw(self) -> Iterator[psycopg.Connection[Any]]:

@@ -9,6 +9,7 @@ import psycopg.errors
 
 from circman5.errors import StorageError
 
+from . import records
 from .contracts import ScenarioRow, SimulationRow, UserRow, WriteOutcome
 from .postgres_events import clean_text
 
@@ -19,8 +20,17 @@ __all__ = ["PostgresScenarioStore", "PostgresUserRecords"]
 
 # -- scenarios and simulations -----------------------------------------------------------------
 
-_SCENARIO_COLUMNS = "id, name, description, parameters, created_at, updated_at"
-_BY_NAME_OR_ID = "WHERE name = %s OR id = %s ORDER BY (name = %s) DESC LIMIT 1"
+_pg = records.for_postgres
+_GET_SCENARIO = _pg(records.GET_SCENARIO)
+_DELETE_SCENARIO = _pg(records.DELETE_SCENARIO)
+_INSERT_SCENARIO = _pg(records.INSERT_SCENARIO)
+_NAME_TAKEN = _pg(records.SCENARIO_NAME_TAKEN)
+_NAME_USED_ELSEWHERE = _pg(records.SCENARIO_NAME_USED_ELSEWHERE)
+_UPDATE_SCENARIO = _pg(records.UPDATE_SCENARIO)
+_LIST_SCENARIOS = records.list_scenarios("seq")
+_INSERT_SIMULATION = _pg(records.INSERT_SIMULATION)
+_LIST_SIMULATIONS = _pg(records.list_simulations("seq"))
+_GET_SIMULATION = _pg(records.GET_SIMULATION)
 
 
 class PostgresScenarioStore:
@@ -42,41 +52,28 @@ class PostgresScenarioStore:
             count = conn.execute("SELECT COUNT(*) FROM scenarios").fetchone()
             if count is not None and count[0] >= max_scenarios:
                 return "limit"
-            if conn.execute("SELECT 1 FROM scenarios WHERE name = %s", (row.name,)).fetchone():
+            if conn.execute(_NAME_TAKEN, (row.name,)).fetchone():
                 return "duplicate"
-            conn.execute(
-                f"INSERT INTO scenarios ({_SCENARIO_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
-                tuple(row),
-            )
+            conn.execute(_INSERT_SCENARIO, tuple(row))
         return "ok"
 
     def list_all(self) -> list[ScenarioRow]:
         with self._db.transaction() as conn:
-            rows = conn.execute(
-                f"SELECT {_SCENARIO_COLUMNS} FROM scenarios ORDER BY created_at, seq"
-            ).fetchall()
+            rows = conn.execute(_LIST_SCENARIOS).fetchall()
         return [ScenarioRow(*r) for r in rows]
 
     def get(self, name_or_id: str) -> ScenarioRow | None:
         key = clean_text(name_or_id)
         with self._db.transaction() as conn:
-            row = conn.execute(
-                f"SELECT {_SCENARIO_COLUMNS} FROM scenarios {_BY_NAME_OR_ID}", (key, key, key)
-            ).fetchone()
+            row = conn.execute(_GET_SCENARIO, (key,) * 3).fetchone()
         return ScenarioRow(*row) if row else None
 
     def update(self, row: ScenarioRow) -> WriteOutcome:
         try:
             with self._db.transaction() as conn:
-                if conn.execute(
-                    "SELECT 1 FROM scenarios WHERE name = %s AND id <> %s", (row.name, row.id)
-                ).fetchone():
+                if conn.execute(_NAME_USED_ELSEWHERE, (row.name, row.id)).fetchone():
                     return "duplicate"
-                cursor = conn.execute(
-                    "UPDATE scenarios SET name = %s, description = %s, parameters = %s, "
-                    "updated_at = %s WHERE id = %s",
-                    (row.name, row.description, row.parameters, row.updated_at, row.id),
-                )
+                cursor = conn.execute(_UPDATE_SCENARIO, records.scenario_update(row))
                 return "ok" if cursor.rowcount == 1 else "missing"
         except StorageError as err:
             if isinstance(err.__cause__, psycopg.errors.UniqueViolation):
@@ -86,36 +83,21 @@ class PostgresScenarioStore:
     def delete(self, name_or_id: str) -> bool:
         key = clean_text(name_or_id)
         with self._db.transaction() as conn:
-            cursor = conn.execute(
-                f"DELETE FROM scenarios WHERE id = (SELECT id FROM scenarios {_BY_NAME_OR_ID})",
-                (key, key, key),
-            )
+            cursor = conn.execute(_DELETE_SCENARIO, (key,) * 3)
             return cursor.rowcount > 0
 
     def save_simulation(self, row: SimulationRow) -> None:
         with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO simulations (id, timestamp, parameters, results, duration, steps) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                tuple(row),
-            )
+            conn.execute(_INSERT_SIMULATION, tuple(row))
 
     def list_simulations(self, limit: int) -> list[SimulationRow]:
         with self._db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT id, timestamp, parameters, duration, steps FROM simulations "
-                "ORDER BY timestamp DESC, seq DESC LIMIT %s",
-                (limit,),
-            ).fetchall()
-        return [SimulationRow(r[0], r[1], r[2], "", r[3], r[4]) for r in rows]
+            rows = conn.execute(_LIST_SIMULATIONS, (limit,)).fetchall()
+        return [records.simulation_summary(r) for r in rows]
 
     def get_simulation(self, simulation_id: str) -> SimulationRow | None:
         with self._db.transaction() as conn:
-            row = conn.execute(
-                "SELECT id, timestamp, parameters, results, duration, steps FROM simulations "
-                "WHERE id = %s",
-                (clean_text(simulation_id),),
-            ).fetchone()
+            row = conn.execute(_GET_SIMULATION, (clean_text(simulation_id),)).fetchone()
         return SimulationRow(*row) if row else None
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from circman5.errors import StorageError
 
+from . import records
 from .contracts import EventRow, ScenarioRow, SimulationRow, WriteOutcome
 from .migrations import Migration, pending
 
@@ -134,9 +135,6 @@ _INSERT = (
 )
 _MAX_BATCH = 20_000
 _RETAIN = "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?)"
-_COLUMNS = (
-    "event_id, timestamp, category, severity, source, message, details, acknowledged, event_type"
-)
 
 
 class SqliteEventStore:
@@ -181,20 +179,28 @@ class SqliteEventStore:
             except (sqlite3.Error, OSError) as err:
                 raise StorageError(f"event database {self.path}: {err}") from err
 
-    def insert(self, rows: Sequence[bytes]) -> None:
+    def insert(
+        self, rows: Sequence[bytes], keep_newest: int | None = None, acknowledge: str | None = None
+    ) -> bool:
         chunks = [
             b"[" + b",".join(rows[start : start + _MAX_BATCH]) + b"]"
             for start in range(0, len(rows), _MAX_BATCH)
         ]
         with self._use() as conn:
-            if len(chunks) == 1:
+            if len(chunks) == 1 and keep_newest is None and acknowledge is None:
                 conn.execute(_INSERT, (chunks[0],))  # one statement: its own transaction
-                return
+                return False
             conn.execute("BEGIN")
             try:
                 for chunk in chunks:
                     conn.execute(_INSERT, (chunk,))
+                if keep_newest is not None:
+                    conn.execute(_RETAIN, (keep_newest,))
+                found = acknowledge is not None and (
+                    conn.execute(records.ACKNOWLEDGE_EVENT, (True, acknowledge)).rowcount > 0
+                )
                 conn.execute("COMMIT")
+                return found
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -207,41 +213,26 @@ class SqliteEventStore:
     def select(
         self, category: str | None, severity: str | None, limit: int | None
     ) -> list[EventRow]:
-        where: list[str] = []
-        params: list[object] = []
-        if category is not None:
-            where.append("category = ?")
-            params.append(category)
-        if severity is not None:
-            where.append("severity = ?")
-            params.append(severity)
-        sql = f"SELECT {_COLUMNS} FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
+        sql, params = records.select_events(category, severity)
         params.append(-1 if limit is None else limit)
         with self._use() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [EventRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]), r[8]) for r in rows]
+        return [records.event_record(r) for r in rows]
 
     def acknowledge(self, event_id: str) -> bool:
         with self._use() as conn:
-            cursor = conn.execute(
-                "UPDATE events SET acknowledged = 1 WHERE event_id = ?", (event_id,)
-            )
+            cursor = conn.execute(records.ACKNOWLEDGE_EVENT, (True, event_id))
             return cursor.rowcount > 0
 
     def delete(self, older_than_epoch: float | None) -> int:
         with self._use() as conn:
             if older_than_epoch is None:
-                return conn.execute("DELETE FROM events").rowcount
-            return conn.execute(
-                "DELETE FROM events WHERE ts_epoch < ?", (older_than_epoch,)
-            ).rowcount
+                return conn.execute(records.DELETE_ALL_EVENTS).rowcount
+            return conn.execute(records.DELETE_EVENTS_BEFORE, (older_than_epoch,)).rowcount
 
     def count(self) -> int:
         with self._use() as conn:
-            (count,) = conn.execute("SELECT COUNT(*) FROM events").fetchone()
+            (count,) = conn.execute(records.COUNT_EVENTS).fetchone()
         return int(count)
 
     def close(self) -> None:
@@ -253,8 +244,8 @@ class SqliteEventStore:
 
 # -- scenarios and simulations -----------------------------------------------------------------
 
-_SCENARIO_COLUMNS = "id, name, description, parameters, created_at, updated_at"
-_BY_NAME_OR_ID = "WHERE name = ? OR id = ? ORDER BY name = ? DESC LIMIT 1"
+_LIST_SCENARIOS = records.list_scenarios("rowid")
+_LIST_SIMULATIONS = records.list_simulations("rowid")
 
 
 class SqliteScenarioStore:
@@ -302,67 +293,45 @@ class SqliteScenarioStore:
             (count,) = conn.execute("SELECT COUNT(*) FROM scenarios").fetchone()
             if count >= max_scenarios:
                 return "limit"
-            if conn.execute("SELECT 1 FROM scenarios WHERE name = ?", (row.name,)).fetchone():
+            if conn.execute(records.SCENARIO_NAME_TAKEN, (row.name,)).fetchone():
                 return "duplicate"
-            conn.execute("INSERT INTO scenarios VALUES (?, ?, ?, ?, ?, ?)", tuple(row))
+            conn.execute(records.INSERT_SCENARIO, tuple(row))
         return "ok"
 
     def list_all(self) -> list[ScenarioRow]:
         with self._transaction() as conn:
-            rows = conn.execute(
-                f"SELECT {_SCENARIO_COLUMNS} FROM scenarios ORDER BY created_at, rowid"
-            ).fetchall()
+            rows = conn.execute(_LIST_SCENARIOS).fetchall()
         return [ScenarioRow(*r) for r in rows]
 
     def get(self, name_or_id: str) -> ScenarioRow | None:
         with self._transaction() as conn:
-            row = conn.execute(
-                f"SELECT {_SCENARIO_COLUMNS} FROM scenarios {_BY_NAME_OR_ID}",
-                (name_or_id, name_or_id, name_or_id),
-            ).fetchone()
+            row = conn.execute(records.GET_SCENARIO, (name_or_id,) * 3).fetchone()
         return ScenarioRow(*row) if row else None
 
     def update(self, row: ScenarioRow) -> WriteOutcome:
         with self._write_lock, self._transaction(write=True) as conn:
-            if conn.execute(
-                "SELECT 1 FROM scenarios WHERE name = ? AND id <> ?", (row.name, row.id)
-            ).fetchone():
+            if conn.execute(records.SCENARIO_NAME_USED_ELSEWHERE, (row.name, row.id)).fetchone():
                 return "duplicate"
-            cursor = conn.execute(
-                "UPDATE scenarios SET name = ?, description = ?, parameters = ?, "
-                "updated_at = ? WHERE id = ?",
-                (row.name, row.description, row.parameters, row.updated_at, row.id),
-            )
+            cursor = conn.execute(records.UPDATE_SCENARIO, records.scenario_update(row))
             return "ok" if cursor.rowcount == 1 else "missing"
 
     def delete(self, name_or_id: str) -> bool:
         with self._write_lock, self._transaction(write=True) as conn:
-            cursor = conn.execute(
-                f"DELETE FROM scenarios WHERE id = (SELECT id FROM scenarios {_BY_NAME_OR_ID})",
-                (name_or_id, name_or_id, name_or_id),
-            )
+            cursor = conn.execute(records.DELETE_SCENARIO, (name_or_id,) * 3)
             return cursor.rowcount > 0
 
     def save_simulation(self, row: SimulationRow) -> None:
         with self._write_lock, self._transaction(write=True) as conn:
-            conn.execute("INSERT INTO simulations VALUES (?, ?, ?, ?, ?, ?)", tuple(row))
+            conn.execute(records.INSERT_SIMULATION, tuple(row))
 
     def list_simulations(self, limit: int) -> list[SimulationRow]:
         with self._transaction() as conn:
-            rows = conn.execute(
-                "SELECT id, timestamp, parameters, duration, steps FROM simulations "
-                "ORDER BY timestamp DESC, rowid DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [SimulationRow(r[0], r[1], r[2], "", r[3], r[4]) for r in rows]
+            rows = conn.execute(_LIST_SIMULATIONS, (limit,)).fetchall()
+        return [records.simulation_summary(r) for r in rows]
 
     def get_simulation(self, simulation_id: str) -> SimulationRow | None:
         with self._transaction() as conn:
-            row = conn.execute(
-                "SELECT id, timestamp, parameters, results, duration, steps FROM simulations "
-                "WHERE id = ?",
-                (simulation_id,),
-            ).fetchone()
+            row = conn.execute(records.GET_SIMULATION, (simulation_id,)).fetchone()
         return SimulationRow(*row) if row else None
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
     EventSeverity,
     ThresholdEvent,
 )
+from tests.fixtures.databases import TwinBackend
 
 MANAGER_LOGGER = "circman5.manufacturing.digital_twin.event_notification.event_manager"
 
@@ -340,7 +341,16 @@ def test_publishing_from_a_handler_works() -> None:
     assert [e.message for e in recorder.events] == ["Error: Chained - from a handler"]
 
 
-def test_publishing_from_many_threads() -> None:
+@pytest.fixture
+def stored_on(twin_backend: TwinBackend) -> TwinBackend:
+    """The singleton's events where the service keeps them: the SQLite file of the data
+    directory (the default, untouched), or PostgreSQL with ``[database] url``."""
+    if twin_backend.name == "postgresql":
+        twin_backend.use_for_events(event_manager, max_events=1000)
+    return twin_backend
+
+
+def test_publishing_from_many_threads(stored_on: TwinBackend) -> None:
     received: list[str] = []
     event_manager.subscribe(lambda e: received.append(e.event_id))
     threads_n, events_n = 8, 300
@@ -396,7 +406,7 @@ def test_subscribing_while_other_threads_publish() -> None:
 # -- stored events -----------------------------------------------------------------------------
 
 
-def test_get_events_newest_first_with_filters() -> None:
+def test_get_events_newest_first_with_filters(stored_on: TwinBackend) -> None:
     for i in range(5):
         event_manager.publish(ThresholdEvent("temperature", 25.0, 26.0 + i))
         event_manager.publish(ErrorEvent("E", str(i), severity=EventSeverity.CRITICAL))
@@ -410,7 +420,7 @@ def test_get_events_newest_first_with_filters() -> None:
     assert len(event_manager.get_events(limit=100)) == 10
 
 
-def test_reads_see_every_event_published_before_them() -> None:
+def test_reads_see_every_event_published_before_them(stored_on: TwinBackend) -> None:
     for i in range(250):
         event_manager.publish(Event(message=str(i)))
     events = event_manager.get_events(limit=1000)
@@ -418,7 +428,7 @@ def test_reads_see_every_event_published_before_them() -> None:
     assert events[0].message == "249"
 
 
-def test_stored_events_equal_the_published_ones() -> None:
+def test_stored_events_equal_the_published_ones(stored_on: TwinBackend) -> None:
     event = ThresholdEvent(
         "temperature", 25.0, 26.5, details={"nested": {"list": [1, 2.5, None, "x"]}}
     )
@@ -427,7 +437,7 @@ def test_stored_events_equal_the_published_ones() -> None:
     assert stored == event
 
 
-def test_acknowledge_event() -> None:
+def test_acknowledge_event(stored_on: TwinBackend) -> None:
     event = ThresholdEvent("temperature", 25.0, 26.5)
     event_manager.publish(event)
     assert event_manager.acknowledge_event(event.event_id) is True
@@ -436,7 +446,7 @@ def test_acknowledge_event() -> None:
     assert stored.acknowledged is True
 
 
-def test_clear_events() -> None:
+def test_clear_events(stored_on: TwinBackend) -> None:
     old = (datetime.now(UTC) - timedelta(days=40)).isoformat()
     for _ in range(3):
         event_manager.publish(Event(timestamp=old, message="old"))

@@ -303,3 +303,28 @@ def test_large_batches_are_split_into_one_transaction(
         assert store.count() == 50
     finally:
         store.close()
+
+
+def test_acknowledging_writes_the_queue_and_the_acknowledgement_together(
+    twin_backend: TwinBackend,
+) -> None:
+    store = twin_backend.events(max_events=3)
+    try:
+        queued = [Event(message=f"q{i}") for i in range(5)]
+        with store._db_lock:  # all five still queued when the acknowledgement comes
+            for event in queued:
+                store.save_event(event)
+            assert store.acknowledge_event(queued[4].event_id) is True
+            assert not store._pending
+        with store._db_lock:  # q0 and q1 fell to retention (max_events=3)
+            store.save_event(Event(message="q5"))
+            assert store.acknowledge_event(queued[0].event_id) is False
+        stored = store.get_events()
+        assert [(e.message, e.acknowledged) for e in stored] == [
+            ("q5", False),
+            ("q4", True),
+            ("q3", False),
+        ]
+        assert store.written == 6 and store.dropped == 0
+    finally:
+        store.close()

@@ -1,10 +1,12 @@
 """The MQTT connector: paho-mqtt 2.x (``CallbackAPIVersion.VERSION2``) behind the contract.
 
-paho's network thread does the socket work of a session and calls ``on_connect``, where every
-topic filter is subscribed again (a persistent session usually still has them; re-subscribing is
-cheap and covers a broker that lost its state); the connector counts as connected once the broker
-acknowledged the subscriptions. Reconnecting is the connector's (see :meth:`MqttConnector._run`):
-every ``reconnect_absent_s`` while the broker is absent, exponential backoff between
+paho's network thread does the socket work of a session (the client and its session state come
+from the shared :class:`~circman5.mqtt_link.BrokerLink`, as for every MQTT user); after the
+CONNACK it calls :meth:`MqttConnector._session_started`, where every topic filter is subscribed
+again (a persistent session usually still has them; re-subscribing is cheap and covers a broker
+that lost its state); the connector counts as connected once the broker acknowledged the
+subscriptions. Reconnecting is the connector's (see :meth:`MqttConnector._run`): every
+``reconnect_absent_s`` while the broker is absent, exponential backoff between
 ``reconnect_initial_s`` and ``reconnect_max_s`` while it refuses the connection.
 
 Messages are handed to the event loop in bursts: the thread only appends the message to a deque
@@ -38,21 +40,21 @@ from typing import Any
 import orjson
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.connectors.base import BaseConnector
+from circman5.connectors.broker_session import BrokerSessionConnector
 from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
 from circman5.connectors.mqtt.acks import InOrderAcks
-from circman5.connectors.mqtt.broker import new_client
 from circman5.connectors.mqtt.config import MqttConnectorSettings, MqttTag
+from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
 from circman5.connectors.mqtt.receive import DirectReceiveClient
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.connectors.status import ConnectorStatus
 from circman5.errors import DeviceUnavailable, TagWriteError
 from circman5.errors import MalformedPayload as _Malformed
+from circman5.mqtt_link import BrokerLink, LinkDown, LinkSettings, describe_error, drain_soon
 from circman5.reporting import ProblemReporter
 from circman5.retry import ReconnectPolicy, server_absent
 from circman5.samples import Quality, Sample, SampleBatch, SampleValue, make_sample
@@ -116,11 +118,6 @@ def _to_str(value: object) -> str:
     if isinstance(value, bool | int | float):
         return str(value)
     raise _Malformed(f"expected a scalar, got {type(value).__name__}")
-
-
-def _describe(err: BaseException) -> str:
-    text = str(err)
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _short(value: object) -> str:
@@ -222,7 +219,7 @@ _CacheEntry = tuple[str | None, str, str, list[tuple[_Route, str]], _Refusal | N
 and why a matching topic cannot be used."""
 
 
-class MqttConnector(BaseConnector):
+class MqttConnector(BrokerSessionConnector):
     """Subscribes to the tags' topic filters and turns messages into samples."""
 
     protocol = "mqtt"
@@ -251,7 +248,6 @@ class MqttConnector(BaseConnector):
         }
         self._inbox_limit = settings.max_buffered_samples
         self._drain_delay_s = settings.drain_delay_ms / 1000.0
-        self._ever_connected = False
         self._closing = False
         self._cache: dict[bytes, _CacheEntry] = {}
         self._wildcard_paths: set[str] = set()
@@ -270,10 +266,27 @@ class MqttConnector(BaseConnector):
         self.reconnect_policy = ReconnectPolicy(
             settings.reconnect_initial_s, settings.reconnect_max_s, settings.reconnect_absent_s
         )
+        self._broker = BrokerLink(
+            LinkSettings.of(
+                settings,
+                section=f"connectors.{settings.name}",
+                reconnect_s=(settings.reconnect_initial_s, settings.reconnect_max_s),
+                protocol=settings.protocol,
+                clean_start=settings.clean_start,
+                session_expiry_s=settings.session_expiry_s,
+            ),
+            what=f"mqtt connector {settings.name}",
+            log=logger,
+            announce=False,  # BaseConnector reports the connection state
+            client_class=DirectReceiveClient,
+            reconnect_on_failure=False,  # one reconnect policy: ours (see _run)
+            manual_ack=self._manual_ack,
+        )
+        self._broker.on_session = self._session_started
+        self._broker.on_session_end = self._session_ended
+        self._broker.add_down_listener(self._link_down)
         self._session_over = asyncio.Event()
         self._attempt: asyncio.Future[MQTTErrorCode] | None = None
-        self._refused = False
-        self._after_refusal = False
         self._session_up = False
         self._subscribe_mid: int | None = None
         self._barrier: asyncio.Future[None] | None = None
@@ -326,18 +339,9 @@ class MqttConnector(BaseConnector):
 
     # -- paho client ----------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
-        s = self.settings
-        client = new_client(
-            s,
-            client_id=s.effective_client_id,
-            clean_start=s.clean_start,
-            protocol=s.protocol,
-            client_class=DirectReceiveClient,
-            reconnect_on_failure=False,  # one reconnect policy: ours (see _run)
-            manual_ack=self._manual_ack,
-        )
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
+        if self.settings.protocol == "5":
+            install_shared_table_properties()
+        client = self._broker.open()
         client.on_message = self._on_message  # MQTT 5, QoS 2, paho debug logging
         client.on_subscribe = self._on_subscribe
         client.on_unsubscribe = self._on_unsubscribe
@@ -354,22 +358,12 @@ class MqttConnector(BaseConnector):
         the connection does. The delay between attempts is the :class:`ReconnectPolicy`'s:
         short while the broker is absent, backoff when it refuses (CONNACK failure).
         """
-        s = self.settings
         self._loop = asyncio.get_running_loop()
         client = self._make_client()
         self._client = client
-        if s.protocol == "5":
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = s.session_expiry_s
-            client.connect_async(
-                s.host, s.port, s.keepalive_s, clean_start=s.clean_start, properties=properties
-            )
-        else:
-            client.connect_async(s.host, s.port, s.keepalive_s)
         policy = self.reconnect_policy
         while True:
             self._session_over.clear()
-            self._refused = False
             self._session_up = False
             attempt = self._loop.run_in_executor(None, client.reconnect)
             self._attempt = attempt
@@ -378,7 +372,7 @@ class MqttConnector(BaseConnector):
                 await asyncio.shield(attempt)
             except (OSError, ValueError) as err:
                 self._attempt = None
-                self._connection_changed(False, f"cannot connect: {_describe(err)}")
+                self._connection_changed(False, f"cannot connect: {describe_error(err)}")
                 await asyncio.sleep(policy.next_delay(server_absent(err)))
                 continue
             self._attempt = None
@@ -387,7 +381,7 @@ class MqttConnector(BaseConnector):
             await asyncio.to_thread(client.loop_stop)
             # a lost session is retried at the short interval (the broker most likely went away);
             # a refused one (CONNACK failure: login, quota, server unavailable) backs off
-            await asyncio.sleep(policy.next_delay(not self._refused))
+            await asyncio.sleep(policy.next_delay(not self._broker.refused))
 
     async def _close(self) -> None:
         client = self._client
@@ -441,39 +435,26 @@ class MqttConnector(BaseConnector):
     ) -> None:
         barrier = self._barrier
         if barrier is not None and mid == self._barrier_mid:
-            self._to_loop(_resolve, barrier)
+            self._broker.call(_resolve, barrier)
 
-    # -- network thread callbacks (never raise: paho would stop its loop) -----------------
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
+    # -- network thread hooks and callbacks (the link catches what its hooks raise) --------
+    def _session_started(self, client: paho.Client) -> None:
+        """After a successful CONNACK: subscribe every filter again."""
         self._link += 1  # a new connection: message ids start over (see connectors.mqtt.acks)
-        try:
-            if reason_code.is_failure:
-                self._refused = True
-                self._to_loop(self._connection_changed, False, f"connect refused: {reason_code}")
+        self._session_up = True
+        self.reconnect_policy.reset()
+        share = self.settings.subscription
+        subscriptions = [(share(topic), qos) for topic, qos in self._filters.items()]
+        if subscriptions:
+            result, mid = client.subscribe(subscriptions)
+            if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._broker.call(self._connection_changed, True, f"subscribe failed: {result}")
                 return
-            self._session_up = True
-            self.reconnect_policy.reset()
-            share = self.settings.subscription
-            subscriptions = [(share(topic), qos) for topic, qos in self._filters.items()]
-            if subscriptions:
-                result, mid = client.subscribe(subscriptions)
-                if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    self._to_loop(self._connection_changed, True, f"subscribe failed: {result}")
-                    return
-                # connected once the broker acknowledged the subscriptions (_on_subscribe):
-                # from then on a message published to a tag topic is delivered
-                self._subscribe_mid = mid
-                return
-            self._to_loop(self._connection_changed, True, None)
-        except Exception:  # pragma: no cover - defensive
-            logger.exception("mqtt on_connect failed")
+            # connected once the broker acknowledged the subscriptions (_on_subscribe):
+            # from then on a message published to a tag topic is delivered
+            self._subscribe_mid = mid
+            return
+        self._broker.call(self._connection_changed, True, None)
 
     def _on_subscribe(
         self,
@@ -491,20 +472,11 @@ class MqttConnector(BaseConnector):
             if code.is_failure
         ]
         error = f"subscribe refused: {', '.join(refused)}" if refused else None
-        self._to_loop(self._connection_changed, True, error)
+        self._broker.call(self._connection_changed, True, error)
 
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if not self._session_up:
-            self._refused = True  # the broker took the connection but no session (TLS, auth)
-        self._to_loop(self._connection_changed, False, f"disconnected: {reason_code}")
-        self._to_loop(self._session_over.set)
+    def _session_ended(self, client: paho.Client) -> None:
+        # after the link handed the reason over (_link_down): the connection loop goes on
+        self._broker.call(self._session_over.set)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self._on_publish(
@@ -531,47 +503,16 @@ class MqttConnector(BaseConnector):
                 with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
                     loop.call_soon_threadsafe(self._drain_later)
 
-    def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
-            loop.call_soon_threadsafe(callback, *args)
-
     # -- on the event loop -------------------------------------------------------------------
+    def _link_down(self, down: LinkDown) -> None:
+        self._connection_changed(False, down.reason)
+
     def _connection_changed(self, connected: bool, error: str | None) -> None:
-        if self._closing:
-            return
-        was = self._status.connected
-        if (
-            not connected
-            and not was
-            and error
-            and error.startswith("disconnected")
-            and self._after_refusal
-        ):
-            self._after_refusal = False
-            return  # the end of a refused attempt: the refusal was the reason
-        self._after_refusal = bool(error and error.startswith("connect refused"))
-        if connected and not was:
-            if self._ever_connected:
-                self._status.reconnects += 1
-            self._ever_connected = True
-        if error and connected:
-            self._record_error(error)
-            self._problems.note("SubscribeFailed", error, {"protocol": "mqtt"})
-        self._set_connected(connected, None if connected else error)
-        if not connected and was:
-            self._mark_stale()
+        if not self._closing:
+            self._subscriptions_changed(connected, error)
 
     def _drain_later(self) -> None:
-        # Coalesce a burst: messages arriving in the next few ms ride along without waking the
-        # loop again (one wake-up and one batch per burst instead of per message).
-        loop = self._loop
-        if loop is None or not self._drain_delay_s:
-            self._drain()
-        else:
-            loop.call_later(self._drain_delay_s, self._drain)
+        drain_soon(self._loop, self._drain_delay_s, self._drain)
 
     def _drain(self) -> None:
         self._scheduled = False

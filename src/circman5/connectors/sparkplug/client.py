@@ -1,8 +1,9 @@
 """The Sparkplug B host connector: births, data by alias, deaths, sequence numbers, rebirths.
 
-paho's network thread (a client made by :func:`circman5.connectors.mqtt.broker.new_client`, as
-for the MQTT connector: credentials, TLS, reconnect backoff) only appends each message to a deque
-and schedules a drain on the event loop, which handles everything waiting in arrival order:
+paho's network thread (a client and its session from the shared
+:class:`~circman5.mqtt_link.BrokerLink`, as for the MQTT connector: credentials, TLS, paho's
+reconnect backoff, the hand-off to the loop) only appends each message to a deque and schedules a
+drain on the event loop, which handles everything waiting in arrival order:
 
 - ``NBIRTH``/``DBIRTH``: the birth certificate (metric names, aliases, data types, properties)
   replaces the previous one; each metric is bound once to its twin path (or to nothing, if the
@@ -42,10 +43,9 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.connectors.base import BaseConnector
+from circman5.connectors.broker_session import BrokerSessionConnector
 from circman5.connectors.config_base import stale_timeout
 from circman5.connectors.deadband import Deadband
-from circman5.connectors.mqtt.broker import new_client
 from circman5.connectors.mqtt.topics import TopicPattern
 from circman5.connectors.sparkplug import payload as spb
 from circman5.connectors.sparkplug.config import (
@@ -55,6 +55,7 @@ from circman5.connectors.sparkplug.config import (
 )
 from circman5.errors import MetricRejected as _Rejected
 from circman5.errors import TagWriteError
+from circman5.mqtt_link import BrokerLink, LinkDown, LinkSettings, Will, drain_soon
 from circman5.reporting import ProblemReporter
 from circman5.samples import Quality, Sample, SampleValue, make_sample
 
@@ -173,7 +174,7 @@ class _Route:
     pattern: TopicPattern
 
 
-class SparkplugConnector(BaseConnector):
+class SparkplugConnector(BrokerSessionConnector):
     """A Sparkplug B host application feeding the twin from the plant's edge nodes."""
 
     protocol = "sparkplug"
@@ -216,9 +217,9 @@ class SparkplugConnector(BaseConnector):
         self._drain_delay_s = settings.drain_delay_ms / 1000.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: paho.Client | None = None
+        self._broker: BrokerLink | None = None
         self._stop = asyncio.Event()
         self._closing = False
-        self._ever_connected = False
         self._state_timestamp = 0
 
     # -- contract -------------------------------------------------------------------------
@@ -251,33 +252,42 @@ class SparkplugConnector(BaseConnector):
     def _state_payload(self, online: bool) -> bytes:
         return orjson.dumps({"online": online, "timestamp": self._state_timestamp})
 
-    def _make_client(self) -> paho.Client:
+    def _link(self) -> BrokerLink:
         s = self.settings
-        client = new_client(s, client_id=s.effective_client_id, clean_start=True)
         topic = self._state_topic()
+        will = None
         if topic is not None:
             self._state_timestamp = time.time_ns() // 1_000_000
-            client.will_set(topic, self._state_payload(False), qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_connect_fail = self._on_connect_fail
-        client.on_subscribe = self._on_subscribe
-        return client
+            will = Will(topic, self._state_payload(False), qos=1, retain=True)
+        link = BrokerLink(
+            LinkSettings.of(
+                s,
+                section=f"connectors.{s.name}",
+                reconnect_s=(s.reconnect_initial_s, s.reconnect_max_s),
+                will=will,
+            ),
+            what=f"sparkplug connector {s.name}",
+            log=logger,
+            announce=False,  # BaseConnector reports the connection state
+        )
+        link.on_session = self._session_started
+        link.add_down_listener(self._link_down)
+        return link
 
     async def _run(self) -> None:
-        s = self.settings
         self._loop = asyncio.get_running_loop()
-        client = self._make_client()
-        self._client = client
-        client.connect_async(s.host, s.port, s.keepalive_s)
-        client.loop_start()
+        self._broker = link = self._link()
+        self._client = link.start(self._configure)
         await self._stop.wait()
 
+    def _configure(self, client: paho.Client) -> None:
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+
     async def _close(self) -> None:
-        client = self._client
+        client, link = self._client, self._broker
         self._client = None
-        if client is None:
+        if client is None or link is None:
             return
         self._closing = True
         topic = self._state_topic()
@@ -286,35 +296,22 @@ class SparkplugConnector(BaseConnector):
             info = client.publish(topic, self._state_payload(False), qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
                 await asyncio.to_thread(info.wait_for_publish, 2.0)
-        client.disconnect()
-        await asyncio.to_thread(client.loop_stop)
+        await link.stop()
         self._drain()
 
-    # -- network thread callbacks (never raise: paho would stop its loop) -----------------
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        try:
-            if reason_code.is_failure:
-                self._to_loop(self._connection_changed, False, f"connect refused: {reason_code}")
-                return
-            topic = self._state_topic()
-            if topic is not None:
-                client.publish(topic, self._state_payload(True), qos=1, retain=True)
-            qos: int = self.settings.qos
-            filters = [(f"{NAMESPACE}/{group}/#", qos) for group in self._groups()]
-            result, _ = client.subscribe(filters)
-            if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._to_loop(self._connection_changed, True, f"subscribe failed: {result}")
-            # Connected once the broker acknowledged the subscriptions (``_on_subscribe``): from
-            # then on no birth can be missed.
-        except Exception:  # pragma: no cover - defensive
-            logger.exception("sparkplug on_connect failed")
+    # -- network thread hooks and callbacks (the link catches what its hooks raise) --------
+    def _session_started(self, client: paho.Client) -> None:
+        """After a successful CONNACK: the primary host's STATE, then the subscriptions."""
+        topic = self._state_topic()
+        if topic is not None:
+            client.publish(topic, self._state_payload(True), qos=1, retain=True)
+        qos: int = self.settings.qos
+        filters = [(f"{NAMESPACE}/{group}/#", qos) for group in self._groups()]
+        result, _ = client.subscribe(filters)
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._to_loop(self._connection_changed, True, f"subscribe failed: {result}")
+        # Connected once the broker acknowledged the subscriptions (``_on_subscribe``): from
+        # then on no birth can be missed.
 
     def _on_subscribe(
         self,
@@ -330,19 +327,6 @@ class SparkplugConnector(BaseConnector):
 
     def _groups(self) -> list[str]:
         return self.settings.all_groups
-
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._to_loop(self._connection_changed, False, f"disconnected: {reason_code}")
-
-    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._to_loop(self._connection_changed, False, "connection failed")
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         inbox = self._inbox
@@ -362,37 +346,21 @@ class SparkplugConnector(BaseConnector):
             self._to_loop(self._drain_later)
 
     def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
-            loop.call_soon_threadsafe(callback, *args)
+        if self._broker is not None:
+            self._broker.call(callback, *args)
 
     # -- on the event loop -------------------------------------------------------------------
+    def _link_down(self, down: LinkDown) -> None:
+        self._connection_changed(False, down.reason)
+
     def _connection_changed(self, connected: bool, error: str | None) -> None:
-        if self._closing:
-            return
-        was = self._status.connected
-        if connected and not was:
-            if self._ever_connected:
-                self._status.reconnects += 1
-            self._ever_connected = True
-        if error and connected:
-            self._record_error(error)
-            self._problems.note("SubscribeFailed", error, {"protocol": self.protocol})
-        self._set_connected(connected, None if connected else error)
-        if not connected and was:
+        if not self._closing and self._subscriptions_changed(connected, error):
             # Births may change while we are away: everything is stale until born again.
-            self._mark_stale()
             for node in self._nodes.values():
                 self._forget_births(node)
 
     def _drain_later(self) -> None:
-        loop = self._loop
-        if loop is None or not self._drain_delay_s:
-            self._drain()
-        else:
-            loop.call_later(self._drain_delay_s, self._drain)
+        drain_soon(self._loop, self._drain_delay_s, self._drain)
 
     def _drain(self) -> None:
         self._scheduled = False

@@ -22,8 +22,10 @@ dotted paths, as the service's glue hands them over) and the node does the rest:
 - A new name, or a value that does not fit its metric's type (an Int64 metric getting 2.5),
   makes the next :meth:`update` publish a new birth instead of data.
 
-paho's network thread hands everything to the event loop with ``call_soon_threadsafe``; births
-and data are published from the loop only, so their ``seq`` order is the publish order.
+The client, its session state, paho's reconnect and the connection's log lines and problems come
+from the shared :class:`~circman5.mqtt_link.BrokerLink`, which hands everything from paho's
+network thread to the event loop; births and data are published from the loop only, so their
+``seq`` order is the publish order.
 """
 
 from __future__ import annotations
@@ -35,16 +37,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import orjson
 import paho.mqtt.client as paho
 from google.protobuf.message import DecodeError
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
-from circman5.connectors.mqtt.broker import new_client
 from circman5.connectors.sparkplug import payload as spb
 from circman5.connectors.sparkplug.config import NAMESPACE
 from circman5.connectors.sparkplug.edge_config import SparkplugEdgeSettings
@@ -58,6 +57,7 @@ from circman5.connectors.sparkplug.edge_metrics import (
     fits,
 )
 from circman5.files import atomic_write
+from circman5.mqtt_link import BrokerLink, LinkSettings, Will, set_will
 from circman5.reporting import LoggingProblemReporter, ProblemReporter, RateLimitedReporter
 from circman5.samples import SampleValue
 
@@ -146,9 +146,21 @@ class SparkplugEdgeNode:
         self._host_online = host is None  # without a primary host: always "online"
         self._host_timestamp = -1
         self._birth_due = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: paho.Client | None = None
         self._will_bd_seq = self._load_bd_seq()  # network thread after start
+        self._link = BrokerLink(
+            LinkSettings.of(
+                settings,
+                section="outputs.sparkplug",
+                reconnect_s=(settings.reconnect_initial_s, settings.reconnect_max_s),
+                will=self._will(self._will_bd_seq),
+            ),
+            what=f"Sparkplug edge node {settings.group_id}/{settings.edge_node_id}",
+            log=logger,
+            reporter=reporter,
+        )
+        self._link.on_session = self._on_session
+        self._link.on_session_end = self._on_session_end
+        self._client: paho.Client | None = None
         self._session: _Session | None = None  # on the loop: the connected session
         self.connected = asyncio.Event()
 
@@ -163,16 +175,11 @@ class SparkplugEdgeNode:
 
     def start(self) -> None:
         """Create the client with its will and start paho's thread (connects in the background)."""
-        s = self.settings
-        self._loop = asyncio.get_running_loop()
-        client = new_client(s, client_id=s.effective_client_id, clean_start=True)
-        self._set_will(client, self._will_bd_seq)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
+        self._client = self._link.start(self._configure)
+
+    def _configure(self, client: paho.Client) -> None:
+        set_will(client, self._will(self._will_bd_seq))  # this session's bdSeq, death time
         client.on_message = self._on_message
-        client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
-        client.loop_start()
-        self._client = client
 
     async def stop(self) -> None:
         """A clean end: ``NDEATH`` with the session's ``bdSeq``, then disconnect."""
@@ -189,8 +196,7 @@ class SparkplugEdgeNode:
                     await asyncio.to_thread(info.wait_for_publish, _STOP_TIMEOUT_S)
         self._session = None
         self.connected.clear()
-        client.disconnect()
-        await asyncio.to_thread(client.loop_stop)
+        await self._link.stop()
 
     # -- bdSeq ---------------------------------------------------------------------------------
 
@@ -214,57 +220,31 @@ class SparkplugEdgeNode:
     def _death(self, bd_seq: int) -> bytes:
         return death_payload(bd_seq, self._now_ms())
 
-    def _set_will(self, client: paho.Client, bd_seq: int) -> None:
-        client.will_set(self._topics["NDEATH"], self._death(bd_seq), qos=1, retain=False)
+    def _will(self, bd_seq: int) -> Will:
+        return Will(self._topics["NDEATH"], self._death(bd_seq), qos=1, retain=False)
 
-    # -- paho callbacks (network thread) -------------------------------------------------------
+    # -- paho's network thread (the link hands over to the loop) -----------------------------
 
-    def _call(self, fn: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
-                loop.call_soon_threadsafe(fn, *args)
-
-    def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self._call(self._refused, str(reason))
-            return
+    def _on_session(self, client: paho.Client) -> None:
         topics = [(self._topics["NCMD"], 1), (self._topics["DCMD"] + "/+", 1)]
         if self._state_topic is not None:
             topics.append((self._state_topic, 1))
         client.subscribe(topics)
-        self._call(self._session_started, self._will_bd_seq)
+        self._link.call(self._session_started, self._will_bd_seq)
 
-    def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
+    def _on_session_end(self, client: paho.Client) -> None:
         # the next session registers the next bdSeq with its CONNECT
         self._will_bd_seq = (self._will_bd_seq + 1) % 256
-        self._set_will(client, self._will_bd_seq)
-        self._call(self._session_ended, str(reason))
+        set_will(client, self._will(self._will_bd_seq))
+        self._link.call(self._session_ended)
 
-    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         if message.topic == self._state_topic:
-            self._call(self._host_state, bytes(message.payload))
+            self._link.call(self._host_state, bytes(message.payload))
         else:
-            self._call(self._command_message, message.topic, bytes(message.payload))
+            self._link.call(self._command_message, message.topic, bytes(message.payload))
 
     # -- on the event loop ---------------------------------------------------------------------
-
-    def _refused(self, why: str) -> None:
-        self._problems.note("SparkplugConnectFailed", f"the broker refused the edge node: {why}")
 
     def _session_started(self, bd_seq: int) -> None:
         if self._client is None:
@@ -272,30 +252,20 @@ class SparkplugEdgeNode:
         self._session = _Session(bd_seq)
         self.stats.connects += 1
         self._save_bd_seq((bd_seq + 1) % 256)
-        s = self.settings
-        logger.info(
-            "Sparkplug edge node %s/%s online at %s:%d (bdSeq %d)",
-            s.group_id,
-            s.edge_node_id,
-            s.host,
-            s.port,
-            bd_seq,
-        )
+        logger.debug("Sparkplug edge node session with bdSeq %d", bd_seq)
         if self._host_online:
             self._birth()
         else:
             logger.info("waiting for the primary host's STATE before the birth")
         self.connected.set()
 
-    def _session_ended(self, why: str) -> None:
+    def _session_ended(self) -> None:
         if self._session is None:
             return
         self._session = None
         self.connected.clear()
         if self._state_topic is not None:
             self._host_online = False  # the next session waits for the (retained) STATE again
-        if self._client is not None:
-            logger.warning("Sparkplug edge node offline (%s); reconnecting", why)
 
     def _host_state(self, data: bytes) -> None:
         """The primary host's ``STATE``: birth when it is online, death while it is not."""

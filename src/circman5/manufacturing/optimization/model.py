@@ -43,8 +43,9 @@ from pydantic import ValidationError
 
 from circman5 import paths
 from circman5.adapters.config.optimization import OptimizationConfig
-from circman5.errors import InvalidInputError
+from circman5.errors import InvalidInputError, StorageError
 from circman5.files import atomic_write_with
+from circman5.manufacturing.optimization.model_registry import record_saved_model
 from circman5.quantities import require_finite
 
 if TYPE_CHECKING:
@@ -539,7 +540,9 @@ class ManufacturingModel:
         """Write the model (joblib, atomically); default :meth:`default_model_path`.
 
         A relative ``file_path`` is taken under ``<data dir>/models``. Trains first when
-        untrained. Returns False (and logs why) when the file cannot be written.
+        untrained. With ``[database] url`` its metadata also becomes a ``models`` row
+        (:mod:`.model_registry`). Returns False (and logs why) when the file cannot be written
+        or the row not stored.
         """
         import joblib
 
@@ -567,6 +570,11 @@ class ManufacturingModel:
             self.logger.error("cannot save the model to %s: %s", path, err)
             return False
         self.logger.info("model saved to %s", path)
+        try:
+            record_saved_model(path, artifact)
+        except StorageError as err:
+            self.logger.error("model saved to %s, but not listed in the database: %s", path, err)
+            return False
         return True
 
     def load_model(

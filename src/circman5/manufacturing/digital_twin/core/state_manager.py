@@ -70,7 +70,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from circman5 import paths
-from circman5.errors import ConfigError, InvalidInputError, StateValidationError
+from circman5.errors import ConfigError, InvalidInputError, StateValidationError, StorageError
 from circman5.files import atomic_write
 from circman5.manufacturing.digital_twin.core.packed_history import (
     MIN_PACKED_ENTRIES,
@@ -80,6 +80,7 @@ from circman5.manufacturing.digital_twin.core.packed_history import (
     unpack,
 )
 from circman5.singleton import Singleton
+from circman5.storage.contracts import StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,18 @@ VALIDATION_LEVELS: tuple[str, ...] = ("basic", "standard", "strict")
 DEFAULT_HISTORY_LENGTH = 1000
 DEFAULT_VALIDATION_LEVEL = "standard"
 EXPORT_FILE_PARTS: tuple[str, str] = ("digital_twin", "state.json")
+#: The ``version`` of a saved state's JSON text (the ``states`` table).
+STATE_FORMAT = 1
+
+
+def _batch_id(state: Mapping[str, Any]) -> str | None:
+    """The batch a state was saved in: ``batch_id`` at the top or in ``production_line``."""
+    line = state.get("production_line")
+    for value in (state.get("batch_id"), line.get("batch_id") if isinstance(line, dict) else None):
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
 
 # Field rules of the standard and strict levels: kind ("str" or "num"), minimum, maximum.
 # "materials.*.x" matches every material.
@@ -344,6 +357,7 @@ class StateManager(Singleton):
             # Number of adjacent history pairs whose epochs decrease: 0 means sorted.
             self._inversions = 0
             self._warned: set[str] = set()
+            self._store: StateStore | None = None
             self._constructed = True
 
     @staticmethod
@@ -568,48 +582,82 @@ class StateManager(Singleton):
         """Where ``export_state()`` writes by default: ``<data dir>/digital_twin/state.json``."""
         return paths.data_path(*EXPORT_FILE_PARTS)
 
+    def use_store(self, store: StateStore | None) -> None:
+        """Save states to ``store`` (the spec's ``states`` table in PostgreSQL, set by the service
+        with ``[database] url``) when no file is named; None: the export file again."""
+        self._store = store
+
     def export_state(self, file_path: str | os.PathLike[str] | None = None) -> bool:
         """Write the current state as JSON, atomically (temp file, fsync, rename).
 
-        Without ``file_path`` the file is :meth:`default_export_path`. Returns False (logged)
-        when there is no state yet or the file cannot be written.
+        Without ``file_path`` the state goes to the store given to :meth:`use_store` (a new row
+        of ``states``), else to the file :meth:`default_export_path`. Returns False (logged)
+        when there is no state yet or it cannot be written.
         """
         current = self._current
         if current is None:
             logger.warning("export_state: there is no state to export")
             return False
+        text = json.dumps(current, indent=2, allow_nan=False)
+        store = self._store
+        if file_path is None and store is not None:
+            try:
+                state_id = store.save(
+                    str(current.get("timestamp", "")), text, _batch_id(current), STATE_FORMAT
+                )
+            except StorageError as err:
+                logger.error("export_state: cannot save to %s: %s", store.location, err)
+                return False
+            logger.info("State saved to %s as state %d", store.location, state_id)
+            return True
         target = Path(file_path) if file_path is not None else self.default_export_path()
         try:
-            atomic_write(target, json.dumps(current, indent=2, allow_nan=False))
+            atomic_write(target, text)
         except OSError as err:
             logger.error("export_state: cannot write %s: %s", target, err)
             return False
         logger.info("State exported to %s", target)
         return True
 
-    def import_state(self, file_path: str | os.PathLike[str]) -> bool:
+    def import_state(self, file_path: str | os.PathLike[str] | None = None) -> bool:
         """Read a state exported by :meth:`export_state` and make it current.
 
-        Returns False and keeps the current state when the file is missing or unreadable, is
-        not valid JSON, or does not hold a valid state (each logged as a warning).
+        Without ``file_path``: the state saved last to the store of :meth:`use_store`, else the
+        file :meth:`default_export_path`. Returns False and keeps the current state when the
+        file or row is missing or unreadable, is not valid JSON, or does not hold a valid state
+        (each logged as a warning).
         """
-        path = Path(file_path)
+        store = self._store
+        if file_path is None and store is not None:
+            try:
+                row = store.latest()
+            except StorageError as err:
+                logger.warning("import_state: cannot read %s: %s", store.location, err)
+                return False
+            if row is None:
+                logger.warning("import_state: no state saved in %s", store.location)
+                return False
+            return self._adopt(row.state_data, f"{store.location} state {row.id}")
+        path = Path(file_path) if file_path is not None else self.default_export_path()
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             logger.warning("import_state: cannot read %s: %s", path, err)
             return False
+        return self._adopt(text, str(path))
+
+    def _adopt(self, text: str, where: str) -> bool:
         try:
             state = json.loads(text)
         except json.JSONDecodeError as err:
-            logger.warning("import_state: %s is not valid JSON: %s", path, err)
+            logger.warning("import_state: %s is not valid JSON: %s", where, err)
             return False
         try:
             snapshot, epoch = _merge_top(None, state, self._rules, [], [])
         except StateValidationError as err:
-            logger.warning("import_state: %s holds an invalid state: %s", path, err)
+            logger.warning("import_state: %s holds an invalid state: %s", where, err)
             return False
         with self._lock:
             self._push(snapshot, epoch, True)
-        logger.info("State imported from %s", path)
+        logger.info("State imported from %s", where)
         return True

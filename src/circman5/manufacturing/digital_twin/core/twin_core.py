@@ -496,11 +496,13 @@ class DigitalTwin(Singleton):
         return self.state_manager.get_history(limit)
 
     def save_state(self, file_path: str | Path | None = None) -> bool:
-        """Export the current state as JSON (atomically); default path under the data dir."""
+        """Export the current state as JSON (atomically); without a path: to the ``states``
+        table with ``[database] url``, else the default file under the data dir."""
         return bool(self.state_manager.export_state(file_path))
 
-    def load_state(self, file_path: str | Path) -> bool:
-        """Import a state exported before; on any failure the current state is kept."""
+    def load_state(self, file_path: str | Path | None = None) -> bool:
+        """Import a state exported before (without a path: the one ``save_state()`` saved last,
+        in the database or the default file); on any failure the current state is kept."""
         ok = bool(self.state_manager.import_state(file_path))
         if ok:
             state = self.state_manager.get_current_state()

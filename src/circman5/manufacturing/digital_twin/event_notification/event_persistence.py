@@ -6,10 +6,10 @@ described below, or the one given as ``store=`` (the service passes PostgreSQL's
 
 ``save_event`` only serializes the event and appends a row to an in-memory queue; a writer thread
 (started on first use, a daemon, stopped after a few idle seconds and restarted on demand)
-inserts everything queued with one statement (one transaction), then deletes the oldest events
-beyond ``max_events`` (queued events that retention would delete at once are not inserted at
-all). Every read (``get_events``, ``count``), ``acknowledge_event`` and
-``clear_events`` first writes what is queued, so they see every event saved before them.
+inserts everything queued and deletes the oldest events beyond ``max_events`` in one transaction
+(queued events that retention would delete at once are not inserted at all). Every read
+(``get_events``, ``count``), ``acknowledge_event`` and ``clear_events`` first writes what is
+queued, so they see every event saved before them.
 ``flush()`` writes the queue now; ``close()`` writes it and closes the database (a later call
 reopens it); an ``atexit`` hook flushes every open instance.
 
@@ -277,34 +277,30 @@ class EventPersistence:
                         return
                     self._thread = me
 
-    def _write_pending(self) -> None:
-        """Insert everything queued (one transaction), then apply retention. Hold ``_db_lock``."""
+    def _write_pending(self, acknowledge: str | None = None) -> bool | None:
+        """Insert everything queued and apply retention (one transaction), with
+        ``acknowledge`` in the same transaction: whether that event was found (None: nothing
+        was queued or the write failed, so nothing was acknowledged). Hold ``_db_lock``."""
         pending = self._pending
         count = len(pending)
         if not count:
-            return
+            return None
         batch = [pending.popleft() for _ in range(count)]
         max_events = self.max_events
         if max_events is not None and count > max_events:
             # Retention would delete the older part of this batch right away: skip it.
             del batch[: count - max_events]
         try:
-            store = self._connect()
-            store.insert(batch)
+            found = self._connect().insert(batch, keep_newest=max_events, acknowledge=acknowledge)
         except (StorageError, OSError) as err:
             self.dropped += count
             self._report_failure(err, f"cannot store {count} events")
-            return
+            return None
         self.written += count
-        if max_events is not None:
-            try:
-                store.retain(max_events)
-            except StorageError as err:
-                self._report_failure(err, "cannot delete old events")
-                return
         if self._reported:
             logger.info("event database %s writable again", self.location)
             self._reported.clear()
+        return found
 
     def _report_failure(self, err: BaseException, what: str) -> None:
         """Log a write failure once per exception type until a write succeeds again."""
@@ -381,8 +377,15 @@ class EventPersistence:
         )
 
     def acknowledge_event(self, event_id: str) -> bool:
-        """Mark a stored event acknowledged; False when no event has that id."""
+        """Mark a stored event acknowledged; False when no event has that id.
+
+        What is queued is written first, in the same transaction (one commit)."""
         with self._db_lock:
+            if self._explicit_path is None:
+                self._bind()
+            found = self._write_pending(acknowledge=event_id)
+            if found is not None:
+                return found
             return self._ready().acknowledge(event_id)
 
     def clear_events(self, older_than_days: float | None = None) -> int:

@@ -39,9 +39,11 @@ range the path was seen in, widened by a quarter of that range, so a drift is ne
 as a far-away setpoint.
 
 A calibration is saved as JSON under ``<data dir>/calibrations/`` (``calibration-000001.json``,
-numbered monotonically) with an ``active.json`` pointer; :func:`load_active_calibration` returns
-the active one, whose :attr:`Calibration.parameters` (of the accepted paths only) override
-``SIMULATION_PARAMETERS`` in the simulation engine, Monte Carlo and scenarios.
+numbered monotonically) with an ``active.json`` pointer, or, with ``[database] url``, in
+PostgreSQL's ``calibrations`` tables (:func:`use_calibration_store`, set by the service);
+:func:`load_active_calibration` returns the active one, whose :attr:`Calibration.parameters`
+(of the accepted paths only) override ``SIMULATION_PARAMETERS`` in the simulation engine, Monte
+Carlo and scenarios.
 """
 
 from __future__ import annotations
@@ -50,9 +52,8 @@ import datetime
 import json
 import logging
 import math
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,7 +62,8 @@ from numpy.typing import NDArray
 
 from circman5.adapters.config.simulation_parameters import SimulationParameters
 from circman5.errors import ConfigError, InvalidInputError
-from circman5.files import atomic_write
+from circman5.storage.calibration_files import FileCalibrationStore
+from circman5.storage.contracts import CalibrationStore
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +74,14 @@ __all__ = [
     "PathFit",
     "PathHistory",
     "calibrate",
+    "calibration_store",
     "calibrations_dir",
     "format_report",
     "list_calibrations",
     "load_active_calibration",
     "load_calibration",
     "save_calibration",
+    "use_calibration_store",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -85,8 +89,6 @@ BoolArray = NDArray[np.bool_]
 FitStatus = Literal["accepted", "not explained", "no data"]
 
 _FORMAT = "circman5.calibration/1"
-_FILE = re.compile(r"^calibration-(\d{6,})\.json$")
-_ACTIVE = "active.json"
 
 TEMPERATURE = "production_line.temperature"
 TARGET = "production_line.target_temperature"
@@ -323,97 +325,103 @@ def calibrations_dir(data_dir: Path | None = None) -> Path:
     return Path(data_dir) / "calibrations"
 
 
-def list_calibrations(data_dir: Path | None = None) -> list[int]:
+_configured_store: CalibrationStore | None = None
+
+
+def use_calibration_store(store: CalibrationStore | None) -> None:
+    """Keep this process's calibrations in ``store`` (the service's PostgreSQL with
+    ``[database] url``); None: back to the files of the data directory."""
+    global _configured_store
+    _configured_store = store
+
+
+def calibration_store(
+    data_dir: Path | None = None, store: CalibrationStore | None = None
+) -> CalibrationStore:
+    """Where calibrations are: ``store``, else the one given to
+    :func:`use_calibration_store` (``data_dir`` is then not used), else the files of
+    ``data_dir`` (default: the current data directory)."""
+    if store is not None:
+        return store
+    if _configured_store is not None:
+        return _configured_store
+    return FileCalibrationStore(calibrations_dir(data_dir))
+
+
+def list_calibrations(
+    data_dir: Path | None = None, *, store: CalibrationStore | None = None
+) -> list[int]:
     """The saved calibration versions, ascending."""
-    folder = calibrations_dir(data_dir)
-    if not folder.is_dir():
-        return []
-    found = (_FILE.match(p.name) for p in folder.iterdir())
-    return sorted(int(m.group(1)) for m in found if m)
+    return calibration_store(data_dir, store).versions()
 
 
 def save_calibration(
-    calibration: Calibration, data_dir: Path | None = None, activate: bool = True
+    calibration: Calibration,
+    data_dir: Path | None = None,
+    activate: bool = True,
+    *,
+    store: CalibrationStore | None = None,
 ) -> Calibration:
     """Save ``calibration`` as the next version (and make it the active one); returns it
     numbered."""
-    folder = calibrations_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    version = (list_calibrations(data_dir) or [0])[-1] + 1
-    while True:
-        numbered = _with_version(calibration, version)
-        target = folder / f"calibration-{version:06d}.json"
-        try:
-            with target.open("x", encoding="utf-8") as out:
-                json.dump(numbered.to_dict(), out, indent=2)
-                out.write("\n")
-        except FileExistsError:  # another writer took this number
-            version += 1
-            continue
-        break
-    if activate:
-        _write_atomically(folder / _ACTIVE, {"version": version, "file": target.name})
-    logger.info("calibration %d saved to %s", version, target)
-    return numbered
+    target = calibration_store(data_dir, store)
+
+    def document(version: int) -> str:
+        return json.dumps(_with_version(calibration, version).to_dict(), indent=2) + "\n"
+
+    version = target.add(document, activate)
+    logger.info("calibration %d saved to %s", version, target.where(version))
+    return _with_version(calibration, version)
 
 
-def activate_calibration(version: int, data_dir: Path | None = None) -> None:
+def activate_calibration(
+    version: int, data_dir: Path | None = None, *, store: CalibrationStore | None = None
+) -> None:
     """Make a saved version the active one."""
-    folder = calibrations_dir(data_dir)
-    target = folder / f"calibration-{version:06d}.json"
-    if not target.is_file():
-        raise InvalidInputError(f"no calibration {version} in {folder}")
-    _write_atomically(folder / _ACTIVE, {"version": version, "file": target.name})
+    target = calibration_store(data_dir, store)
+    if not target.activate(version):
+        raise InvalidInputError(f"no calibration {version} in {target.location}")
 
 
 def _with_version(calibration: Calibration, version: int) -> Calibration:
-    from dataclasses import replace
-
     return replace(calibration, version=version)
 
 
-def _write_atomically(path: Path, data: Mapping[str, Any]) -> None:
-    atomic_write(path, json.dumps(data, indent=2) + "\n")
-
-
-def load_calibration(version: int, data_dir: Path | None = None) -> Calibration:
-    """A saved version; :class:`ConfigError` (file, key, reason) when it is not usable."""
-    path = calibrations_dir(data_dir) / f"calibration-{version:06d}.json"
+def load_calibration(
+    version: int, data_dir: Path | None = None, *, store: CalibrationStore | None = None
+) -> Calibration:
+    """A saved version; :class:`ConfigError` (where, key, reason) when it is not usable."""
+    source = calibration_store(data_dir, store)
+    where = source.where(version)
+    text = source.document(version)
+    if text is None:
+        raise ConfigError(where, "(file)", "not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ConfigError(str(path), "(file)", "file not found") from err
-    except (OSError, ValueError) as err:
-        raise ConfigError(str(path), "(syntax)", f"not readable JSON: {err}") from err
+        data = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(where, "(syntax)", f"not readable JSON: {err}") from err
     try:
         return Calibration.from_dict(data)
     except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(str(path), "(content)", f"not a circman5 calibration: {err}") from err
+        raise ConfigError(where, "(content)", f"not a circman5 calibration: {err}") from err
 
 
-def load_active_calibration(data_dir: Path | None = None) -> Calibration | None:
+def load_active_calibration(
+    data_dir: Path | None = None, *, store: CalibrationStore | None = None
+) -> Calibration | None:
     """The active calibration, or None when none was saved (a broken file raises
     :class:`ConfigError` naming it)."""
-    pointer = calibrations_dir(data_dir) / _ACTIVE
-    try:
-        data = json.loads(pointer.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        raise ConfigError(str(pointer), "(syntax)", f"not readable JSON: {err}") from err
-    version = data.get("version") if isinstance(data, dict) else None
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise ConfigError(str(pointer), "version", "must be an integer")
-    return load_calibration(version, data_dir)
+    source = calibration_store(data_dir, store)
+    version = source.active_version()
+    return None if version is None else load_calibration(version, store=source)
 
 
-def active_calibration_stamp(data_dir: Path | None = None) -> tuple[int, int] | None:
-    """A cheap change marker of the active pointer (inode, mtime), or None without one."""
-    try:
-        st = (calibrations_dir(data_dir) / _ACTIVE).stat()
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns
+def active_calibration_stamp(
+    data_dir: Path | None = None, *, store: CalibrationStore | None = None
+) -> object | None:
+    """A cheap change marker of the active version (files: the pointer's inode and mtime),
+    or None without one."""
+    return calibration_store(data_dir, store).active_stamp()
 
 
 # -- report --------------------------------------------------------------------------------------

@@ -203,7 +203,7 @@ class SimulationEngine:
         self._rng = rng if rng is not None else np.random.default_rng()
         self._use_calibration = use_calibration
         self._data_dir = data_dir
-        self._calibration_stamp: tuple[int, int] | None = None
+        self._calibration_stamp: object | None = None
         self._calibrated_paths: frozenset[str] = frozenset()
         self._parameter_set = BUILT_IN
         #: Why the engine does not follow the calibration (None while it does).
