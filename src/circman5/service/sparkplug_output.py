@@ -2,8 +2,9 @@
 
 The glue between the twin and :class:`~circman5.connectors.sparkplug.edge_node.SparkplugEdgeNode`
 (which knows no twin): every accepted twin update (the synchronization engine's update listener,
-once per tick) is flattened to dotted paths and handed to the node, which publishes what changed
-as one ``NDATA`` (per device: ``DDATA``); its births start from the whole twin state.
+once per tick) hands its leaves by dotted path (``TwinUpdate.leaves()``) to the node, which
+publishes what changed as one ``NDATA`` (per device: ``DDATA``); its births start from the whole
+twin state.
 
 A host's ``NCMD``/``DCMD`` write of a metric is a setpoint command: only for the paths in the
 output's ``writable`` list, and then through the same
