@@ -34,12 +34,21 @@ round is printed on stderr). Target: the service at >= 0.95x of the bare script'
 Other subjects: :data:`VARIANTS` lists the service's configurations; a :class:`Variant` adds
 connector TOML (e.g. ``workers = 2``) to the MQTT connector and gets its own rows.
 
+Per round it also prints the CPU seconds per 100,000 messages of every process of the pipeline
+(the subject, each ingestion worker, mosquitto, VictoriaMetrics, the publisher's threads) and the
+cores each kept busy: on a 2-core box the broker and the server share the cores with the subject.
+
 Run: ``python -m benchmarks pipeline`` (about three minutes); ``BENCH_PIPELINE_MESSAGES`` (default
-300,000), ``BENCH_PIPELINE_ROUNDS`` (2) and ``BENCH_PIPELINE_QOS`` (``0,1``) change it.
+300,000), ``BENCH_PIPELINE_ROUNDS`` (2) and ``BENCH_PIPELINE_QOS`` (``0,1``) change it;
+``BENCH_PIPELINE_VARIANTS`` picks variants by label (``one process,2 workers 3.1.1``);
+``BENCH_PIPELINE_BEFORE=<src dir>`` runs each chosen variant again from another source tree (before
+and after a change, same run); ``BENCH_PIPELINE_PROFILE=<dir>`` has py-spy sample the subject's
+Python processes over each flood.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -85,6 +94,8 @@ class Variant:
     label: str
     connector_toml: str = ""
     ratio: float = RATIO
+    #: run the service from this source tree instead (``PYTHONPATH``): "before" in the same run
+    source: str = ""
 
 
 WORKERS_SPEEDUP = 1.6
@@ -271,6 +282,9 @@ class RawPublisher:
         if connack[0] != 0x20 or connack[3] != 0:
             raise RuntimeError(f"mosquitto refused the publisher: {connack!r}")
         self._reader: threading.Thread | None = None
+        # CPU seconds of the sending and of the acknowledgement-reading thread
+        self.send_cpu_s = 0.0
+        self.ack_cpu_s = 0.0
 
     def _read_exactly(self, size: int) -> bytes:
         data = b""
@@ -282,20 +296,29 @@ class RawPublisher:
         return data
 
     def _read_acks(self) -> None:
+        start = time.thread_time()
         remaining = 4 * self.count  # one PUBACK is 4 bytes
         while remaining > 0:
             chunk = self.sock.recv(min(remaining, 1 << 20))
             if not chunk:
-                return
+                break
             remaining -= len(chunk)
+        self.ack_cpu_s = time.thread_time() - start
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds the publisher's threads used (read after :meth:`send` returned)."""
+        return self.send_cpu_s + self.ack_cpu_s
 
     def send(self, chunks: list[bytes]) -> None:
         """Every chunk, then (QoS 1: once every PUBACK is in) DISCONNECT."""
+        start = time.thread_time()
         if self.qos:
             self._reader = threading.Thread(target=self._read_acks, daemon=True)
             self._reader.start()
         for chunk in chunks:
             self.sock.sendall(chunk)
+        self.send_cpu_s = time.thread_time() - start
         if self._reader is not None:
             self._reader.join(120)
         self.sock.sendall(b"\xe0\x00")
@@ -342,6 +365,14 @@ class Result:
     repeated: int
     exact: bool
     notes: list[str] = field(default_factory=list)
+    #: CPU seconds per 100,000 messages of every process of the pipeline (the subject, each of
+    #: its worker processes, mosquitto, VictoriaMetrics, the publisher)
+    cpu_per_100k: dict[str, float] = field(default_factory=dict)
+    #: cores each of them kept busy over the flood (CPU seconds / wall seconds)
+    cores: dict[str, float] = field(default_factory=dict)
+    #: threads of each waiting for a CPU while runnable, on average over the flood (run-queue
+    #: seconds / wall seconds): the share the machine's other work took from them
+    waiting: dict[str, float] = field(default_factory=dict)
 
 
 def _cpu_seconds(process: Any) -> float:
@@ -355,6 +386,75 @@ def _cpu_seconds(process: Any) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+def _pipeline_processes(process: Any, broker: Any, vm: Any) -> dict[str, Any]:
+    """Every process of the pipeline by label: the subject (the service or the bare script),
+    its children (the ingestion workers), mosquitto and VictoriaMetrics."""
+    import psutil
+
+    found: dict[str, Any] = {"subject": process}
+    for index, child in enumerate(sorted(process.children(recursive=True), key=lambda c: c.pid)):
+        found[f"worker {index}"] = child
+    for label, server in (("mosquitto", broker), ("VictoriaMetrics", vm)):
+        if server is not None and server.process is not None:
+            found[label] = psutil.Process(server.process.pid)
+    return found
+
+
+def _own_cpu(processes: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds (user + system) of each process alone (not its children)."""
+    import psutil
+
+    seconds: dict[str, float] = {}
+    for label, proc in processes.items():
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        seconds[label] = times.user + times.system
+    return seconds
+
+
+@contextmanager
+def _profiled(subject: str, processes: dict[str, Any]) -> Iterator[None]:
+    """``BENCH_PIPELINE_PROFILE=<dir>``: py-spy samples every Python process of the subject over
+    the flood (``<dir>/<subject>-<process>.txt``, raw collapsed stacks with thread names)."""
+    where = os.environ.get("BENCH_PIPELINE_PROFILE", "")
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not where:
+        yield
+        return
+    Path(where).mkdir(parents=True, exist_ok=True)
+    samplers = []
+    for label, proc in processes.items():
+        if label not in ("mosquitto", "VictoriaMetrics"):
+            name = f"{subject}-{label}".replace(" ", "_")
+            output = Path(where) / f"{name}.txt"
+            command = [spy, "record", "-p", str(proc.pid), "-o", str(output), "-f", "raw"]
+            command += ["--nonblocking", "--threads", "-r", "250"]
+            samplers.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for sampler in samplers:
+            sampler.send_signal(2)
+        for sampler in samplers:
+            sampler.wait(30)
+
+
+def _run_delay(processes: dict[str, Any]) -> dict[str, float]:
+    """Seconds each process's threads have waited for a CPU while runnable (Linux
+    ``/proc/<pid>/task/<tid>/schedstat``, second field): time the machine's other work took."""
+    waited: dict[str, float] = {}
+    for label, proc in processes.items():
+        total = 0
+        for stat in Path(f"/proc/{proc.pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(stat.read_text().split()[1])
+        waited[label] = total / 1e9
+    return waited
 
 
 def _warm_up(broker_port: int, vm: Any, process: subprocess.Popen[bytes], workdir: Path) -> None:
@@ -379,6 +479,7 @@ def flood(
     process: subprocess.Popen[bytes],
     workdir: Path,
     count: int = MESSAGES,
+    broker: Any = None,
 ) -> Result:
     """Flood ``count`` messages; time, CPU, RSS and loss as the module docstring says."""
     import psutil
@@ -387,6 +488,11 @@ def flood(
     chunks = build_flood(count, qos)
     proc = psutil.Process(process.pid)
     publisher = RawPublisher(broker_port, qos, count, f"bench-flood-{subject}")
+    processes = _pipeline_processes(proc, broker, vm)
+    own_start = _own_cpu(processes)
+    waited_start = _run_delay(processes)
+    profiling = _profiled(subject, processes)
+    profiling.__enter__()
     cpu_start = _cpu_seconds(proc)
     rss_peak = proc.memory_info().rss
     first = time.perf_counter()
@@ -407,7 +513,13 @@ def flood(
             last = last_change
             break
     cpu = _cpu_seconds(proc) - cpu_start
+    own_end = _own_cpu(processes)
+    waited_end = _run_delay(processes)
+    profiling.__exit__(None, None, None)
     sender.join(60)
+    wall = max(last - first, 1e-9)
+    spent = {label: own_end[label] - own_start[label] for label in own_end if label in own_start}
+    spent["publisher"] = publisher.cpu_s
     expected_sum = count * (count - 1) / 2
     total = stored_sum(vm)
     result = Result(
@@ -419,12 +531,27 @@ def flood(
         lost=max(0, count - stored),
         repeated=max(0, stored - count),
         exact=stored == count and abs(total - expected_sum) < 0.5,
+        cpu_per_100k={k: v / max(stored, 1) * 100_000 for k, v in spent.items()},
+        cores={k: v / wall for k, v in spent.items()},
+        waiting={k: (waited_end[k] - waited_start.get(k, 0.0)) / wall for k in waited_end},
     )
     print(
         f"  {subject:>24} QoS {qos}: {result.rate:>9,.0f} msgs/s, "
         f"{result.cpu_ms_per_1000:6.1f} ms CPU/1000 msgs, RSS {result.rss_peak_mb:5.0f} MB, "
         f"lost {result.lost}, repeated {result.repeated} (at-least-once), "
         f"{'each point once' if result.exact else 'NOT each point once'}",
+        file=sys.stderr,
+    )
+    print(
+        "    CPU s per 100k msgs (cores busy): "
+        + ", ".join(
+            f"{k} {result.cpu_per_100k[k]:.2f} ({result.cores[k]:.2f})" for k in result.cores
+        ),
+        file=sys.stderr,
+    )
+    print(
+        "    threads waiting for a CPU (average over the flood): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in result.waiting.items()),
         file=sys.stderr,
     )
     return result
@@ -451,9 +578,11 @@ def run_service(workdir: Path, qos: int, variant: Variant, count: int = MESSAGES
         )
         env = dict(os.environ, CIRCMAN5_DATA_DIR=str(workdir / "data"))
         env.pop("CIRCMAN5_CONFIG_DIR", None)
+        if variant.source:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [variant.source, str(_ROOT)]))
         command = [*_circman5_command(), "run", "--config", str(config)]
         with _subject(workdir, command, env) as process:
-            return flood(variant.label, qos, broker.port, vm, process, workdir, count)
+            return flood(variant.label, qos, broker.port, vm, process, workdir, count, broker)
 
 
 def run_bare(workdir: Path, qos: int, count: int = MESSAGES) -> Result:
@@ -462,7 +591,7 @@ def run_bare(workdir: Path, qos: int, count: int = MESSAGES) -> Result:
         command = [sys.executable, "-c", _BARE, str(broker.port), vm.url, str(qos)]
         command.append(str(BARE_BATCH))
         with _subject(workdir, command, dict(os.environ)) as process:
-            return flood("bare script", qos, broker.port, vm, process, workdir, count)
+            return flood("bare script", qos, broker.port, vm, process, workdir, count, broker)
 
 
 # -- the table ------------------------------------------------------------------------------------
@@ -511,11 +640,38 @@ def rows_for(qos: int, variant: Variant, service: list[Result], bare: list[Resul
             baseline=max(r.lost for r in bare),
             baseline_label="bare script",
         ),
+        *(
+            Row(
+                f"  CPU s per 100k msgs: {label} (best round)",
+                seconds,
+                "s",
+                None,
+                higher_is_better=False,
+                baseline=base.cpu_per_100k.get(label),
+                baseline_label="bare script",
+            )
+            for label, seconds in best.cpu_per_100k.items()
+        ),
     ]
 
 
+def chosen_variants() -> list[Variant]:
+    """:data:`VARIANTS`, or those named in ``BENCH_PIPELINE_VARIANTS`` (labels, comma-separated);
+    ``BENCH_PIPELINE_BEFORE=<src dir>`` adds each again run from that source tree (e.g. ``git
+    archive main src | tar -x -C /tmp/before``, then ``/tmp/before/src``): before and after in
+    the same run."""
+    names = os.environ.get("BENCH_PIPELINE_VARIANTS", "")
+    chosen = [v for v in VARIANTS if not names or v.label in names.split(",")]
+    before = os.environ.get("BENCH_PIPELINE_BEFORE", "")
+    if before:
+        chosen += [
+            Variant(f"{v.label} (before)", v.connector_toml, v.ratio, source=before) for v in chosen
+        ]
+    return chosen
+
+
 def run_all(workdir: Path, variants: list[Variant] | None = None) -> list[Row]:
-    variants = VARIANTS if variants is None else variants
+    variants = chosen_variants() if variants is None else variants
     print(
         f"pipeline: {MESSAGES:,} messages per round, {ROUNDS} round(s) each, "
         f"{os.cpu_count()} CPU(s)",
@@ -532,18 +688,25 @@ def run_all(workdir: Path, variants: list[Variant] | None = None) -> list[Row]:
                 service[variant.label].append(run_service(where, qos, variant))
         for variant in variants:
             rows += rows_for(qos, variant, service[variant.label], bare)
-        for label in ("2 workers", "2 workers 3.1.1"):
-            if not (service.get("one process") and service.get(label)):
+        for label, single in (
+            ("2 workers", "one process"),
+            ("2 workers 3.1.1", "one process"),
+            ("2 workers (before)", "one process (before)"),
+            ("2 workers 3.1.1 (before)", "one process (before)"),
+            ("one process", "one process (before)"),
+        ):
+            if not (service.get(single) and service.get(label)):
                 continue
-            one, two = _best(service["one process"]), _best(service[label])
+            one, two = _best(service[single]), _best(service[label])
+            target = WORKERS_SPEEDUP * one.rate if "workers" in label else None
             rows.append(
                 Row(
-                    f"QoS {qos}, {label} against one process: stored msgs/s",
+                    f"QoS {qos}, {label} against {single}: stored msgs/s",
                     two.rate,
                     "msgs/s",
-                    WORKERS_SPEEDUP * one.rate,
+                    target,
                     baseline=one.rate,
-                    baseline_label="one process",
+                    baseline_label=single,
                 )
             )
     return rows

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
 from circman5.manufacturing.digital_twin.event_notification.reporter import EventProblemReporter
 from circman5.paths import data_dir, locations
 from circman5.service.batches import BatchTracker
+from circman5.service.gc_tuning import tune_garbage_collector
 from circman5.service.health import HealthServer
 from circman5.service.metrics import ServiceMetrics
 from circman5.service.outputs import durable_sample_sink, output_reasons
@@ -276,10 +276,7 @@ class EdgeService:
                 running.api_url = f"{scheme}://{host}:{api_server.port}/"
         except TimeoutError:
             logger.warning("the health port or the API did not start; the supervisor retries")
-        # everything built at start-up lives as long as the service: keep it out of the
-        # collector's full passes (they otherwise rescan it many times a second under load)
-        gc.collect()
-        gc.freeze()
+        tune_garbage_collector()  # start-up objects frozen, fewer young collections
         self.ready.set()
         logger.info(
             "circman5 running: %d connector(s)%s%s",

@@ -9,9 +9,10 @@ subscriptions. Reconnecting is the connector's (see :meth:`MqttConnector._run`):
 ``reconnect_absent_s`` while the broker is absent, exponential backoff between
 ``reconnect_initial_s`` and ``reconnect_max_s`` while it refuses the connection.
 
-Messages are handed to the event loop in bursts: the thread only appends the message to a deque
-and, if no drain is scheduled yet, schedules one with ``loop.call_soon_threadsafe``; the drain
-on the loop decodes everything waiting into one batch.
+Messages are handed to the event loop in bursts: paho's thread reads the socket in blocks
+(:mod:`.receive`), appends each block's messages as one list to a deque and, if no drain is
+scheduled yet, schedules one with ``loop.call_soon_threadsafe``; the drain on the loop decodes
+everything waiting into one batch.
 
 Decoding per tag: the topic is matched against the tag's filter (cached per topic); the payload
 is either a plain number / text (no ``field``) or JSON (``orjson``) with the value at the dotted
@@ -49,7 +50,7 @@ from circman5.connectors.deadband import Deadband
 from circman5.connectors.mqtt.acks import InOrderAcks
 from circman5.connectors.mqtt.config import MqttConnectorSettings, MqttTag
 from circman5.connectors.mqtt.paho_properties import install as install_shared_table_properties
-from circman5.connectors.mqtt.receive import DirectReceiveClient
+from circman5.connectors.mqtt.receive import DirectReceiveClient, Message
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.connectors.status import ConnectorStatus
 from circman5.errors import DeviceUnavailable, TagWriteError
@@ -252,10 +253,14 @@ class MqttConnector(BrokerSessionConnector):
         self._cache: dict[bytes, _CacheEntry] = {}
         self._wildcard_paths: set[str] = set()
         self._limit_reported = False
-        # (raw topic, payload, paho's receive time, mid, qos, link): plain tuples, so the
-        # messages themselves are freed at once in paho's thread (fewer objects for the garbage
-        # collector). ``link`` numbers the connection the message came on (for the acks).
-        self._inbox: deque[tuple[bytes, bytes | bytearray, float, int, int, int]] = deque()
+        # One entry per block paho's thread read: ([(raw topic, payload, mid, qos), ...], the
+        # block's receive time, link): plain tuples, so paho's messages are freed at once in its
+        # thread (fewer objects for the garbage collector). ``link`` numbers the connection the
+        # messages came on (for the acks). Messages waiting: ``_queued`` (counted by paho's
+        # thread) minus ``_taken`` (counted by the loop): each counter has one writer.
+        self._inbox: deque[tuple[list[Message], float, int]] = deque()
+        self._queued = 0
+        self._taken = 0
         self._manual_ack = settings.acknowledge == "durable"
         self._acks = InOrderAcks(self._send_ack, self._send_acks)
         self._link = 0
@@ -346,7 +351,7 @@ class MqttConnector(BrokerSessionConnector):
         client.on_subscribe = self._on_subscribe
         client.on_unsubscribe = self._on_unsubscribe
         if isinstance(client, DirectReceiveClient):
-            client.on_publish_received = self._on_publish
+            client.on_publishes_received = self._on_publishes
         return client
 
     async def _run(self) -> None:
@@ -486,16 +491,25 @@ class MqttConnector(BrokerSessionConnector):
     def _on_publish(
         self, topic: bytes, payload: bytes | bytearray, received: float, mid: int, qos: int
     ) -> None:
-        """One message, in paho's thread: into the inbox as a plain tuple (see ``_inbox``)."""
-        inbox = self._inbox
-        if len(inbox) >= self._inbox_limit:
-            self._thread_dropped += 1
-            if not (self._manual_ack and qos):
+        """One message, in paho's thread (MQTT 5, QoS 2, paho's debug logging)."""
+        self._on_publishes([(topic, bytes(payload), mid, qos)], received)
+
+    def _on_publishes(self, messages: list[Message], received: float) -> None:
+        """The messages of one block, in paho's thread: into the inbox as they are (see
+        ``_inbox``), one wake-up of the loop per burst."""
+        room = self._inbox_limit - (self._queued - self._taken)
+        if room < len(messages):
+            kept = messages[: max(room, 0)]
+            over = messages[len(kept) :]
+            self._thread_dropped += len(over)
+            if self._manual_ack:
+                # dropped and counted, but still acknowledged in order: an empty topic marks it
+                kept += [(b"", b"", mid, qos) for _, _, mid, qos in over if qos]
+            if not kept:
                 return
-            # dropped and counted, but still acknowledged in order: an empty topic marks it
-            inbox.append((b"", b"", 0.0, mid, qos, self._link))
-            return
-        inbox.append((topic, payload, received, mid, qos, self._link))
+            messages = kept
+        self._queued += len(messages)
+        self._inbox.append((messages, received, self._link))
         if not self._scheduled:
             self._scheduled = True
             loop = self._loop
@@ -534,41 +548,45 @@ class MqttConnector(BrokerSessionConnector):
         json_error = orjson.JSONDecodeError
         missing = _MISSING
         make = make_sample
+        taken = 0
         for _ in range(count):
-            raw_topic, payload, received, mid, qos, link = popleft()
-            if qos and manual_ack:
-                acks.received(mid, qos, link)
-                if not raw_topic:  # dropped in paho's thread (inbox full): acknowledge only
-                    continue
-            entry = cache.get(raw_topic)
-            if entry is None:
-                entry = self._resolve(raw_topic)
-            fast_key, path, topic, routes, problem = entry
-            if not routes:
-                if problem is not None:
-                    self._refuse(topic, problem)
-                continue
-            if len(payload) > limit:
-                self._malformed(topic, f"payload of {len(payload)} bytes exceeds {limit}")
-                continue
+            messages, received, link = popleft()
+            taken += len(messages)
             received_ns = int((received + offset_s) * 1e9)
-            if fast_key is not None:
-                # The common case, inlined: a JSON object with a float at a top-level key.
-                try:
-                    document = loads(payload)
-                except json_error as err:
-                    self._malformed(topic, f"invalid JSON: {err}", payload)
-                    continue
-                value = document.get(fast_key, missing) if type(document) is dict else missing
-                kind = type(value)
-                if kind is float:
-                    if value - value == 0.0:
-                        append(make(name, topic, path, value, received_ns, good))
+            for raw_topic, payload, mid, qos in messages:
+                if qos and manual_ack:
+                    acks.received(mid, qos, link)
+                    if not raw_topic:  # dropped in paho's thread (inbox full): acknowledge only
                         continue
-                elif kind is int:
-                    append(make(name, topic, path, float(value), received_ns, good))
+                entry = cache.get(raw_topic)
+                if entry is None:
+                    entry = self._resolve(raw_topic)
+                fast_key, path, topic, routes, problem = entry
+                if not routes:
+                    if problem is not None:
+                        self._refuse(topic, problem)
                     continue
-            self._decode(payload, topic, routes, received_ns, append)
+                if len(payload) > limit:
+                    self._malformed(topic, f"payload of {len(payload)} bytes exceeds {limit}")
+                    continue
+                if fast_key is not None:
+                    # The common case, inlined: a JSON object with a float at a top-level key.
+                    try:
+                        document = loads(payload)
+                    except json_error as err:
+                        self._malformed(topic, f"invalid JSON: {err}", payload)
+                        continue
+                    value = document.get(fast_key, missing) if type(document) is dict else missing
+                    kind = type(value)
+                    if kind is float:
+                        if value - value == 0.0:
+                            append(make(name, topic, path, value, received_ns, good))
+                            continue
+                    elif kind is int:
+                        append(make(name, topic, path, float(value), received_ns, good))
+                        continue
+                self._decode(payload, topic, routes, received_ns, append)
+        self._taken += taken
         if manual_ack:
             ack = acks.token()
             if ack is not None:

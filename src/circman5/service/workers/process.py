@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import os
 import signal
 import sys
@@ -33,6 +34,7 @@ from circman5.connectors.mqtt.config import MqttConnectorSettings
 from circman5.errors import ConfigError
 from circman5.logging_setup import configure_logging
 from circman5.samples import Sample
+from circman5.service.gc_tuning import tune_garbage_collector
 from circman5.service.outputs import durable_sample_sink
 from circman5.service.workers.job import PooledSettings, WorkerJob
 from circman5.sinks.line_protocol import LineEncoder
@@ -42,6 +44,7 @@ from circman5.sinks.timeseries import LineProtocolWriter
 logger = logging.getLogger(__name__)
 
 _MAX_PENDING_PROBLEMS = 1000
+_path_of = operator.attrgetter("path")
 
 
 class ForwardingReporter:
@@ -157,8 +160,7 @@ async def _consume(
 ) -> None:
     async for batch in connector.batches():
         store(batch)  # durable first: the acknowledgements fire once the outbox committed
-        for sample in batch:
-            latest[sample.path] = sample
+        latest.update(zip(map(_path_of, batch), batch, strict=True))  # the last per path wins
 
 
 async def _forward(
@@ -213,6 +215,7 @@ async def run(job: WorkerJob, channel_fd: int) -> None:
             return _frame(latest, connector, outbox, reporter)
 
         async with connector, asyncio.TaskGroup() as group:
+            tune_garbage_collector()
             consume = group.create_task(_consume(connector, durable_sample_sink(writer), latest))
             forward = group.create_task(_forward(channel, job.tick_s, frame))
             await stop.wait()
