@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report import Row
+from tests.fixtures.spec_state import spec_state
 
 REPEAT = 3
 N_EVENTS = 100_000
@@ -170,23 +171,7 @@ def _naive_publish_rate(directory: Path, run: int) -> float:
 
 # -- state manager -----------------------------------------------------------------------------
 
-_STATE: dict[str, Any] = {
-    "timestamp": "2025-02-24T14:30:22.123456",
-    "system_status": "running",
-    "production_line": {
-        "status": "running",
-        "temperature": 22.5,
-        "energy_consumption": 120.5,
-        "production_rate": 8.3,
-        "efficiency": 0.92,
-        "defect_rate": 0.02,
-    },
-    "materials": {
-        "silicon_wafer": {"inventory": 850, "quality": 0.95},
-        "solar_glass": {"inventory": 420, "quality": 0.98},
-    },
-    "environment": {"temperature": 22.0, "humidity": 45.0},
-}
+_STATE: dict[str, Any] = spec_state()
 
 
 def _updates(n: int) -> list[dict[str, Any]]:

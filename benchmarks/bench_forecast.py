@@ -44,6 +44,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
 )
 from circman5.manufacturing.digital_twin.simulation.forecast import ForecastChecker
 from circman5.manufacturing.digital_twin.simulation.simulation_engine import SimulationEngine
+from tests.fixtures.spec_state import spec_state
 
 LOW, HIGH = 18.0, 27.0
 DEADBAND = 0.01 * (HIGH - LOW)
@@ -272,23 +273,7 @@ class _ModelOnly:
         self.state = copy.deepcopy(STATE)
 
 
-STATE: dict[str, object] = {
-    "timestamp": "2025-02-24T14:30:22.123456",
-    "system_status": "running",
-    "production_line": {
-        "status": "running",
-        "temperature": 22.5,
-        "energy_consumption": 120.5,
-        "production_rate": 8.3,
-        "efficiency": 0.92,
-        "defect_rate": 0.02,
-    },
-    "materials": {
-        "silicon_wafer": {"inventory": 1e7, "quality": 0.95},
-        "solar_glass": {"inventory": 1e7, "quality": 0.98},
-    },
-    "environment": {"temperature": 22.0, "humidity": 45.0},
-}
+STATE: dict[str, object] = spec_state(inventory=1e7)
 
 
 def baseline(group: list[Case]) -> dict[str, Score]:

@@ -41,6 +41,7 @@ from pathlib import Path
 from benchmarks.bench_service import Ports, Service
 from benchmarks.bench_workers import _cpu_s, _load, _proc_status, _workers_of, vm_count
 from benchmarks.report import Row
+from tests.fixtures.worker_service import worker_service_toml
 
 TAGS = int(os.environ.get("BENCH_OPCUA_WORKERS_TAGS", "10000"))
 RATE_HZ = float(os.environ.get("BENCH_OPCUA_WORKERS_RATE_HZ", "2"))
@@ -128,25 +129,14 @@ def simulator_server(workdir: Path) -> Iterator[LoadServer]:
 
 
 def service_toml(server: LoadServer, vm_url: str, health_port: int, workers: int, tag: str) -> str:
+    # site = tag: each round counts its own points
+    return worker_service_toml(
+        site=tag, health_port=health_port, vm_url=vm_url, connector=_connector(server, workers)
+    )
+
+
+def _connector(server: LoadServer, workers: int) -> str:
     return f"""
-site = "{tag}"  # each round counts its own points
-line = "line1"
-
-[health]
-port = {health_port}
-
-[api]
-enabled = false
-
-[batches]
-enabled = false
-
-[outputs.influxdb]
-url = "{vm_url}"
-org = "plant"
-bucket = "line1"
-token = "not-needed"
-
 [[connectors]]
 type = "opcua"
 name = "load"

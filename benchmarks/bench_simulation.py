@@ -26,6 +26,7 @@ from benchmarks.report import Row
 from circman5.adapters.services.constants_service import ConstantsService
 from circman5.manufacturing.digital_twin.simulation.forecast import ForecastChecker
 from circman5.manufacturing.digital_twin.simulation.simulation_engine import SimulationEngine
+from tests.fixtures.spec_state import spec_state
 
 TRAJECTORY_STEPS = 100_000
 BASELINE_STEPS = 20_000
@@ -33,23 +34,7 @@ MC_ITERATIONS = 1_000
 MC_STEPS = 100
 REPEATS = 3
 
-STATE: dict[str, Any] = {
-    "timestamp": "2025-02-24T14:30:22.123456",
-    "system_status": "running",
-    "production_line": {
-        "status": "running",
-        "temperature": 22.5,
-        "energy_consumption": 120.5,
-        "production_rate": 8.3,
-        "efficiency": 0.92,
-        "defect_rate": 0.02,
-    },
-    "materials": {
-        "silicon_wafer": {"inventory": 1e7, "quality": 0.95},
-        "solar_glass": {"inventory": 1e7, "quality": 0.98},
-    },
-    "environment": {"temperature": 22.0, "humidity": 45.0},
-}
+STATE: dict[str, Any] = spec_state(inventory=1e7)
 
 
 def best_of(repeats: int, work: Callable[[], object]) -> float:

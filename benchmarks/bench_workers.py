@@ -34,6 +34,7 @@ from pathlib import Path
 
 from benchmarks.bench_service import Ports, Service
 from benchmarks.report import Row
+from tests.fixtures.worker_service import flood_service_toml as service_toml
 
 MESSAGES = int(os.environ.get("BENCH_WORKERS_MESSAGES", "200000"))
 ROUNDS = int(os.environ.get("BENCH_WORKERS_ROUNDS", "2"))
@@ -62,45 +63,6 @@ for i in range(count):
 last.wait_for_publish(120)
 client.disconnect()
 client.loop_stop()
-"""
-
-
-def service_toml(
-    mqtt_port: int, vm_url: str, health_port: int, workers: int, qos: int, tag: str
-) -> str:
-    return f"""
-site = "{tag}"  # each round counts its own points
-line = "line1"
-
-[health]
-port = {health_port}
-
-[api]
-enabled = false
-
-[batches]
-enabled = false
-
-[outputs.influxdb]
-url = "{vm_url}"
-org = "plant"
-bucket = "line1"
-token = "not-needed"
-
-[[connectors]]
-type = "mqtt"
-name = "flood"
-port = {mqtt_port}
-protocol = "5"
-client_id = "bench-{tag}"
-share_group = "bench-{tag}"  # an earlier round's offline sessions would take a share
-qos = {qos}
-workers = {workers}
-
-[[connectors.tags]]
-address = "bench/line1/+"
-path = "bench.{{1}}.value"
-field = "value"
 """
 
 

@@ -116,8 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with locations(*_locations_of(args)):
-            return _dispatch(parser, args)
+        data_dir, constants_dir = _locations_of(args)
+        with locations(data_dir, constants_dir):
+            return _dispatch(parser, args, constants_dir)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
@@ -128,7 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _dispatch(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, constants_dir: Path | None
+) -> int:
+    """Run the command; ``constants_dir`` is the resolved constants directory (flag or TOML)."""
     if args.command == "demo":
         from circman5.service.demo import run_demo
 
@@ -144,7 +148,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             role=args.role,
         )
     if args.command == "check-config":
-        return check_config(args.settings_file)
+        return check_config(args.settings_file, constants_dir)
     if args.command == "init-config":
         return init_config(args.directory, args.force)
     if args.command == "user":
@@ -197,13 +201,17 @@ def _locations_of(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     return data_dir, constants_dir
 
 
-def check_config(settings_file: Path | None) -> int:
-    """Validate the twin's constants and the service settings; print them resolved."""
+def check_config(settings_file: Path | None, constants_dir: Path | None = None) -> int:
+    """Validate the twin's constants and the service settings; print them resolved.
+
+    ``constants_dir``: the constants directory (``--constants``, else the TOML's
+    ``config_dir``); None reads ``CIRCMAN5_CONFIG_DIR``, else the embedded defaults.
+    """
     from circman5.adapters.services.constants_service import ConstantsService
     from circman5.settings import load_settings, masked
 
     settings = load_settings(settings_file)
-    constants = ConstantsService()
+    constants = ConstantsService(constants_dir or settings.config_dir)
     resolved = {
         "settings_file": str(settings_file) if settings_file else None,
         "constants_dir": str(constants.config_dir) if constants.config_dir else "(embedded)",

@@ -59,6 +59,16 @@ class TagWriteError(ConnectorError):
     """A write to a device tag failed or was refused."""
 
 
+class MalformedPayload(Circman5Error):
+    """One MQTT message cannot be decoded for one tag (counted and reported, never raised out
+    of the connector)."""
+
+
+class MetricRejected(Circman5Error):
+    """One Sparkplug B metric's value cannot be used for its tag (counted and reported, never
+    raised out of the connector)."""
+
+
 class SinkError(Circman5Error):
     """A sink could not store a batch."""
 
@@ -170,6 +180,18 @@ class FeatureUnavailable(Circman5Error, RuntimeError):
 
 class StorageError(SinkError):
     """The twin's database (SQLite file or PostgreSQL) could not be read or written."""
+
+
+class ScenarioLimitError(InvalidInputError):
+    """Creating a scenario would exceed ``max_scenarios``."""
+
+
+class ScenarioNotFoundError(InvalidInputError, LookupError):
+    """No scenario (or simulation) with that name (or id)."""
+
+
+class ScenarioStoreError(StorageError):
+    """The scenario database could not be read or written."""
 
 
 class SchemaVersionError(StorageError):

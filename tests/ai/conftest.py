@@ -1,30 +1,18 @@
-"""Fixtures of the AI tests: fresh singletons, a small model trained once, a running twin."""
+"""Fixtures of the AI tests (the root conftest gives fresh singletons): a small model trained
+once, a running twin."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from circman5.adapters.services.constants_service import ConstantsService
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
-from circman5.manufacturing.digital_twin.event_notification.event_manager import EventManager
 from circman5.manufacturing.optimization.model import ManufacturingModel
 
 #: A model small enough to train in a fraction of a second (the default is 100 trees x 400 rows).
 SMALL: dict[str, Any] = {"n_estimators": 40, "synthetic_samples": 160, "cv_folds": 3}
-
-
-@pytest.fixture(autouse=True)
-def fresh_singletons() -> Iterator[None]:
-    ConstantsService._reset_instance()
-    EventManager._reset_instance()
-    DigitalTwin._reset_instance()
-    yield
-    DigitalTwin._reset_instance()
-    EventManager._reset_instance()
-    ConstantsService._reset_instance()
 
 
 @pytest.fixture

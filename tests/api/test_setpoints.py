@@ -185,23 +185,3 @@ async def test_confirmation_by_read_back_and_timeout_without_the_twin(
             assert result.confirmed and result.confirmed_by == "read"
             assert result.readback == pytest.approx(23.5)
             assert stack.bench.plant.setpoints.target_temperature == 23.5
-
-
-def test_setpoint_limits_from_settings() -> None:
-    from pydantic import ValidationError
-
-    from circman5.api.setpoints import SetpointLimitSettings
-
-    entry = SetpointLimitSettings.model_validate(
-        {"path": TARGET, "min": 18.0, "max": 32.0, "connector": "plc", "unit": "°C"}
-    )
-    limit = entry.to_limit()
-    assert (limit.path, limit.min, limit.max, limit.connector) == (TARGET, 18.0, 32.0, "plc")
-    for bad in (
-        {"path": TARGET, "min": 5.0, "max": 1.0, "connector": "plc"},
-        {"path": TARGET, "min": 5.0, "connector": "plc"},
-        {"path": "not a path", "min": 0.0, "max": 1.0, "connector": "plc"},
-        {"path": TARGET, "min": 0.0, "max": 1.0, "connector": "plc", "extra": 1},
-    ):
-        with pytest.raises(ValidationError):
-            SetpointLimitSettings.model_validate(bad)

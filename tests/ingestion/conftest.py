@@ -59,6 +59,23 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+class Clock:
+    """A monotonic clock the test moves by hand (``clock.now += 1``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def sample(
+    path: str, value: float | str | bool, quality: Quality = Quality.GOOD, source: str = "src"
+) -> Sample:
+    """A sample of ``path`` received now (address ``addr:<path>``)."""
+    return Sample(source, f"addr:{path}", path, value, time.time_ns(), quality)
+
+
 @pytest.fixture
 def reporter() -> RecordingReporter:
     return RecordingReporter()

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from circman5.adapters.services.constants_service import ConstantsService
 from circman5.cli import main
 from circman5.connectors.config import OpcUaConnectorSettings
 from circman5.connectors.opcua.certificates import (
@@ -379,7 +380,8 @@ path = "{PATH}"
         if isinstance(event, ErrorEvent):
             events.append(event)
 
-    service = EdgeService(load_settings(config))
+    settings = load_settings(config)
+    service = EdgeService(settings, ConstantsService(settings.config_dir))
     event_manager.subscribe(on_event)
     runner = asyncio.create_task(service.run())
     ready_url = f"http://127.0.0.1:{health_port}/ready"

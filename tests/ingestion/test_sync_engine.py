@@ -20,21 +20,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
 from circman5.manufacturing.digital_twin.event_notification.reporter import EventProblemReporter
 from circman5.samples import Quality, Sample
 from circman5.state_paths import lookup
-from tests.ingestion.conftest import RecordingReporter, eventually
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def sample(
-    path: str, value: float | str | bool, quality: Quality = Quality.GOOD, source: str = "src"
-) -> Sample:
-    return Sample(source, f"addr:{path}", path, value, time.time_ns(), quality)
+from tests.ingestion.conftest import Clock, RecordingReporter, eventually, sample
 
 
 @pytest.fixture

@@ -1,16 +1,12 @@
-"""Fixtures of the LCA tests: fresh singletons, a stand-in twin, a state with material flows."""
+"""Fixtures of the LCA tests (the root conftest gives fresh singletons): a stand-in twin, a
+state with material flows."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from circman5.adapters.services.constants_service import ConstantsService
-from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
-from circman5.manufacturing.digital_twin.event_notification.event_manager import EventManager
 
 #: Material flows of one assessed period (kg) and its energy (kWh).
 FLOW_STATE: dict[str, Any] = {
@@ -33,17 +29,6 @@ class StaticTwin:
 
     def get_current_state(self) -> dict[str, Any]:
         return copy.deepcopy(self.state)
-
-
-@pytest.fixture(autouse=True)
-def fresh_singletons() -> Iterator[None]:
-    ConstantsService._reset_instance()
-    EventManager._reset_instance()
-    DigitalTwin._reset_instance()
-    yield
-    DigitalTwin._reset_instance()
-    EventManager._reset_instance()
-    ConstantsService._reset_instance()
 
 
 @pytest.fixture

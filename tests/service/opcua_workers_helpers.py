@@ -16,6 +16,7 @@ from typing import Any
 
 from asyncua import Server, ua
 
+from tests.fixtures.worker_service import mqtt_state_output, worker_service_toml
 from tests.service.service_process import ServiceProcess
 from tests.sinks.helpers import vm_export
 
@@ -137,30 +138,13 @@ workers = {workers}
 
 
 def service_toml(vm_url: str, mqtt_port: int, health_port: int, connectors: str) -> str:
-    return f"""
-site = "kilnsite"
-line = "line1"
-
-[health]
-port = {health_port}
-
-[api]
-enabled = false
-
-[batches]
-enabled = false
-
-[outputs.influxdb]
-url = "{vm_url}"
-org = "plant"
-bucket = "line1"
-token = "not-needed-by-victoria-metrics"
-
-[outputs.mqtt]
-port = {mqtt_port}
-topic_prefix = "circman5"
-state_interval_s = 0.2
-{connectors}"""
+    return worker_service_toml(
+        site="kilnsite",
+        health_port=health_port,
+        vm_url=vm_url,
+        outputs=mqtt_state_output(mqtt_port),
+        connector=connectors,
+    )
 
 
 def worker_metric(service: ServiceProcess, connector: str, name: str, worker: int) -> float:

@@ -19,6 +19,7 @@ import pytest
 
 from circman5.service.workers.pool import WORKER_MODULE
 from simulators.external import Mosquitto, VictoriaMetrics, free_port, wait_until
+from tests.fixtures.worker_service import sequence_service_toml
 from tests.service.service_process import RetainedState, SequencePublisher, ServiceProcess
 from tests.sinks.helpers import delivery_gaps, vm_values
 
@@ -31,45 +32,7 @@ MQTT_3_1_1_SHARED = "shared_subscriptions_on_3_1_1 = true"  # mosquitto offers $
 
 
 def service_toml(mqtt_port: int, vm_url: str, health_port: int, protocol: str = MQTT_5) -> str:
-    return f"""
-site = "wrk"
-line = "line1"
-
-[health]
-port = {health_port}
-
-[api]
-enabled = false
-
-[batches]
-enabled = false
-
-[outputs.influxdb]
-url = "{vm_url}"
-org = "plant"
-bucket = "line1"
-token = "not-needed-by-victoria-metrics"
-
-[outputs.mqtt]
-port = {mqtt_port}
-topic_prefix = "circman5"
-state_interval_s = 0.2
-
-[[connectors]]
-type = "mqtt"
-name = "seq"
-port = {mqtt_port}
-{protocol}
-client_id = "circman5-workers"
-qos = 1
-workers = 2
-
-[[connectors.tags]]
-address = "{TOPIC}"
-path = "workers.seq"
-field = "seq"
-timestamp_field = "ts"
-"""
+    return sequence_service_toml(mqtt_port, vm_url, health_port, protocol, TOPIC)
 
 
 def start_service(

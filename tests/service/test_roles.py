@@ -15,6 +15,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from circman5.adapters.services.constants_service import ConstantsService
 from circman5.api.users import UserStore
 from circman5.cli import main
 from circman5.errors import ConfigError
@@ -53,7 +54,13 @@ def test_a_role_on_postgresql_refuses_to_start_without_it(
     assert str(config) in err and "database.url" in err and f"{role} role" in err
     if role == "api":
         with pytest.raises(ConfigError, match="set \\[database\\] url"):
-            EdgeService(load_settings(config), role="api", settings_file=str(config))
+            settings = load_settings(config)
+            EdgeService(
+                settings,
+                ConstantsService(settings.config_dir),
+                role="api",
+                settings_file=str(config),
+            )
 
 
 def _listening(port: int) -> bool:

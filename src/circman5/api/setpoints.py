@@ -22,9 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from circman5.errors import (
     ConnectorError,
@@ -46,7 +44,6 @@ __all__ = [
     "ReadableConnector",
     "SetpointConfirmTimeout",
     "SetpointLimit",
-    "SetpointLimitSettings",
     "SetpointRejected",
     "SetpointResult",
     "SetpointService",
@@ -128,50 +125,6 @@ class SetpointLimit:
             "unit": self.unit,
             "description": self.description,
         }
-
-
-class SetpointLimitSettings(BaseModel):
-    """One ``[[api.setpoints]]`` entry of the service settings (TOML)::
-
-    [[api.setpoints]]
-    path = "production_line.target_temperature"
-    min = 18.0
-    max = 32.0
-    connector = "plc"
-    unit = "°C"
-    description = "Laminator target temperature"
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]
-    min: float | None = Field(default=None, allow_inf_nan=False)
-    max: float | None = Field(default=None, allow_inf_nan=False)
-    connector: Annotated[str, Field(min_length=1)]
-    kind: Kind = "float"
-    unit: str = ""
-    description: str = ""
-    tolerance: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-6
-
-    @model_validator(mode="after")
-    def _ordered(self) -> SetpointLimitSettings:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} > max {self.max}")
-        if self.kind != "bool" and (self.min is None or self.max is None):
-            raise ValueError("a numeric setpoint needs both min and max")
-        return self
-
-    def to_limit(self) -> SetpointLimit:
-        return SetpointLimit(
-            path=self.path,
-            min=self.min,
-            max=self.max,
-            connector=self.connector,
-            kind=self.kind,
-            unit=self.unit,
-            description=self.description,
-            tolerance=self.tolerance,
-        )
 
 
 def _unit(unit: str) -> str:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +54,7 @@ from circman5.sinks.outbox import OutboxMetrics
 from circman5.sinks.site_watch import SiteWatcher
 from circman5.sinks.timeseries import SeriesOutput, open_series_output
 from circman5.storage.database import TwinDatabase
+from circman5.twin_update import TwinUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class _TimedTwin:
         self._twin = twin
         self._observe = metrics.tick_duration.observe
 
-    def update(self, external_data: Mapping[str, Any] | None = None) -> bool:
+    def update(self, external_data: TwinUpdate) -> bool:
         start = time.perf_counter()
         try:
             return self._twin.update(external_data)
@@ -130,14 +130,15 @@ class EdgeService:
     def __init__(
         self,
         settings: Settings,
-        constants: ConstantsService | None = None,
+        constants: ConstantsService,
         role: Role = "all",
         settings_file: str = "settings",
     ) -> None:
-        """``constants``: the twin's constants (default: the ``ConstantsService`` singleton,
-        loaded from the settings' ``config_dir`` when it is first built). ``role``: which
-        parts run (:mod:`circman5.service.roles`; ``processing`` is not this class's);
-        :class:`ConfigError` naming ``settings_file`` when the settings do not allow it."""
+        """``constants``: the twin's constants, built by the caller (the ``circman5`` command:
+        ``ConstantsService(settings.config_dir)``); the twin and the service read only these.
+        ``role``: which parts run (:mod:`circman5.service.roles`; ``processing`` is not this
+        class's); :class:`ConfigError` naming ``settings_file`` when the settings do not allow
+        it."""
         self.settings = settings
         self.constants = constants
         self.role = role
@@ -174,8 +175,8 @@ class EdgeService:
     async def _run(self) -> None:
         settings = self.settings
         parts = self.parts
-        constants = self.constants or ConstantsService()
-        twin = DigitalTwin()
+        constants = self.constants
+        twin = DigitalTwin(constants=constants)
         reporter = EventProblemReporter()
         metrics = ServiceMetrics()
         event_manager.subscribe(metrics.on_event)
@@ -377,7 +378,7 @@ class EdgeService:
             return
         snapshot = running.twin.state_manager.snapshot
 
-        def publish_state(_update: Mapping[str, Any]) -> None:
+        def publish_state(_update: TwinUpdate) -> None:
             mqtt.set_state(snapshot())
 
         engine.add_update_listener(publish_state)

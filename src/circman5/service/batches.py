@@ -19,6 +19,8 @@ from typing import Any
 
 from circman5.quantities import finite_number
 from circman5.settings import BatchTrackingSettings
+from circman5.state_paths import value_at
+from circman5.twin_update import TwinUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +36,8 @@ class _Batch:
     materials: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _branch(update: Mapping[str, Any], dotted: str) -> Mapping[str, Any] | None:
-    node: Any = update
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
+def _branch(update: TwinUpdate, dotted: str) -> Mapping[str, Any] | None:
+    node = value_at(update.nested, dotted)
     return node if isinstance(node, Mapping) else None
 
 
@@ -60,7 +58,7 @@ class BatchTracker:
         self._done: set[str] = set()
         self.completed = 0
 
-    def on_update(self, update: Mapping[str, Any]) -> None:
+    def on_update(self, update: TwinUpdate) -> None:
         """An update listener of the synchronization engine (runs on the event loop)."""
         completed = _branch(update, self.settings.completed_section)
         if completed is not None:

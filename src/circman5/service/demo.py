@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from circman5.adapters.services.constants_service import ConstantsService
 from circman5.logging_setup import configure_logging
 from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
 from circman5.paths import data_dir, data_path
@@ -106,7 +107,8 @@ async def _demo(duration: float | None, refresh_hz: float, plain: bool) -> int:
             )
             settings_file = data_path("demo", "edge.toml")
             settings_file.write_text(demo_settings_toml(ports))
-            service = EdgeService(load_settings(settings_file))
+            settings = load_settings(settings_file)
+            service = EdgeService(settings, ConstantsService(settings.config_dir))
             runner = asyncio.create_task(service.run(), name="edge-service")
             await asyncio.wait(
                 {runner, asyncio.create_task(service.ready.wait())},

@@ -2,8 +2,9 @@
 
 The glue between the twin and :class:`~circman5.connectors.sparkplug.edge_node.SparkplugEdgeNode`
 (which knows no twin): every accepted twin update (the synchronization engine's update listener,
-once per tick) is flattened to dotted paths and handed to the node, which publishes what changed
-as one ``NDATA`` (per device: ``DDATA``); its births start from the whole twin state.
+once per tick) hands its leaves by dotted path (``TwinUpdate.leaves()``) to the node, which
+publishes what changed as one ``NDATA`` (per device: ``DDATA``); its births start from the whole
+twin state.
 
 A host's ``NCMD``/``DCMD`` write of a metric is a setpoint command: only for the paths in the
 output's ``writable`` list, and then through the same
@@ -34,6 +35,7 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
 from circman5.paths import data_path
 from circman5.reporting import ProblemReporter
 from circman5.state_paths import flatten
+from circman5.twin_update import TwinUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +97,9 @@ class SparkplugOutput:
     def connected(self) -> bool:
         return self.node.connected.is_set()
 
-    def on_update(self, update: Mapping[str, Any]) -> None:
+    def on_update(self, update: TwinUpdate) -> None:
         """The engine's update listener: the paths this tick changed."""
-        self.node.update(flatten(update))
+        self.node.update(update.leaves())
 
     # -- commands ------------------------------------------------------------------------------
 

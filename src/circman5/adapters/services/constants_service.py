@@ -28,13 +28,7 @@ class ConstantsService(Singleton):
 
     def __init__(self, config_dir: str | Path | None = None) -> None:
         with self._init_lock:
-            if self._constructed:
-                if config_dir is not None and Path(config_dir) != self.config_dir:
-                    logger.warning(
-                        "ConstantsService already loaded from %s; ignoring %s",
-                        self.config_dir,
-                        config_dir,
-                    )
+            if self._constructed:  # the same arguments again (others raise SingletonConflict)
                 return
             directory = Path(config_dir) if config_dir is not None else configured_dir()
             if directory is not None and not directory.is_dir():

@@ -54,6 +54,7 @@ from circman5.connectors.mqtt.receive import DirectReceiveClient, Message
 from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.connectors.status import ConnectorStatus
 from circman5.errors import DeviceUnavailable, TagWriteError
+from circman5.errors import MalformedPayload as _Malformed
 from circman5.mqtt_link import BrokerLink, LinkDown, LinkSettings, describe_error, drain_soon
 from circman5.reporting import ProblemReporter
 from circman5.retry import ReconnectPolicy, server_absent
@@ -78,10 +79,6 @@ _FALSE = frozenset({"0", "false", "off", "no"})
 
 
 _MISSING: Any = object()
-
-
-class _Malformed(Exception):
-    """One message cannot be decoded for one tag."""
 
 
 def _to_float(value: object) -> float:

@@ -53,6 +53,7 @@ from circman5.connectors.sparkplug.config import (
     SparkplugConnectorSettings,
     SparkplugTag,
 )
+from circman5.errors import MetricRejected as _Rejected
 from circman5.errors import TagWriteError
 from circman5.mqtt_link import BrokerLink, LinkDown, LinkSettings, Will, drain_soon
 from circman5.reporting import ProblemReporter
@@ -171,10 +172,6 @@ class _Route:
     metric: str
     device_wildcard: bool
     pattern: TopicPattern
-
-
-class _Rejected(Exception):
-    """One metric's value cannot be used."""
 
 
 class SparkplugConnector(BrokerSessionConnector):

@@ -2,8 +2,10 @@
 
 The engine consumes the sample batches of every connector (one task each, in a TaskGroup),
 keeps the latest sample per twin path and, once per tick, applies them to the twin with **one**
-``DigitalTwin.update(nested_dict)``. Every raw sample also goes, once per tick and in arrival
-order, to the registered sinks (the time-series writer stores every sample, not only the latest).
+``DigitalTwin.update(update)``: a :class:`~circman5.twin_update.TwinUpdate` (dotted path ->
+value, the quality changes and the time), which the update listeners then get as it is. Every
+raw sample also goes, once per tick and in arrival order, to the registered sinks (the
+time-series writer stores every sample, not only the latest).
 A sink registered with ``acknowledges=True`` (the service's durable time-series sink) gets every
 batch at once instead of at the next tick, and fires the acknowledgements batches carry (MQTT QoS
 1/2) once the samples are durable.
@@ -27,7 +29,8 @@ engine has heard of to ``"good"``, ``"uncertain"``, ``"bad"`` or ``"stale"``::
     {"production_line": {"temperature": 23.1},
      "quality": {"production_line.temperature": "good", "environment.humidity": "stale"}}
 
-Only changes are sent, so an update carries the quality entries that changed in that tick. A
+Only changes are sent, so an update carries the quality entries that changed in that tick
+(``TwinUpdate.qualities``; its nested view puts them under the section). A
 ``good`` or ``uncertain`` sample sets the value; a ``bad`` or ``stale`` sample (a connector
 reporting a lost device) sets only the quality and leaves the last value in place. A path goes
 ``stale`` when its source stays silent longer than its timeout (the connector's
@@ -56,8 +59,10 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
+from circman5.manufacturing.digital_twin.event_notification.event_types import now_iso
 from circman5.reporting import LoggingProblemReporter, ProblemReporter
 from circman5.samples import Quality, Sample, acks_of, fire_acks, merge_batches
+from circman5.twin_update import TwinUpdate
 
 if TYPE_CHECKING:
     from circman5.adapters.config.digital_twin import SynchronizationConfig
@@ -94,7 +99,7 @@ class SyncMode(Enum):
 class TwinTarget(Protocol):
     """What the engine needs of the twin: ``DigitalTwin.update``."""
 
-    def update(self, external_data: Mapping[str, Any] | None = None) -> bool: ...
+    def update(self, external_data: TwinUpdate) -> bool: ...
 
 
 class SampleSource(Protocol):
@@ -114,8 +119,8 @@ class SampleSource(Protocol):
 SampleSink = Callable[[list[Sample]], object]
 """Called once per tick with every raw sample received since the last tick (do not mutate)."""
 
-UpdateListener = Callable[[Mapping[str, Any]], object]
-"""Called after each accepted twin update with the nested dict that was applied."""
+UpdateListener = Callable[[TwinUpdate], object]
+"""Called after each accepted twin update with the update that was applied."""
 
 
 @dataclass
@@ -266,7 +271,10 @@ class SynchronizationEngine:
         self._held: dict[str, Sample] = {}
         # Path bookkeeping.
         self._by_name: dict[str, SampleSource] = {c.name: c for c in self._connectors}
-        self._parts: dict[str, tuple[str, ...]] = {}
+        # Every path the twin got a value for, and the sections above them: a path that is
+        # both (``a.b`` and ``a.b.c``) is refused, the first one seen keeps its place.
+        self._known_paths: set[str] = set()
+        self._sections: set[str] = set()
         self._timeouts: dict[str, float] = {}
         self._last_seen: dict[str, float] = {}
         self._never_seen: set[str] = set()
@@ -593,24 +601,34 @@ class SynchronizationEngine:
         # last-seen time only moves forward), so the scan can wait until then.
         self._next_stale_due = next_due
 
-    def _split(self, path: str) -> tuple[str, ...]:
-        parts = self._parts.get(path)
-        if parts is None:
-            parts = self._parts[path] = tuple(path.split("."))
-        return parts
+    def _placed(self, path: str) -> bool:
+        """Whether ``path`` fits the twin's tree (first time: checked and remembered)."""
+        if path in self._known_paths:
+            return True
+        if path in self._bad_paths:
+            return False
+        sections = self._sections
+        parts = path.split(".")
+        above = [".".join(parts[:i]) for i in range(1, len(parts))]
+        if path in sections or any(section in self._known_paths for section in above):
+            self._path_conflict(path)
+            return False
+        self._known_paths.add(path)
+        sections.update(above)
+        return True
 
     def _build(
         self, held: Mapping[str, Sample], exclude: set[str] | frozenset[str] = frozenset()
-    ) -> tuple[dict[str, Any], int]:
-        """The nested update for ``held`` (values of good/uncertain samples) and its size.
+    ) -> dict[str, Any]:
+        """The values for ``held`` (of good/uncertain samples) by dotted path.
 
         Records quality changes in ``_quality_changes``; skips the paths in ``exclude``.
         """
-        update: dict[str, Any] = {}
+        values: dict[str, Any] = {}
         quality = self._quality
         changes = self._quality_changes
+        known = self._known_paths
         good, uncertain = Quality.GOOD, Quality.UNCERTAIN
-        applied = 0
         for path, sample in held.items():
             if path in exclude:
                 continue
@@ -624,25 +642,9 @@ class SynchronizationEngine:
                     self._stale.discard(path)
             if q is not good and q is not uncertain:
                 continue
-            parts = self._parts.get(path)
-            if parts is None:
-                parts = self._parts[path] = tuple(path.split("."))
-            node = update
-            for part in parts[:-1]:
-                child = node.get(part)
-                if child is None:
-                    child = node[part] = {}
-                elif type(child) is not dict:
-                    self._path_conflict(path)
-                    break
-                node = child
-            else:
-                if type(node.get(parts[-1])) is dict:
-                    self._path_conflict(path)
-                    continue
-                node[parts[-1]] = sample.value
-                applied += 1
-        return update, applied
+            if path in known or self._placed(path):
+                values[path] = sample.value
+        return values
 
     def _path_conflict(self, path: str) -> None:
         if path not in self._bad_paths:
@@ -661,16 +663,15 @@ class SynchronizationEngine:
                 held = self._held
                 self._held = {}
             rejected = self._rejected
-            update, applied = self._build(held, rejected)
+            by_path = self._build(held, rejected)
             ok = True
             changes = self._quality_changes
             if changes:
                 self._quality_changes = {}
-                update[self.quality_section] = changes
-            if update:
-                ok = await self._update(update)
+            if by_path or changes:
+                ok = await self._update(self._twin_update(by_path, changes))
                 if ok:
-                    self.stats.samples_applied += applied
+                    self.stats.samples_applied += len(by_path)
                 else:
                     ok = await self._apply_one_by_one(held, rejected, changes)
             if rejected and held:
@@ -678,7 +679,19 @@ class SynchronizationEngine:
             self._last_apply = now
             return ok
 
-    async def _update(self, update: dict[str, Any]) -> bool:
+    def _twin_update(
+        self, values: dict[str, Any], changes: Mapping[str, str] | None = None
+    ) -> TwinUpdate:
+        """One update of the twin, stamped now (the time it is applied)."""
+        return TwinUpdate(
+            values,
+            dict(changes) if changes else {},
+            timestamp=now_iso(),
+            epoch=time.time(),
+            quality_section=self.quality_section,
+        )
+
+    async def _update(self, update: TwinUpdate) -> bool:
         try:
             if self.offload_updates:
                 ok = await asyncio.to_thread(self.twin.update, update)
@@ -699,13 +712,11 @@ class SynchronizationEngine:
             self.stats.rejected_updates += 1
         return bool(ok)
 
-    def _single(self, path: str, sample: Sample) -> tuple[dict[str, Any], int]:
+    def _single(self, path: str, sample: Sample) -> TwinUpdate:
         """The update for one path, carrying its own quality change."""
-        single, count = self._build({path: sample})
+        values = self._build({path: sample})
         change = self._quality_changes.pop(path, None)
-        if change is not None:
-            single[self.quality_section] = {path: change}
-        return single, count
+        return self._twin_update(values, {path: change} if change is not None else None)
 
     async def _apply_one_by_one(
         self, held: Mapping[str, Sample], exclude: set[str], changes: dict[str, str]
@@ -716,8 +727,8 @@ class SynchronizationEngine:
             if path in exclude:
                 continue
             # The quality changes of this tick are in ``changes`` (sent at the end).
-            single, count = self._single(path, sample)
-            if not count:
+            single = self._single(path, sample)
+            if not single.flat:
                 if single:
                     await self._update(single)
                 continue
@@ -728,7 +739,7 @@ class SynchronizationEngine:
                 changes[path] = Quality.BAD.value
         self.stats.samples_applied += accepted
         if changes:
-            await self._update({self.quality_section: changes})
+            await self._update(self._twin_update({}, changes))
         return accepted > 0
 
     async def _retry_rejected(self, held: Mapping[str, Sample]) -> None:
@@ -737,8 +748,8 @@ class SynchronizationEngine:
             sample = held.get(path)
             if sample is None:
                 continue
-            single, count = self._single(path, sample)
-            if not count:
+            single = self._single(path, sample)
+            if not single.flat:
                 if single:
                     await self._update(single)
                 continue

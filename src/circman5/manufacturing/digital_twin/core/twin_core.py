@@ -41,6 +41,8 @@ from circman5.manufacturing.digital_twin.event_notification.publishers import (
     DigitalTwinPublisher,
 )
 from circman5.singleton import Singleton
+from circman5.state_paths import flatten
+from circman5.twin_update import TwinUpdate, leaves_of
 
 if TYPE_CHECKING:
     from circman5.manufacturing.digital_twin.simulation.forecast import ForecastChecker
@@ -129,11 +131,15 @@ class DigitalTwin(Singleton):
         config: DigitalTwinConfig | None = None,
         state_manager: StateManager | None = None,
         publisher: DigitalTwinPublisher | None = None,
+        constants: ConstantsService | None = None,
     ) -> None:
         with self._init_lock:
             if self._constructed:
                 return
-            self.config = config or DigitalTwinConfig.from_constants()
+            # the spec's entry point: DigitalTwin() without arguments reads the constants
+            # singleton; the service hands in the ConstantsService of its settings
+            self.constants = constants if constants is not None else ConstantsService()
+            self.config = config or DigitalTwinConfig.from_constants(self.constants)
             self.state_manager = state_manager or StateManager(
                 history_length=self.config.history_length
             )
@@ -224,8 +230,8 @@ class DigitalTwin(Singleton):
             SimulationEngine,
         )
 
-        self.simulation_engine = SimulationEngine(self.state_manager)
-        model = ConstantsService().get_digital_twin_model()
+        self.simulation_engine = SimulationEngine(self.state_manager, constants=self.constants)
+        model = self.constants.get_digital_twin_model()
         forecast_config = model.FORECAST_CHECK
         if forecast_config.enabled and self.thresholds:
             from circman5.manufacturing.digital_twin.simulation.forecast import ForecastChecker
@@ -245,24 +251,34 @@ class DigitalTwin(Singleton):
             self.forecast_checker = checker
 
     # -- updates ------------------------------------------------------------------------------
-    def update(self, external_data: Mapping[str, Any] | None = None) -> bool:
+    def update(self, external_data: Mapping[str, Any] | TwinUpdate | None = None) -> bool:
         """Merge ``external_data`` into the state; run threshold and forecast checks.
 
-        Returns False (and publishes an error event) when the data is invalid; the current
-        state is then left untouched.
+        ``external_data`` is the spec's nested dict or the synchronization engine's
+        :class:`~circman5.twin_update.TwinUpdate`. Returns False (and publishes an error event)
+        when the data is invalid; the current state is then left untouched.
         """
         if not self._initialized:
             self.logger.warning("Digital twin not initialized")
             return False
-        update_data: dict[str, Any] = dict(external_data) if external_data else {}
-        if self._pulls_data:
-            update_data.update(self._collect_sensor_data())
-            update_data.update(self._collect_system_data())
-        epoch: float | None = None
-        if "timestamp" not in update_data:
-            epoch = time.time()
-            update_data["timestamp"] = now_iso()
-        ok = self.state_manager.update_state(update_data)
+        if type(external_data) is TwinUpdate and not self._pulls_data:
+            update = external_data
+            if not update.has_timestamp:
+                update = update.stamped(now_iso(), time.time())
+            nested, values, epoch = update.nested, update.flat, update.epoch
+            stamp: object = update.timestamp
+        else:  # the spec's nested dict: no TwinUpdate object is needed for it
+            nested = data = dict(external_data) if external_data else {}
+            if self._pulls_data:
+                data.update(self._collect_sensor_data())
+                data.update(self._collect_system_data())
+            epoch = None
+            if "timestamp" not in data:
+                epoch = time.time()
+                data["timestamp"] = now_iso()
+            values = leaves_of(data)
+            stamp = data["timestamp"]
+        ok = self.state_manager.update_state(nested)
         if ok is False:
             self.rejected_updates += 1
             self.event_publisher.publish_error_event(
@@ -277,11 +293,13 @@ class DigitalTwin(Singleton):
             observe: Observe | None = None
             if checker is not None and checker.statistical is not None:
                 if epoch is None:
-                    epoch = _epoch(update_data["timestamp"])
+                    epoch = _epoch(stamp)
                 if epoch is not None:
                     observe = checker.enqueue  # learned in the forecast thread
-            self._check_thresholds(update_data, "", update_data["timestamp"], observe, epoch or 0.0)
-        status = update_data.get("system_status")
+            if type(stamp) is not str:  # a datetime: the state keeps it as ISO 8601
+                stamp = str(self.state_manager.snapshot().get("timestamp"))
+            self._check_paths(values, stamp, observe, epoch or 0.0)
+        status = values.get("system_status")
         if status is not None and status != self._system_status:
             previous = self._system_status
             self._system_status = status
@@ -329,33 +347,30 @@ class DigitalTwin(Singleton):
         return {}
 
     # -- thresholds ---------------------------------------------------------------------------
-    def _check_thresholds(
+    def _check_paths(
         self,
-        data: Mapping[str, Any],
-        prefix: str,
+        values: Mapping[str, Any],
         timestamp: str,
         observe: Observe | None = None,
         epoch: float = 0.0,
     ) -> None:
-        """Check the leaves of ``data`` (only the paths this update changed); ``observe``
-        (the forecaster's) gets every monitored leaf with the update's ``epoch``."""
+        """Check the values of dotted paths (only those an update changed); ``observe`` (the
+        forecaster's) gets every monitored value with the update's ``epoch``."""
         thresholds = self.thresholds
-        for key, value in data.items():
-            path = prefix + key
-            if isinstance(value, dict):
-                self._check_thresholds(value, path + ".", timestamp, observe, epoch)
-                continue
+        for path, value in values.items():
             rule = thresholds.get(path)
             if rule is None:
                 continue
             if observe is not None:
                 observe(path, epoch, value)  # ignores what is not a number
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if type(value) is not float and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
                 continue
             self._evaluate(rule, float(value), timestamp)
 
     def _check_all_thresholds(self, state: Mapping[str, Any]) -> None:
-        self._check_thresholds(state, "", str(state.get("timestamp", now_iso())))
+        self._check_paths(flatten(state), str(state.get("timestamp", now_iso())))
 
     def _evaluate(self, rule: ThresholdRule, value: float, timestamp: str) -> None:
         if math.isnan(value):

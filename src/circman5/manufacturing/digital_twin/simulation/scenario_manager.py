@@ -39,7 +39,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from circman5.errors import InvalidInputError, SchemaVersionError, StorageError
+from circman5.errors import (
+    InvalidInputError,
+    ScenarioLimitError,
+    ScenarioNotFoundError,
+    ScenarioStoreError,
+    SchemaVersionError,
+    StorageError,
+)
 from circman5.manufacturing.digital_twin.simulation.simulation_engine import SimulationEngine
 from circman5.quantities import finite_number
 from circman5.storage.contracts import ScenarioRow, ScenarioStore, SimulationRow
@@ -63,18 +70,6 @@ _T = TypeVar("_T")
 
 MAX_NAME_LENGTH = 200
 MAX_DESCRIPTION_LENGTH = 10_000
-
-
-class ScenarioLimitError(InvalidInputError):
-    """Creating a scenario would exceed ``max_scenarios``."""
-
-
-class ScenarioNotFoundError(InvalidInputError, LookupError):
-    """No scenario (or simulation) with that name (or id)."""
-
-
-class ScenarioStoreError(StorageError):
-    """The scenario database could not be read or written."""
 
 
 def _now() -> str:

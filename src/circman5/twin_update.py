@@ -1,0 +1,284 @@
+"""One update of the twin: what a tick changed, in the one shape every consumer reads.
+
+The synchronization engine builds a :class:`TwinUpdate` once per tick; ``DigitalTwin.update``
+applies it and checks the thresholds and the forecasts of its paths; the engine's update
+listeners (the Sparkplug output, the batch tracker, the MQTT state output) get the same object.
+Nobody reshapes it again: ``flat`` is the flat view (dotted path -> value), the nested view that
+the spec's ``DigitalTwin.update(dict)`` documents is built once, on first use, and cached.
+
+A ``TwinUpdate`` is a read-only :class:`~collections.abc.Mapping`: reading it as a mapping reads
+the nested view (``update["production_line"]["temperature"]``), so code written for the nested
+dict keeps working. A plain nested dict handed to ``DigitalTwin.update`` becomes a ``TwinUpdate``
+with :meth:`TwinUpdate.from_nested`.
+
+Every part of the product may import this module (it imports only the neutral
+:mod:`circman5.state_paths`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, Final
+
+__all__ = ["QUALITY_SECTION", "TwinUpdate", "leaves_of"]
+
+QUALITY_SECTION: Final = "quality"
+"""The default top-level section of the state that holds each path's quality."""
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+_LEAF_TYPES: Final = frozenset({float, int, str, bool, type(None)})
+
+
+_PARTS: dict[str, tuple[str, ...]] = {}
+_PARTS_MAX = 100_000  # paths remembered split (a tag map has a bounded set of paths)
+
+
+def _nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The nested dict of dotted ``values`` (the engine's paths never conflict: it refuses a
+    path that is also a section; should one slip through, the shorter path keeps its place)."""
+    parts_of = _PARTS
+    nested: dict[str, Any] = {}
+    for path, value in values.items():
+        parts = parts_of.get(path)
+        if parts is None:
+            if len(parts_of) >= _PARTS_MAX:
+                parts_of.clear()
+            parts = parts_of[path] = tuple(path.split("."))
+        node = nested
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif type(child) is not dict:
+                break
+            node = child
+        else:
+            if type(node.get(parts[-1])) is not dict:
+                node[parts[-1]] = value
+    return nested
+
+
+def leaves_of(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The flat view of a nested update: every leaf by dotted path, without the top-level
+    ``timestamp`` (the flatten written for the twin's update path: the first level inline, no
+    ABC check on plain values)."""
+    values: dict[str, Any] = {}
+    leaf_types = _LEAF_TYPES
+    for key, value in data.items():
+        t = type(value)
+        if t is dict or (t not in leaf_types and isinstance(value, Mapping)):
+            prefix = key + "."
+            for name, item in value.items():
+                t = type(item)
+                if t is dict or (t not in leaf_types and isinstance(item, Mapping)):
+                    _flatten_into(values, item, f"{prefix}{name}.")
+                else:
+                    values[prefix + name] = item
+        elif key != "timestamp":
+            values[key] = value
+    return values
+
+
+def _flatten_into(out: dict[str, Any], branch: Mapping[str, Any], prefix: str) -> None:
+    """Every leaf of ``branch`` into ``out`` under ``prefix`` + its dotted path."""
+    for key, value in branch.items():
+        t = type(value)
+        if t is dict or (t not in _LEAF_TYPES and isinstance(value, Mapping)):
+            _flatten_into(out, value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+
+
+class TwinUpdate(Mapping[str, Any]):
+    """What one update changes in the twin (immutable).
+
+    ``flat`` (the ``values`` argument): dotted twin path -> new value
+    (``{"production_line.temperature": 23.1}``).
+    ``qualities``: dotted twin path -> quality (``"good"``, ``"stale"``, ...) for the paths whose
+    quality changed; they go into the state's ``quality_section``. ``timestamp``: the state's
+    ISO 8601 timestamp, or None to let the twin stamp the time it applies the update; ``epoch``
+    the same instant in seconds since the epoch, when known.
+
+    Read-only: the mappings handed in are owned by the update from then on (not copied; do not
+    change them), the update shows them through read-only proxies, its fields cannot be set,
+    and the nested view is typed ``Mapping`` (never mutate it, as the state's snapshots).
+    """
+
+    __slots__ = (
+        "_epoch",
+        "_given_stamp",
+        "_nested",
+        "_qualities",
+        "_section",
+        "_timestamp",
+        "_values",
+    )
+
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        qualities: Mapping[str, str] = _EMPTY,
+        *,
+        timestamp: str | None = None,
+        epoch: float | None = None,
+        quality_section: str = QUALITY_SECTION,
+        nested: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._values: Mapping[str, Any] = MappingProxyType(values)
+        self._qualities: Mapping[str, str] = MappingProxyType(qualities)
+        self._timestamp = timestamp
+        #: the caller's timestamp as given (a datetime, or something invalid the state manager
+        #: rejects); None: the twin stamps the update
+        self._given_stamp: object = timestamp
+        self._epoch = epoch
+        self._section = quality_section
+        self._nested = nested
+
+    @classmethod
+    def from_nested(cls, data: Mapping[str, Any], epoch: float | None = None) -> TwinUpdate:
+        """The update a nested dict (the spec's ``DigitalTwin.update(dict)`` argument) describes.
+
+        Every leaf becomes a value under its dotted path; a top-level ``timestamp`` is the
+        update's timestamp (not a value), ``epoch`` the same instant if the caller knows it.
+        ``data`` is kept as the nested view (not copied).
+        """
+        values = leaves_of(data)
+        stamp = data.get("timestamp")
+        # built without __init__: this runs once per DigitalTwin.update(dict)
+        update = object.__new__(cls)
+        update._values = MappingProxyType(values)
+        update._qualities = _EMPTY
+        update._timestamp = (
+            stamp
+            if type(stamp) is str or stamp is None
+            else stamp.isoformat()
+            if isinstance(stamp, datetime)
+            else str.__str__(stamp)
+            if isinstance(stamp, str)
+            else None
+        )
+        update._given_stamp = stamp  # a datetime or an invalid value: the state manager reads it
+        update._epoch = epoch
+        update._section = QUALITY_SECTION
+        update._nested = data
+        return update
+
+    # -- the flat view ---------------------------------------------------------------------------
+
+    @property
+    def flat(self) -> Mapping[str, Any]:
+        """Dotted path -> new value (read-only), without qualities and timestamp."""
+        return self._values
+
+    @property
+    def qualities(self) -> Mapping[str, str]:
+        """Dotted path -> quality, for the paths whose quality changed (read-only)."""
+        return self._qualities
+
+    @property
+    def timestamp(self) -> str | None:
+        return self._timestamp
+
+    @property
+    def has_timestamp(self) -> bool:
+        """Whether the caller gave a timestamp (else the twin stamps the update)."""
+        return self._given_stamp is not None
+
+    @property
+    def epoch(self) -> float | None:
+        return self._epoch
+
+    @property
+    def quality_section(self) -> str:
+        return self._section
+
+    def leaves(self) -> dict[str, Any]:
+        """Every leaf of the nested view under its dotted path, without the timestamp.
+
+        The values, then each quality change as ``"<quality_section>.<path>"``.
+        """
+        if not self._qualities:
+            return dict(self._values)
+        section = self._section
+        out = dict(self._values)
+        for path, quality in self._qualities.items():
+            out[f"{section}.{path}"] = quality
+        return out
+
+    def stamped(self, timestamp: str, epoch: float | None = None) -> TwinUpdate:
+        """This update with ``timestamp`` (and ``epoch``); the values are shared, not copied."""
+        nested = self._nested
+        if nested is not None:
+            nested = {**nested, "timestamp": timestamp}
+        return TwinUpdate(
+            self._values,
+            self._qualities,
+            timestamp=timestamp,
+            epoch=epoch,
+            quality_section=self._section,
+            nested=nested,
+        )
+
+    # -- the nested view -------------------------------------------------------------------------
+
+    @property
+    def nested(self) -> Mapping[str, Any]:
+        """The nested view (``{"production_line": {"temperature": 23.1}, ...}``), built once.
+
+        Holds the values, the quality changes under ``quality_section`` and the timestamp when
+        set. Never mutate it.
+        """
+        nested = self._nested
+        if nested is None:
+            built = _nest(self._values)
+            if self._qualities:
+                built[self._section] = dict(self._qualities)
+            if self._timestamp is not None:
+                built["timestamp"] = self._timestamp
+            nested = self._nested = built
+        return nested
+
+    def section(self, name: str) -> Mapping[str, Any] | None:
+        """The nested view's top-level ``name`` section, if the update has one."""
+        branch = self.nested.get(name)
+        return branch if isinstance(branch, Mapping) else None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.nested[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.nested)
+
+    def __len__(self) -> int:
+        return len(self.nested)
+
+    def __bool__(self) -> bool:
+        return bool(self._values or self._qualities)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.nested
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TwinUpdate):
+            return (
+                self._values == other._values
+                and self._qualities == other._qualities
+                and self._timestamp == other._timestamp
+            )
+        if isinstance(other, Mapping):
+            return dict(self.nested) == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        parts = [repr(dict(self._values))]
+        if self._qualities:
+            parts.append(f"qualities={dict(self._qualities)!r}")
+        if self._timestamp is not None:
+            parts.append(f"timestamp={self._timestamp!r}")
+        return f"TwinUpdate({', '.join(parts)})"
