@@ -392,7 +392,8 @@ class ModbusConnector(BaseConnector):
                         continue
                     pending = self._send(client, queue)
                 plan, cycle, task = pending
-                outcome = await task
+                # shielded: a stop lets the request on the wire finish (see _finish_in_flight)
+                outcome = await asyncio.shield(task)
                 pending = None
                 if outcome.lost:
                     raise SessionLost(outcome.error or "connection lost")
@@ -404,9 +405,29 @@ class ModbusConnector(BaseConnector):
                 self._process(plan, cycle, outcome)
         finally:
             if pending is not None:
-                pending[2].cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pending[2]
+                await self._finish_in_flight(client, pending[2])
+
+    async def _finish_in_flight(
+        self,
+        client: AsyncModbusTcpClient | AsyncModbusSerialClient,
+        request: asyncio.Task[_Outcome],
+    ) -> None:
+        """End polling with the request on the wire answered, or the session closed first.
+
+        Cancelling the request alone leaves its answer on the way: pymodbus then reads a
+        response nobody waits for and logs "received pdu without a corresponding request" at
+        WARNING, on every stop that meets a poll in flight. So the request gets up to its own
+        ``timeout_s`` to be answered (a stop waits at most that long); if it is not, the session
+        is closed before the request is cancelled, so no late answer can be read.
+        """
+        try:
+            if not request.done():
+                await asyncio.wait({request}, timeout=self.settings.timeout_s)
+        finally:  # also when the stop cancels this wait again
+            if not request.done():
+                client.close()
+                request.cancel()
+        await asyncio.wait({request})
 
     def _refill(self, queue: deque[tuple[_Plan, _Cycle]]) -> None:
         now = time.monotonic()
