@@ -26,7 +26,6 @@ from circman5.manufacturing.digital_twin.event_notification.event_persistence im
 )
 from circman5.manufacturing.digital_twin.simulation.calibration import use_calibration_store
 from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
-from circman5.manufacturing.optimization.model_registry import use_model_registry
 from circman5.storage.config import DatabaseSettings
 from circman5.storage.database import TwinDatabase, open_database
 
@@ -51,6 +50,10 @@ async def twin_database(settings: DatabaseSettings) -> AsyncIterator[TwinDatabas
     if database is None:
         yield None
         return
+    # here, not at the top: the optimization package imports pandas (~35 MB an edge instance
+    # without a database never needs)
+    from circman5.manufacturing.optimization.model_registry import use_model_registry
+
     logger.info("twin database: PostgreSQL %s", database.location)
     persistence = EventPersistence(
         max_events=event_manager.setting("max_events"), store=database.events
