@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.bench_service import Ports, Service
-from benchmarks.bench_workers import _cpu_s, _load, _proc_status, _workers_of, vm_count
+from benchmarks.bench_workers import _cpu_s, _load, _proc_status, vm_count, vm_scalar
 from benchmarks.report import Row
-from tests.fixtures.worker_service import worker_service_toml
+from tests.fixtures.worker_service import worker_pids, worker_service_toml
 
 TAGS = int(os.environ.get("BENCH_OPCUA_WORKERS_TAGS", "10000"))
 RATE_HZ = float(os.environ.get("BENCH_OPCUA_WORKERS_RATE_HZ", "2"))
@@ -160,17 +160,7 @@ max_nodes = {TAGS}
 
 def vm_series(url: str, run: str) -> int:
     """How many tags of round ``run`` have at least one point stored."""
-    import json
-    import urllib.parse
-    import urllib.request
-
-    urllib.request.urlopen(f"{url}/internal/force_flush", timeout=30).close()
-    query = f'count(count_over_time(sample_value{{site="{run}"}}[1d]))'
-    with urllib.request.urlopen(
-        f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": query}), timeout=30
-    ) as response:
-        result = json.loads(response.read())["data"]["result"]
-    return int(float(result[0]["value"][1])) if result else 0
+    return vm_scalar(url, f'count(count_over_time(sample_value{{site="{run}"}}[1d]))')
 
 
 @dataclass(frozen=True)
@@ -195,7 +185,7 @@ def one_round(workdir: Path, server: LoadServer, vm_url: str, workers: int, n: i
         service.wait_ready(180)
         assert service.process is not None
         pid = service.process.pid
-        worker_pids = _workers_of(pid) if workers > 1 else []
+        workers_of_run = worker_pids(pid) if workers > 1 else []
         deadline = time.time() + 180
         while vm_series(vm_url, tag) < TAGS:  # every tag subscribed and stored
             if time.time() > deadline:
@@ -211,7 +201,7 @@ def one_round(workdir: Path, server: LoadServer, vm_url: str, workers: int, n: i
             100 * (_cpu_s(p) - b) / (ended - began) for p, b in zip(pids, cpu_before, strict=True)
         ]
         rss_service = _proc_status(pid, "VmHWM")
-        rss_worker = max((_proc_status(p, "VmHWM") for p in worker_pids), default=0.0)
+        rss_worker = max((_proc_status(p, "VmHWM") for p in workers_of_run), default=0.0)
     finally:
         service.stop()
     return Round(

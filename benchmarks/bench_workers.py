@@ -35,13 +35,13 @@ from pathlib import Path
 from benchmarks.bench_service import Ports, Service
 from benchmarks.report import Row
 from tests.fixtures.worker_service import flood_service_toml as service_toml
+from tests.fixtures.worker_service import worker_pids
 
 MESSAGES = int(os.environ.get("BENCH_WORKERS_MESSAGES", "200000"))
 ROUNDS = int(os.environ.get("BENCH_WORKERS_ROUNDS", "2"))
 QOS_LEVELS = [int(q) for q in os.environ.get("BENCH_WORKERS_QOS", "0,1").split(",")]
 TOPICS = 100
 SPEEDUP_TARGET = 1.6
-WORKER_MODULE = "circman5.service.workers"
 
 PUBLISHER = r"""
 import sys, time
@@ -67,8 +67,13 @@ client.loop_stop()
 
 
 def vm_count(url: str, run: str) -> int:
+    """How many points of round ``run`` are stored."""
+    return vm_scalar(url, f'sum(count_over_time(sample_value{{site="{run}"}}[1d]))')
+
+
+def vm_scalar(url: str, query: str) -> int:
+    """The one value of a MetricsQL ``query`` after a flush (0 for an empty result)."""
     urllib.request.urlopen(f"{url}/internal/force_flush", timeout=30).close()
-    query = f'sum(count_over_time(sample_value{{site="{run}"}}[1d]))'
     with urllib.request.urlopen(
         f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": query}), timeout=30
     ) as response:
@@ -92,21 +97,6 @@ def _cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _workers_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and WORKER_MODULE.encode() in cmdline:
-            found.append(int(entry))
-    return found
 
 
 def _waiting(service: Service) -> bool:
@@ -159,7 +149,7 @@ def one_round(workdir: Path, mqtt_port: int, vm_url: str, workers: int, qos: int
         service.wait_ready(120)
         assert service.process is not None
         pid = service.process.pid
-        worker_pids = _workers_of(pid) if workers > 1 else []
+        workers_of_run = worker_pids(pid) if workers > 1 else []
         started = time.time()
         if not qos:
             publisher = _publish(mqtt_port, qos)
@@ -176,9 +166,9 @@ def one_round(workdir: Path, mqtt_port: int, vm_url: str, workers: int, qos: int
                 stored, last_change = now_stored, time.time()
         if publisher is not None:
             publisher.wait(120)
-        cpu = sum(_cpu_s(p) for p in [pid, *worker_pids])  # since their start
+        cpu = sum(_cpu_s(p) for p in [pid, *workers_of_run])  # since their start
         rss_service = _proc_status(pid, "VmHWM")
-        rss_worker = max((_proc_status(p, "VmHWM") for p in worker_pids), default=0.0)
+        rss_worker = max((_proc_status(p, "VmHWM") for p in workers_of_run), default=0.0)
     finally:
         service.stop()
     # from the first points stored to the last (the start-up and the first poll left out)

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from circman5.service.workers.pool import WORKER_MODULE
 from simulators.external import Mosquitto, VictoriaMetrics, free_port, wait_until
-from tests.fixtures.worker_service import sequence_service_toml
+from tests.fixtures.worker_service import sequence_service_toml, worker_pids
 from tests.service.service_process import RetainedState, SequencePublisher, ServiceProcess
 from tests.sinks.helpers import delivery_gaps, vm_values
 
@@ -59,23 +58,6 @@ def worker_metric(service: ServiceProcess, name: str, worker: int) -> float:
     found = re.search(pattern, service.metrics(), re.MULTILINE)
     assert found is not None, f"no {name} metric for worker {worker}"
     return float(found.group(1))
-
-
-def worker_pids(service_pid: int) -> dict[int, int]:
-    """The service's worker processes: worker index -> pid (from /proc)."""
-    found: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == service_pid and WORKER_MODULE.encode() in cmdline:
-            found[int(entry)] = int(entry)
-    return found
 
 
 @pytest.mark.parametrize("protocol", [MQTT_5, MQTT_3_1_1_SHARED])

@@ -20,6 +20,7 @@ from typing import Any
 
 from circman5.connectors.opcua.shares import share_of
 from simulators.external import Mosquitto, VictoriaMetrics, free_port
+from tests.fixtures.worker_service import worker_pids
 from tests.service.opcua_workers_helpers import (
     BUSY_BOX,
     NAMESPACE,
@@ -35,7 +36,6 @@ from tests.service.opcua_workers_helpers import (
     worker_metric,
 )
 from tests.service.service_process import RetainedState, ServiceProcess
-from tests.service.test_ingestion_workers import worker_pids
 
 ROUNDS = 25
 
