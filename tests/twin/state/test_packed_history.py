@@ -118,7 +118,7 @@ def test_equal_key_sets_share_one_key_tuple() -> None:
 
 
 def _history_bytes(min_entries: int, monkeypatch: Any) -> int:
-    import circman5.manufacturing.digital_twin.core.state_manager as module
+    import circman5.manufacturing.digital_twin.core.state_merge as module
 
     monkeypatch.setattr(module, "MIN_PACKED_ENTRIES", min_entries)
     StateManager._reset_instance()

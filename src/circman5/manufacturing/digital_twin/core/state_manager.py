@@ -31,11 +31,11 @@ numbers and lists, ``datetime`` timestamps become ISO strings. Dict keys must be
 Timestamps
 ----------
 Every stored state has a top-level ``"timestamp"`` ISO 8601 string. ``set_state`` and
-``update_state`` stamp the current time (``datetime.now(UTC).isoformat()``, with an explicit
-``+00:00`` offset) when the state or the update has none; an update without a timestamp is a new
-state *now*. Timestamps with an offset are exact; timestamps without one are read as local time
-(Python's convention, and what ``datetime.now().isoformat()`` in the spec's examples produces).
-``get_state_at_time`` reads its argument the same way.
+``update_state`` stamp the current time (as ``datetime.now(UTC).isoformat()``, with an explicit
+``+00:00`` offset, always with microseconds) when the state or the update has none; an update
+without a timestamp is a new state *now*. Timestamps with an offset are exact; timestamps
+without one are read as local time (Python's convention, and what ``datetime.now().isoformat()``
+in the spec's examples produces). ``get_state_at_time`` reads its argument the same way.
 
 Validation levels (``STATE_MANAGEMENT.validation_level``)
 ---------------------------------------------------------
@@ -60,12 +60,11 @@ import itertools
 import json
 import logging
 import math
-import numbers
 import os
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -73,11 +72,16 @@ from circman5 import paths
 from circman5.errors import ConfigError, InvalidInputError, StateValidationError, StorageError
 from circman5.files import atomic_write
 from circman5.manufacturing.digital_twin.core.packed_history import (
-    MIN_PACKED_ENTRIES,
     KeyCache,
     PackedState,
     pack,
     unpack,
+)
+from circman5.manufacturing.digital_twin.core.state_merge import (
+    KNOWN_SECTIONS,
+    copy_tree,
+    merge_top,
+    parse_time,
 )
 from circman5.singleton import Singleton
 from circman5.storage.contracts import StateStore
@@ -86,7 +90,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["KNOWN_SECTIONS", "VALIDATION_LEVELS", "StateManager", "StateUpdate"]
 
-KNOWN_SECTIONS: frozenset[str] = frozenset({"production_line", "materials", "environment"})
 VALIDATION_LEVELS: tuple[str, ...] = ("basic", "standard", "strict")
 
 DEFAULT_HISTORY_LENGTH = 1000
@@ -105,25 +108,6 @@ def _batch_id(state: Mapping[str, Any]) -> str | None:
     return None
 
 
-# Field rules of the standard and strict levels: kind ("str" or "num"), minimum, maximum.
-# "materials.*.x" matches every material.
-_FIELD_RULES: dict[str, tuple[str, float | None, float | None]] = {
-    "system_status": ("str", None, None),
-    "production_line.status": ("str", None, None),
-    "production_line.temperature": ("num", None, None),
-    "production_line.energy_consumption": ("num", 0.0, None),
-    "production_line.production_rate": ("num", 0.0, None),
-    "production_line.efficiency": ("num", 0.0, 1.0),
-    "production_line.defect_rate": ("num", 0.0, 1.0),
-    "materials.*.inventory": ("num", 0.0, None),
-    "materials.*.quality": ("num", 0.0, 1.0),
-    "environment.temperature": ("num", None, None),
-    "environment.humidity": ("num", 0.0, 100.0),
-}
-
-_isfinite = math.isfinite
-
-
 class _ConfigSource(Protocol):
     def get_digital_twin_config(self) -> Mapping[str, Any]: ...
 
@@ -133,175 +117,13 @@ class StateUpdate(NamedTuple):
 
     ``snapshot`` is the new current state (internal, must not be mutated); ``paths`` are the
     dotted paths of the leaves the update set (``"production_line.temperature"``), in update
-    order, without the top-level ``timestamp``; ``epoch`` is the state's timestamp in seconds
-    since the epoch.
+    order, each once, without the top-level ``timestamp``; ``epoch`` is the state's timestamp in
+    seconds since the epoch.
     """
 
     snapshot: Mapping[str, Any]
     paths: list[str]
     epoch: float
-
-
-# -- validation and copying ----------------------------------------------------------------------
-
-
-def _now() -> tuple[str, float]:
-    now = datetime.now(UTC)
-    return now.isoformat(), now.timestamp()
-
-
-def _parse_time(value: object, what: str = "timestamp") -> tuple[str, float]:
-    """An ISO string or datetime as (ISO string, epoch seconds); naive means local time."""
-    try:
-        if type(value) is str:
-            return value, datetime.fromisoformat(value).timestamp()
-        if isinstance(value, str):
-            return str.__str__(value), datetime.fromisoformat(value).timestamp()
-        if isinstance(value, datetime):
-            return value.isoformat(), value.timestamp()
-    except (ValueError, OverflowError, OSError) as err:
-        raise StateValidationError(f"invalid {what} {value!r}: {err}") from err
-    raise StateValidationError(
-        f"invalid {what} {value!r}: expected an ISO 8601 string or a datetime"
-    )
-
-
-def _value(value: Any, path: str) -> Any:
-    """Validate, normalise and copy any JSON-like value (no field rules)."""
-    t = type(value)
-    if t is float:
-        if not _isfinite(value):
-            raise StateValidationError(f"{path}: number must be finite, got {value!r}")
-        return value
-    if t is int or t is str or t is bool or value is None:
-        return value
-    if isinstance(value, str):  # a str subclass (a str-valued Enum, ...): its plain text
-        return str.__str__(value)
-    if t is dict or isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if type(key) is not str:
-                raise StateValidationError(f"{path}: key {key!r} is not a string")
-            out[key] = _value(item, f"{path}.{key}")
-        return out
-    if (
-        t is list
-        or t is tuple
-        or (isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray))
-    ):
-        return [_value(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return _value(float(value), path)
-    if t.__module__ == "numpy" and hasattr(value, "tolist"):
-        return _value(value.tolist(), path)
-    raise StateValidationError(f"{path}: unsupported value of type {t.__name__}")
-
-
-def _rule(path: str) -> tuple[str, float | None, float | None] | None:
-    if path.startswith("materials."):
-        parts = path.split(".")
-        if len(parts) == 3:
-            return _FIELD_RULES.get(f"materials.*.{parts[2]}")
-    return _FIELD_RULES.get(path)
-
-
-def _check_rule(value: Any, path: str, strict: bool) -> None:
-    rule = _rule(path)
-    if rule is None or value is None:
-        return
-    kind, low, high = rule
-    if kind == "str":
-        if type(value) is not str:
-            raise StateValidationError(f"{path}: must be a string, got {type(value).__name__}")
-        return
-    if type(value) is not float and type(value) is not int:
-        raise StateValidationError(f"{path}: must be a number, got {type(value).__name__}")
-    if strict and ((low is not None and value < low) or (high is not None and value > high)):
-        raise StateValidationError(f"{path}: {value!r} outside [{low}, {high}]")
-
-
-def _merge(
-    base: dict[str, Any] | None,
-    updates: Mapping[str, Any],
-    prefix: str,
-    rules: int,
-    changed: list[str],
-    big_copies: list[int],
-) -> dict[str, Any]:
-    """A copy of ``base`` with ``updates`` deep-merged in; ``base`` is not modified.
-
-    Only this dict and the dicts below it that ``updates`` touches are copied. Every leaf set is
-    validated and its path appended to ``changed``. ``rules``: 0 none, 1 types, 2 ranges too.
-    The size of every copied dict big enough to be packed in the history goes to ``big_copies``.
-    """
-    if base is not None:
-        new = base.copy()
-        if len(base) >= MIN_PACKED_ENTRIES:
-            big_copies.append(len(base))
-    else:
-        new = {}
-    for key, value in updates.items():
-        if key == "timestamp" and not prefix:
-            continue  # the top-level timestamp is handled by _merge_top
-        if type(key) is not str:
-            raise StateValidationError(f"{prefix or 'state.'}{key!r}: key is not a string")
-        path = prefix + key
-        t = type(value)
-        if t is float:
-            if not _isfinite(value):
-                raise StateValidationError(f"{path}: number must be finite, got {value!r}")
-        elif t is dict or (
-            not (t is int or t is str or t is bool or value is None) and isinstance(value, Mapping)
-        ):
-            if rules and _rule(path) is not None:
-                raise StateValidationError(f"{path}: must be a single value, got a dictionary")
-            old = new.get(key)
-            new[key] = _merge(
-                old if type(old) is dict else None, value, path + ".", rules, changed, big_copies
-            )
-            continue
-        elif not (t is int or t is str or t is bool or value is None):
-            value = _value(value, path)
-        if not prefix and key in KNOWN_SECTIONS:
-            raise StateValidationError(f"{key}: must be a dictionary, got {t.__name__}")
-        if rules:
-            _check_rule(value, path, rules > 1)
-        new[key] = value
-        changed.append(path)
-    return new
-
-
-def _merge_top(
-    base: dict[str, Any] | None,
-    updates: object,
-    rules: int,
-    changed: list[str],
-    big_copies: list[int],
-) -> tuple[dict[str, Any], float]:
-    """Merge a top-level state or update; returns the new snapshot and its epoch."""
-    if type(updates) is not dict and not isinstance(updates, Mapping):
-        raise StateValidationError(f"state must be a dictionary, got {type(updates).__name__}")
-    stamp = updates.get("timestamp")
-    if stamp is None:
-        iso, epoch = _now()
-    else:
-        iso, epoch = _parse_time(stamp)
-    new = _merge(
-        base if base is not None else {"timestamp": iso}, updates, "", rules, changed, big_copies
-    )
-    new["timestamp"] = iso
-    return new, epoch
-
-
-def _copy(value: Any) -> Any:
-    """Copy a snapshot tree (plain dicts, lists and immutable leaves only)."""
-    if type(value) is dict:
-        return {k: _copy(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_copy(v) for v in value]
-    return value
 
 
 # -- the manager ---------------------------------------------------------------------------------
@@ -448,31 +270,46 @@ class StateManager(Singleton):
         Nested dicts are merged, every other value replaces what was there. Raises
         :class:`StateValidationError` (current state untouched) when the update is invalid.
         """
-        changed: list[str] = []
-        big_copies: list[int] = []
-        with self._lock:
-            snapshot, epoch = _merge_top(self._current, updates, self._rules, changed, big_copies)
-            self._push(snapshot, epoch, bool(big_copies))
-        return StateUpdate(snapshot, changed, epoch)
+        changed: dict[str, Any] = {}
+        snapshot, epoch = self._apply(updates, changed)
+        return StateUpdate(snapshot, list(changed), epoch)
 
-    def _apply(self, updates: Mapping[str, Any]) -> None:
-        """apply_update without building its result (update_state's path)."""
+    def _apply(
+        self, updates: Mapping[str, Any], changed: dict[str, Any]
+    ) -> tuple[Mapping[str, Any], float]:
         big_copies: list[int] = []
         with self._lock:
-            snapshot, epoch = _merge_top(self._current, updates, self._rules, [], big_copies)
+            snapshot, epoch = merge_top(self._current, updates, self._rules, changed, big_copies)
             self._push(snapshot, epoch, bool(big_copies))
+        return snapshot, epoch
+
+    def commit(
+        self, updates: Mapping[str, Any], changed: dict[str, Any]
+    ) -> tuple[Mapping[str, Any], float] | None:
+        """:meth:`update_state` that tells what it did (the twin core's update path).
+
+        Every leaf the update set goes into ``changed`` (dotted path -> the value as stored,
+        without the top-level timestamp). Returns the new snapshot (internal, never mutate) and
+        its epoch; None when the update is invalid (logged as a warning, state untouched).
+        """
+        big_copies: list[int] = []
+        try:
+            with self._lock:
+                snapshot, epoch = merge_top(
+                    self._current, updates, self._rules, changed, big_copies
+                )
+                self._push(snapshot, epoch, bool(big_copies))
+        except StateValidationError as err:
+            self._warn_invalid(str(err))
+            return None
+        return snapshot, epoch
 
     def update_state(self, updates: Mapping[str, Any]) -> bool:
         """Deep-merge ``updates`` into the current state.
 
         Returns True when applied; False when invalid (logged as a warning, state untouched).
         """
-        try:
-            self._apply(updates)
-        except StateValidationError as err:
-            self._warn_invalid(str(err))
-            return False
-        return True
+        return self.commit(updates, {}) is not None
 
     def set_state(self, state: Mapping[str, Any]) -> bool:
         """Replace the current state with (a validated copy of) ``state``.
@@ -481,7 +318,7 @@ class StateManager(Singleton):
         True when applied; False when invalid (logged as a warning, state untouched).
         """
         try:
-            snapshot, epoch = _merge_top(None, state, self._rules, [], [])
+            snapshot, epoch = merge_top(None, state, self._rules, {}, [])
         except StateValidationError as err:
             self._warn_invalid(str(err))
             return False
@@ -525,14 +362,14 @@ class StateManager(Singleton):
     def get_current_state(self) -> dict[str, Any]:
         """A copy of the current state (``{}`` before the first state)."""
         current: Any = self._current
-        return _copy(current) if current is not None else {}
+        return copy_tree(current) if current is not None else {}
 
     def get_history(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Copies of the most recent ``limit`` previous states (all when None), oldest first.
 
         The current state is not part of the history.
         """
-        return [_copy(state) for state in self.history_snapshots(limit)]
+        return [copy_tree(state) for state in self.history_snapshots(limit)]
 
     def get_state_at_time(self, timestamp: str | datetime | float) -> dict[str, Any] | None:
         """A copy of the latest state (history or current) at or before ``timestamp``.
@@ -543,11 +380,11 @@ class StateManager(Singleton):
         """
         if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
             when = float(timestamp)
-            if not _isfinite(when):
+            if not math.isfinite(when):
                 raise InvalidInputError(f"invalid timestamp {timestamp!r}")
         else:
             try:
-                when = _parse_time(timestamp)[1]
+                when = parse_time(timestamp)[1]
             except StateValidationError as err:
                 raise InvalidInputError(str(err)) from err
         with self._lock:
@@ -565,12 +402,12 @@ class StateManager(Singleton):
             current = self._current
             if current is not None and best_epoch <= self._current_epoch <= when:
                 best = current
-        return _copy(unpack(best)) if best is not None else None
+        return copy_tree(unpack(best)) if best is not None else None
 
     def validate_state(self, state: Any) -> tuple[bool, str]:
         """Check ``state`` against the configured validation level: ``(ok, reason)``."""
         try:
-            _merge_top(None, state, self._rules, [], [])
+            merge_top(None, state, self._rules, {}, [])
         except StateValidationError as err:
             return False, str(err)
         return True, "Valid state"
@@ -653,7 +490,7 @@ class StateManager(Singleton):
             logger.warning("import_state: %s is not valid JSON: %s", where, err)
             return False
         try:
-            snapshot, epoch = _merge_top(None, state, self._rules, [], [])
+            snapshot, epoch = merge_top(None, state, self._rules, {}, [])
         except StateValidationError as err:
             logger.warning("import_state: %s holds an invalid state: %s", where, err)
             return False

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -42,7 +41,7 @@ from circman5.manufacturing.digital_twin.event_notification.publishers import (
 )
 from circman5.singleton import Singleton
 from circman5.state_paths import flatten
-from circman5.twin_update import TwinUpdate, leaves_of
+from circman5.twin_update import TwinUpdate
 
 if TYPE_CHECKING:
     from circman5.manufacturing.digital_twin.simulation.forecast import ForecastChecker
@@ -53,18 +52,6 @@ logger = logging.getLogger(__name__)
 Side = Literal["high", "low"]
 #: Hands a sample to the forecaster: ``enqueue(path, t, value)``.
 Observe = Callable[[str, float, Any], object]
-
-
-def _epoch(timestamp: Any) -> float | None:
-    """An update's ISO timestamp (or datetime) in seconds since the epoch; None if unreadable."""
-    try:
-        if isinstance(timestamp, str):
-            return datetime.fromisoformat(timestamp).timestamp()
-        if isinstance(timestamp, datetime):
-            return timestamp.timestamp()
-    except (ValueError, OverflowError, OSError):
-        return None
-    return None
 
 
 @dataclass(frozen=True)
@@ -261,25 +248,21 @@ class DigitalTwin(Singleton):
         if not self._initialized:
             self.logger.warning("Digital twin not initialized")
             return False
+        changed: dict[str, Any] = {}
+        values: Mapping[str, Any] = changed  # the leaves the update set, by dotted path
+        data: Mapping[str, Any]
         if type(external_data) is TwinUpdate and not self._pulls_data:
-            update = external_data
-            if not update.has_timestamp:
-                update = update.stamped(now_iso(), time.time())
-            nested, values, epoch = update.nested, update.flat, update.epoch
-            stamp: object = update.timestamp
-        else:  # the spec's nested dict: no TwinUpdate object is needed for it
-            nested = data = dict(external_data) if external_data else {}
-            if self._pulls_data:
-                data.update(self._collect_sensor_data())
-                data.update(self._collect_system_data())
-            epoch = None
-            if "timestamp" not in data:
-                epoch = time.time()
-                data["timestamp"] = now_iso()
-            values = leaves_of(data)
-            stamp = data["timestamp"]
-        ok = self.state_manager.update_state(nested)
-        if ok is False:
+            data, values = external_data.nested, external_data.flat
+        elif self._pulls_data:
+            data = {**(external_data or {})}
+            data.update(self._collect_sensor_data())
+            data.update(self._collect_system_data())
+        else:  # the spec's nested dict, merged as it is (the state manager copies what it keeps)
+            data = external_data if external_data is not None else {}
+        # one walk of the update: the state manager validates and merges it, stamps it (now,
+        # when it has no timestamp) and records every leaf it set in ``changed``
+        applied = self.state_manager.commit(data, changed)
+        if applied is None:
             self.rejected_updates += 1
             self.event_publisher.publish_error_event(
                 error_type="InvalidUpdate",
@@ -287,18 +270,14 @@ class DigitalTwin(Singleton):
                 severity=EventSeverity.WARNING,
             )
             return False
+        snapshot, epoch = applied
         self.update_count += 1
         if self.thresholds:
             checker = self.forecast_checker
             observe: Observe | None = None
             if checker is not None and checker.statistical is not None:
-                if epoch is None:
-                    epoch = _epoch(stamp)
-                if epoch is not None:
-                    observe = checker.enqueue  # learned in the forecast thread
-            if type(stamp) is not str:  # a datetime: the state keeps it as ISO 8601
-                stamp = str(self.state_manager.snapshot().get("timestamp"))
-            self._check_paths(values, stamp, observe, epoch or 0.0)
+                observe = checker.enqueue  # learned in the forecast thread
+            self._check_paths(values, snapshot["timestamp"], observe, epoch)
         status = values.get("system_status")
         if status is not None and status != self._system_status:
             previous = self._system_status
@@ -357,17 +336,22 @@ class DigitalTwin(Singleton):
         """Check the values of dotted paths (only those an update changed); ``observe`` (the
         forecaster's) gets every monitored value with the update's ``epoch``."""
         thresholds = self.thresholds
+        alarms = self._alarms
         for path, value in values.items():
             rule = thresholds.get(path)
             if rule is None:
                 continue
             if observe is not None:
                 observe(path, epoch, value)  # ignores what is not a number
-            if type(value) is not float and (
-                isinstance(value, bool) or not isinstance(value, int | float)
-            ):
-                continue
-            self._evaluate(rule, float(value), timestamp)
+            if type(value) is not float:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    continue
+                value = float(value)
+            if path not in alarms:  # no alarm and inside the limits: nothing to do
+                high, low = rule.high, rule.low
+                if (high is None or value <= high) and (low is None or value >= low):
+                    continue
+            self._evaluate(rule, value, timestamp)
 
     def _check_all_thresholds(self, state: Mapping[str, Any]) -> None:
         self._check_paths(flatten(state), str(state.get("timestamp", now_iso())))

@@ -35,6 +35,7 @@ __all__ = [
     "ThresholdEvent",
     "UserActionEvent",
     "now_iso",
+    "now_stamp",
 ]
 
 _E = TypeVar("_E", bound="Event")
@@ -45,20 +46,30 @@ _E = TypeVar("_E", bound="Event")
 _second_cache: tuple[int, str] = (-1, "")
 
 
+def now_stamp() -> tuple[str, float]:
+    """The current time as ISO 8601 (see :func:`now_iso`) and as seconds since the epoch.
+
+    The seconds are exactly what ``datetime.fromisoformat(iso).timestamp()`` reads back from the
+    text (whole microseconds), so a state stamped with both is found again by its timestamp.
+    """
+    global _second_cache
+    now = time.time()
+    second = int(now)
+    micro = int((now - second) * 1e6)
+    cached_second, prefix = _second_cache
+    if second != cached_second:
+        prefix = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (second, prefix)
+    return f"{prefix}.{micro:06d}+00:00", (second * 1_000_000 + micro) / 1_000_000
+
+
 def now_iso() -> str:
     """The current time as ISO 8601 with microseconds and an explicit UTC offset.
 
     Same format as ``datetime.now(timezone.utc).isoformat()`` (e.g.
     ``2025-02-24T14:30:22.123456+00:00``), except that ``.000000`` is never left out.
     """
-    global _second_cache
-    now = time.time()
-    second = int(now)
-    cached_second, prefix = _second_cache
-    if second != cached_second:
-        prefix = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second_cache = (second, prefix)
-    return f"{prefix}.{int((now - second) * 1e6):06d}+00:00"
+    return now_stamp()[0]
 
 
 _UUID_VERSION_4 = (0x4000 << 64) | (0x8000 << 48)
