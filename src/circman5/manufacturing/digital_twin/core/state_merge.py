@@ -154,7 +154,7 @@ def _merge(
     else:
         new = {}
     field_rules = _FIELD_RULES if rules else None
-    in_materials = prefix.startswith("materials.")
+    in_materials = prefix[:10] == "materials."
     for key, value in updates.items():
         if type(key) is not str:
             raise StateValidationError(f"{prefix}{key!r}: key is not a string")
@@ -211,7 +211,7 @@ def merge_top(
             raise StateValidationError(f"state.{key!r}: key is not a string")
         t = type(value)
         if t is dict or (t not in _PLAIN and isinstance(value, Mapping)):
-            if rules and (key in _FIELD_RULES or key.startswith("materials.")) and _rule(key):
+            if rules and (key in _FIELD_RULES or "." in key) and _rule(key) is not None:
                 raise StateValidationError(f"{key}: must be a single value, got a dictionary")
             old = new.get(key)
             new[key] = _merge(

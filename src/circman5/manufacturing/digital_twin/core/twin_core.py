@@ -272,12 +272,17 @@ class DigitalTwin(Singleton):
             return False
         snapshot, epoch = applied
         self.update_count += 1
+        checker = self.forecast_checker
         if self.thresholds:
-            checker = self.forecast_checker
-            observe: Observe | None = None
-            if checker is not None and checker.statistical is not None:
-                observe = checker.enqueue  # learned in the forecast thread
-            self._check_paths(values, snapshot["timestamp"], observe, epoch)
+            self._check_paths(
+                values,
+                snapshot["timestamp"],
+                # learned in the forecast thread
+                checker.enqueue
+                if checker is not None and checker.statistical is not None
+                else None,
+                epoch,
+            )
         status = values.get("system_status")
         if status is not None and status != self._system_status:
             previous = self._system_status
@@ -286,8 +291,8 @@ class DigitalTwin(Singleton):
                 self.event_publisher.publish_state_update(
                     {"system_status": previous or "unknown"}, {"system_status": status}
                 )
-        if self.forecast_checker is not None and self.forecast_checker.take_due():
-            self._start_forecast(self.state_manager.snapshot())
+        if checker is not None and checker.take_due():
+            self._start_forecast(snapshot)
         return True
 
     def _start_forecast(self, state: Mapping[str, Any]) -> None:

@@ -41,9 +41,11 @@ __all__ = [
 _E = TypeVar("_E", bound="Event")
 
 
-# (whole second, "YYYY-MM-DDTHH:MM:SS" of it in UTC): formatting the date once per second makes
-# now_iso() three times cheaper than datetime.now(UTC).isoformat().
-_second_cache: tuple[int, str] = (-1, "")
+# (whole millisecond, "YYYY-MM-DDTHH:MM:SS.mmm" of it in UTC): the date is formatted once per
+# millisecond, the microseconds come from a table of 1000 texts; now_stamp() costs a quarter of
+# datetime.now(UTC).isoformat() with its timestamp().
+_milli_cache: tuple[int, str] = (-1, "")
+_MICROS_UTC: tuple[str, ...] = tuple(f"{n:03d}+00:00" for n in range(1000))
 
 
 def now_stamp() -> tuple[str, float]:
@@ -52,15 +54,16 @@ def now_stamp() -> tuple[str, float]:
     The seconds are exactly what ``datetime.fromisoformat(iso).timestamp()`` reads back from the
     text (whole microseconds), so a state stamped with both is found again by its timestamp.
     """
-    global _second_cache
-    now = time.time()
-    second = int(now)
-    micro = int((now - second) * 1e6)
-    cached_second, prefix = _second_cache
-    if second != cached_second:
-        prefix = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second_cache = (second, prefix)
-    return f"{prefix}.{micro:06d}+00:00", (second * 1_000_000 + micro) / 1_000_000
+    global _milli_cache
+    micros = int(time.time() * 1e6)
+    milli = micros // 1000
+    cached_milli, prefix = _milli_cache
+    if milli != cached_milli:
+        second, fraction = divmod(milli, 1000)
+        day_time = datetime.datetime.fromtimestamp(second, datetime.UTC)
+        prefix = f"{day_time:%Y-%m-%dT%H:%M:%S}.{fraction:03d}"
+        _milli_cache = (milli, prefix)
+    return prefix + _MICROS_UTC[micros - milli * 1000], micros / 1e6
 
 
 def now_iso() -> str:
