@@ -42,6 +42,9 @@ _FIELD_RULES: dict[str, FieldRule] = {
     "environment.humidity": ("num", 0.0, 100.0),
 }
 
+#: The fields whose rule is "str" (none of them under the "materials.*" wildcard).
+_TEXT_FIELDS: frozenset[str] = frozenset(p for p, rule in _FIELD_RULES.items() if rule[0] == "str")
+
 # Values stored as they are (after the float's finiteness check).
 _PLAIN: frozenset[type] = frozenset({float, int, str, bool, type(None)})
 
@@ -153,8 +156,6 @@ def _merge(
             big_copies.append(len(base))
     else:
         new = {}
-    field_rules = _FIELD_RULES if rules else None
-    in_materials = prefix[:10] == "materials."
     for key, value in updates.items():
         if type(key) is not str:
             raise StateValidationError(f"{prefix}{key!r}: key is not a string")
@@ -163,11 +164,10 @@ def _merge(
         if t is float:  # the common leaf: checked inline
             if not _isfinite(value):
                 raise StateValidationError(f"{path}: number must be finite, got {value!r}")
-            if field_rules is not None:
-                rule = field_rules.get(path)
-                if rule is None and in_materials:
-                    rule = _rule(path)
-                if rule is not None and (rules > 1 or rule[0] != "num"):
+            # a number passes every type rule but the text fields'; strict also checks ranges
+            if rules and (rules > 1 or path in _TEXT_FIELDS):
+                rule = _rule(path)
+                if rule is not None:
                     _check_rule(value, path, rule, rules > 1)
         elif t is dict or (t not in _PLAIN and isinstance(value, Mapping)):
             if rules and _rule(path) is not None:
