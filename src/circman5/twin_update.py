@@ -33,32 +33,49 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 _LEAF_TYPES: Final = frozenset({float, int, str, bool, type(None)})
 
 
-_PARTS: dict[str, tuple[str, ...]] = {}
+#: path -> (its section's dotted name, the section's parts, the leaf's name)
+_PARTS: dict[str, tuple[str, tuple[str, ...], str]] = {}
 _PARTS_MAX = 100_000  # paths remembered split (a tag map has a bounded set of paths)
+
+
+def _split(path: str) -> tuple[str, tuple[str, ...], str]:
+    if len(_PARTS) >= _PARTS_MAX:
+        _PARTS.clear()
+    section, _, leaf = path.rpartition(".")
+    parts = _PARTS[path] = (section, tuple(section.split(".")) if section else (), leaf)
+    return parts
 
 
 def _nest(values: Mapping[str, Any]) -> dict[str, Any]:
     """The nested dict of dotted ``values`` (the engine's paths never conflict: it refuses a
-    path that is also a section; should one slip through, the shorter path keeps its place)."""
+    path that is also a section; should one slip through, the shorter path keeps its place).
+
+    Paths of one section usually come one after the other: the section's dict found for the
+    previous path is reused without walking down again.
+    """
     parts_of = _PARTS
     nested: dict[str, Any] = {}
+    last_section: str | None = None
+    node: dict[str, Any] = nested
     for path, value in values.items():
-        parts = parts_of.get(path)
-        if parts is None:
-            if len(parts_of) >= _PARTS_MAX:
-                parts_of.clear()
-            parts = parts_of[path] = tuple(path.split("."))
-        node = nested
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif type(child) is not dict:
-                break
-            node = child
-        else:
-            if type(node.get(parts[-1])) is not dict:
-                node[parts[-1]] = value
+        split = parts_of.get(path)
+        section, parts, leaf = split if split is not None else _split(path)
+        if section != last_section:
+            node = nested
+            for part in parts:
+                child = node.get(part)
+                if child is None:
+                    child = node[part] = {}
+                elif type(child) is not dict:
+                    last_section = None  # a value holds this place: skip the path
+                    break
+                node = child
+            else:
+                last_section = section
+            if last_section is None:
+                continue
+        if type(node.get(leaf)) is not dict:
+            node[leaf] = value
     return nested
 
 

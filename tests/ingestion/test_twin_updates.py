@@ -179,3 +179,34 @@ async def test_the_batch_tracker_reads_the_engine_updates(twin: DigitalTwin) -> 
             "materials": {"silicon_wafer": {"consumption": 120.0, "waste": 3.5}},
         }
     ]
+
+
+def test_the_nested_view_of_interleaved_sections_and_top_level_paths() -> None:
+    values = {
+        "line.tags.t1": 1.0,
+        "line.tags.t2": 2.0,
+        "system_status": "running",
+        "line.speed": 3.0,
+        "line.tags.t3": 3.0,  # back to a section seen before
+        "environment.humidity": 40.0,
+        "a.b.c.d": True,
+    }
+    nested = TwinUpdate(values).nested
+    # the standard library's view: build the nested dict path by path
+    expected: dict[str, Any] = {}
+    for path, value in values.items():
+        *sections, leaf = path.split(".")
+        node = expected
+        for part in sections:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    assert nested == expected
+    assert flatten(nested) == values
+
+
+def test_the_nested_view_skips_a_path_through_a_value() -> None:
+    update = TwinUpdate({"line.speed": 1.0, "line.speed.raw": 2.0, "line.tags.t1": 3.0})
+    assert update.nested == {"line": {"speed": 1.0, "tags": {"t1": 3.0}}}
+    # a value whose place a section already holds is skipped too (the section stays)
+    update = TwinUpdate({"line.tags.t1": 3.0, "line.tags": 4.0, "line.speed": 1.0})
+    assert update.nested == {"line": {"tags": {"t1": 3.0}, "speed": 1.0}}
