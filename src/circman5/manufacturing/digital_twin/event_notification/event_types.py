@@ -55,7 +55,7 @@ def now_stamp() -> tuple[str, float]:
     text (whole microseconds), so a state stamped with both is found again by its timestamp.
     """
     global _milli_cache
-    micros = int(time.time() * 1e6)
+    micros = time.time_ns() // 1000
     milli = micros // 1000
     cached_milli, prefix = _milli_cache
     if milli != cached_milli:
@@ -63,7 +63,7 @@ def now_stamp() -> tuple[str, float]:
         day_time = datetime.datetime.fromtimestamp(second, datetime.UTC)
         prefix = f"{day_time:%Y-%m-%dT%H:%M:%S}.{fraction:03d}"
         _milli_cache = (milli, prefix)
-    return prefix + _MICROS_UTC[micros - milli * 1000], micros / 1e6
+    return prefix + _MICROS_UTC[micros % 1000], micros / 1e6
 
 
 def now_iso() -> str:

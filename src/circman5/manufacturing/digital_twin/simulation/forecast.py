@@ -349,10 +349,8 @@ class ForecastChecker:
     # -- rate limit ---------------------------------------------------------------------------
     def take_due(self) -> bool:
         """True (and the next slot reserved) when a check is due: one clock read otherwise."""
-        if not self.config.enabled:
-            return False
         now = self._clock()
-        if now < self._next_due:
+        if now < self._next_due or not self.config.enabled:
             return False
         with self._slot_lock:
             if now < self._next_due:
