@@ -15,9 +15,11 @@ update costs a few microseconds whatever the size of the state. Consequences for
 
 * ``get_current_state()``, ``get_history()`` and ``get_state_at_time()`` return *copies* (a fast
   recursive dict/list copy): mutate them freely, the twin is not affected.
-* ``snapshot()``, ``history_snapshots()`` and the ``StateUpdate`` returned by ``apply_update()``
-  give the internal snapshots without copying, for the twin core's hot path. They are typed
-  ``Mapping`` and must never be mutated.
+* ``snapshot()``, ``history_snapshots()``, the ``StateUpdate`` returned by ``apply_update()`` and
+  the snapshot returned by ``commit()`` give the internal snapshots without copying, for the twin
+  core's hot path. They are typed ``Mapping`` and must never be mutated.
+
+The merge itself (validation, copying, stamping) is :mod:`.state_merge`.
 
 The history is compact: when an update replaces a big all-float section (a thousand tags of a
 line), the state leaving for the history keeps that section packed in an array
