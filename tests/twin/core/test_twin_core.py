@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,14 +20,6 @@ from circman5.manufacturing.digital_twin.event_notification.event_types import (
     ThresholdClearedEvent,
     ThresholdEvent,
 )
-
-
-@pytest.fixture
-def captured() -> Iterator[list[Event]]:
-    events: list[Event] = []
-    event_manager.subscribe(events.append)
-    yield events
-    event_manager.unsubscribe(events.append)
 
 
 def thresholds(events: list[Event]) -> list[Event]:

@@ -20,7 +20,6 @@ import pytest
 
 from circman5.manufacturing.digital_twin.core.state_manager import StateManager
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
-from circman5.manufacturing.digital_twin.event_notification.event_manager import event_manager
 from circman5.manufacturing.digital_twin.event_notification.event_types import (
     Event,
     ThresholdEvent,
@@ -35,14 +34,6 @@ def twin() -> Iterator[DigitalTwin]:
     assert twin.initialize()
     yield twin
     DigitalTwin._reset_instance()
-
-
-@pytest.fixture
-def captured() -> Iterator[list[Event]]:
-    events: list[Event] = []
-    event_manager.subscribe(events.append)
-    yield events
-    event_manager.unsubscribe(events.append)
 
 
 def test_now_stamp_text_reads_back_as_its_epoch() -> None:
