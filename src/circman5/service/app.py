@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circman5.adapters.services.constants_service import ConstantsService
 from circman5.api.setpoints import SetpointLimit, SetpointService
@@ -39,7 +39,6 @@ from circman5.service.health import HealthServer
 from circman5.service.metrics import ServiceMetrics
 from circman5.service.outputs import durable_sample_sink, output_reasons
 from circman5.service.roles import Role, role_parts
-from circman5.service.sparkplug_output import SparkplugOutput
 from circman5.service.supervisor import Supervisor
 from circman5.service.twin_database import api_database_parts, twin_database
 from circman5.service.workers import (
@@ -55,6 +54,9 @@ from circman5.sinks.site_watch import SiteWatcher
 from circman5.sinks.timeseries import SeriesOutput, open_series_output
 from circman5.storage.database import TwinDatabase
 from circman5.twin_update import TwinUpdate
+
+if TYPE_CHECKING:  # imported where configured: protobuf and the edge node
+    from circman5.service.sparkplug_output import SparkplugOutput
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +283,8 @@ class EdgeService:
         running.setpoints = setpoints = self._setpoint_service(running)
         spb = settings.outputs.sparkplug
         if spb is not None and spb.enabled:
+            from circman5.service.sparkplug_output import SparkplugOutput
+
             running.sparkplug = await stack.enter_async_context(
                 SparkplugOutput(
                     spb,

@@ -22,12 +22,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from circman5.connectors.opcua.certificates import (
-    create_certificate,
-    describe_certificate,
-    fetch_server_certificates,
-    store_certificate,
-)
 from circman5.errors import ConfigError, ConnectorError
 
 if TYPE_CHECKING:
@@ -184,6 +178,8 @@ def _data_dir(settings: Settings | None) -> Path:
 
 
 def _create(args: argparse.Namespace) -> int:
+    from circman5.connectors.opcua.certificates import create_certificate, describe_certificate
+
     settings = _settings(args)
     connector = _connector(settings, args.connector, required=False)
     uri = args.application_uri or (
@@ -249,6 +245,12 @@ def _host_addresses() -> list[str]:
 
 
 def _trust(args: argparse.Namespace) -> int:
+    from circman5.connectors.opcua.certificates import (
+        describe_certificate,
+        fetch_server_certificates,
+        store_certificate,
+    )
+
     settings = _settings(args)
     connector = _connector(settings, args.connector, required=args.url is None)
     url = args.url or (connector.url if connector else None)
