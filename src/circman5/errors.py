@@ -6,7 +6,7 @@ Where the spec documents ``ValueError`` for bad input, the error also derives fr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 
 class Circman5Error(Exception):
@@ -161,11 +161,15 @@ class SetpointUnavailable(CommandRejected):
         self.status = status
 
 
+class _ReportsAsDict(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class SetpointConfirmTimeout(CommandRejected):
     """The write was sent but the read-back did not confirm it in time (``result``: the
     :class:`circman5.api.setpoints.SetpointResult` so far)."""
 
-    def __init__(self, message: str, result: Any) -> None:
+    def __init__(self, message: str, result: _ReportsAsDict) -> None:
         super().__init__(message)
         self.status = 504
         self.result = result
