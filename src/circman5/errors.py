@@ -6,7 +6,13 @@ Where the spec documents ``ValueError`` for bad input, the error also derives fr
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for mypy only: every class here at run time is an exception
+    from typing import Protocol
+
+    class _ReportsAsDict(Protocol):
+        def to_dict(self) -> dict[str, Any]: ...
 
 
 class Circman5Error(Exception):
@@ -159,10 +165,6 @@ class SetpointUnavailable(CommandRejected):
     def __init__(self, message: str, status: int = 503) -> None:
         super().__init__(message)
         self.status = status
-
-
-class _ReportsAsDict(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 class SetpointConfirmTimeout(CommandRejected):
