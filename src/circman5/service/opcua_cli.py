@@ -20,7 +20,7 @@ import asyncio
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from circman5.errors import ConfigError, ConnectorError
 
@@ -33,9 +33,11 @@ __all__ = ["add_opcua_commands", "certificate_problems", "run_opcua_command"]
 DEFAULT_APPLICATION_URI = "urn:circman5:edge:client"
 
 
-def add_opcua_commands(subparsers: Any) -> argparse.ArgumentParser:
+def add_opcua_commands(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Add ``opcua`` (create-certificate, trust, test) to ``subparsers``."""
-    opcua: argparse.ArgumentParser = subparsers.add_parser(
+    opcua = subparsers.add_parser(
         "opcua", help="OPC UA security: client certificate, server trust, connection test"
     )
     actions = opcua.add_subparsers(dest="opcua_command", metavar="ACTION")
