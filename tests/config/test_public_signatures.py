@@ -40,18 +40,6 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "StateManager.validate_state",
         "state",
     ): "validates untrusted input: should become object",
-    (
-        "manufacturing/digital_twin/simulation/statistical_forecast.py",
-        "StatisticalForecaster.observe",
-        "value",
-    ): "ignores what is not a finite number: should become object",
-    (
-        "manufacturing/digital_twin/simulation/statistical_forecast.py",
-        "StatisticalForecaster.warm_start",
-        "epoch_of",
-    ): "should become Callable[[Mapping[str, Any]], float | None]",
-    ("service/app.py", "EdgeService._history_reader.read", "paths"): "should become "
-    "Sequence[str] (the reader is circman5.api.context.HistoryArraysReader)",
 }
 
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,8 @@ from circman5.sinks.timeseries import SeriesOutput, open_series_output
 from circman5.storage.database import TwinDatabase
 from circman5.twin_update import TwinUpdate
 
-if TYPE_CHECKING:  # imported where configured: protobuf and the edge node
+if TYPE_CHECKING:  # imported where configured: protobuf and the edge node; the API
+    from circman5.api.context import HistoryArraysReader
     from circman5.service.sparkplug_output import SparkplugOutput
 
 logger = logging.getLogger(__name__)
@@ -459,15 +461,15 @@ class EdgeService:
         stack.push_async_callback(watcher.stop)
         return watcher
 
-    def _history_reader(self) -> Any:
+    def _history_reader(self) -> HistoryArraysReader:
         """Recorded history for calibration and model training (``embedded``, ``influxdb``)."""
-        from circman5.service.calibration_runner import Window, read_arrays
+        from circman5.service.calibration_runner import FloatArray, Window, read_arrays
 
         settings = self.settings
 
         def read(
-            source: str, start_s: float | None, end_s: float | None, paths: Any
-        ) -> dict[str, Any]:
+            source: str, start_s: float | None, end_s: float | None, paths: Sequence[str]
+        ) -> dict[str, tuple[FloatArray, FloatArray]]:
             return dict(read_arrays(settings, source, Window(start_s, end_s), data_dir(), paths))
 
         return read

@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import threading
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -85,7 +85,7 @@ _QUANTILE_TO_SD = 1.4826
 _INTERVAL_WEIGHT = 0.1
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, Real):
         return None
     number = float(value)
@@ -264,7 +264,7 @@ class StatisticalForecaster:
         return int(self._count[self._index[path]])
 
     # -- learning -------------------------------------------------------------------------------
-    def observe(self, path: str, t: float, value: Any) -> bool:
+    def observe(self, path: str, t: float, value: object) -> bool:
         """Learn one sample of ``path`` taken at ``t`` (seconds); False when it was ignored.
 
         Ignored: unknown paths, values that are not finite numbers (None, NaN, text, bool) and
@@ -374,7 +374,11 @@ class StatisticalForecaster:
             self.latest_t = t
         return True
 
-    def warm_start(self, states: Iterable[Mapping[str, Any]], epoch_of: Any) -> int:
+    def warm_start(
+        self,
+        states: Iterable[Mapping[str, Any]],
+        epoch_of: Callable[[Mapping[str, Any]], float | None],
+    ) -> int:
         """Learn from past twin states (oldest first); returns the samples learned.
 
         ``epoch_of(state)`` gives a state's time in seconds (None: skip the state). A state
