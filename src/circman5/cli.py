@@ -116,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        data_dir, constants_dir = _locations_of(args)
+        data_dir, constants_dir, settings = _locations_of(args)
         with locations(data_dir, constants_dir):
-            return _dispatch(parser, args, constants_dir)
+            return _dispatch(parser, args, constants_dir, settings)
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2
@@ -130,9 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(
-    parser: argparse.ArgumentParser, args: argparse.Namespace, constants_dir: Path | None
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    constants_dir: Path | None,
+    settings: Settings | None,
 ) -> int:
-    """Run the command; ``constants_dir`` is the resolved constants directory (flag or TOML)."""
+    """Run the command; ``constants_dir`` is the resolved constants directory (flag or TOML),
+    ``settings`` the settings file as loaded to find it (None: not loaded)."""
     if args.command == "demo":
         from circman5.service.demo import run_demo
 
@@ -146,6 +150,7 @@ def _dispatch(
             data_dir=args.data_dir,
             constants_dir=args.constants_dir,
             role=args.role,
+            loaded=settings,
         )
     if args.command == "check-config":
         return check_config(args.settings_file, constants_dir)
@@ -173,8 +178,11 @@ def _dispatch(
     return 0
 
 
-def _locations_of(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    """The data and constants directories of this command, from the flags and the TOML.
+def _locations_of(
+    args: argparse.Namespace,
+) -> tuple[Path | None, Path | None, Settings | None]:
+    """The data and constants directories of this command, from the flags and the TOML, and
+    the settings when the TOML had to be loaded for them.
 
     The command line is the outermost composition root: it decides once, before anything
     reads them, where this process keeps its files and finds its constants
@@ -192,13 +200,14 @@ def _locations_of(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
         )
     data_dir: Path | None = args.data_dir
     constants_dir: Path | None = args.constants_dir
+    settings = None
     if settings_file is not None and (data_dir is None or constants_dir is None):
         from circman5.settings import load_settings
 
         settings = load_settings(settings_file)
         data_dir = data_dir or settings.data_dir
         constants_dir = constants_dir or settings.config_dir
-    return data_dir, constants_dir
+    return data_dir, constants_dir, settings
 
 
 def check_config(settings_file: Path | None, constants_dir: Path | None = None) -> int:
@@ -269,8 +278,12 @@ def run_service(
     data_dir: Path | None = None,
     constants_dir: Path | None = None,
     role: Role = "all",
+    loaded: Settings | None = None,
 ) -> int:
-    """``circman5 run``: until SIGTERM or SIGINT, then a graceful stop (exit 0)."""
+    """``circman5 run``: until SIGTERM or SIGINT, then a graceful stop (exit 0).
+
+    ``loaded``: ``settings_file`` already loaded (without overrides), not read a second time.
+    """
     import asyncio
     import signal
 
@@ -284,7 +297,10 @@ def run_service(
         overrides["data_dir"] = data_dir
     if constants_dir is not None:
         overrides["config_dir"] = constants_dir
-    settings = load_settings(settings_file, **overrides)
+    if loaded is not None and not overrides:
+        settings = loaded
+    else:
+        settings = load_settings(settings_file, **overrides)
     configure_logging(log_level or settings.log.level, settings.log.format)
 
     source = str(settings_file or "environment (CIRCMAN5_*)")

@@ -6,7 +6,13 @@ Where the spec documents ``ValueError`` for bad input, the error also derives fr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for mypy only: every class here at run time is an exception
+    from typing import Protocol
+
+    class _ReportsAsDict(Protocol):
+        def to_dict(self) -> dict[str, Any]: ...
 
 
 class Circman5Error(Exception):
@@ -165,7 +171,7 @@ class SetpointConfirmTimeout(CommandRejected):
     """The write was sent but the read-back did not confirm it in time (``result``: the
     :class:`circman5.api.setpoints.SetpointResult` so far)."""
 
-    def __init__(self, message: str, result: Any) -> None:
+    def __init__(self, message: str, result: _ReportsAsDict) -> None:
         super().__init__(message)
         self.status = 504
         self.result = result

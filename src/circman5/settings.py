@@ -8,12 +8,14 @@ Credentials are ``SecretStr`` and never printed. Errors name the file, the key a
 from __future__ import annotations
 
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -193,7 +195,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if settings_cls.model_config.get("toml_file"):
+        file_values = _file_values.get()
+        if file_values is not None:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=file_values))
+        elif settings_cls.model_config.get("toml_file"):
             sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
 
@@ -269,27 +274,29 @@ def _topic_overlaps(topic_filter: str, base: str) -> bool:
     return len(levels) > len(base.split("/"))
 
 
+#: The settings file's content while :func:`load_settings` validates it (parsed once; below
+#: the keyword overrides and the environment in priority).
+_file_values: ContextVar[dict[str, Any] | None] = ContextVar("settings_file_values", default=None)
+
+
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     """Load and validate the service settings from ``path`` (TOML) and the environment."""
     file_label = str(path) if path is not None else "environment (CIRCMAN5_*)"
-    settings_cls: type[Settings] = Settings
+    values: dict[str, Any] | None = None
     if path is not None:
-        toml_path = Path(path)
         try:
-            tomllib.loads(toml_path.read_text(encoding="utf-8"))
+            values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as err:
             raise ConfigError(file_label, "(file)", "file not found") from err
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(file_label, "(syntax)", f"invalid TOML: {err}") from err
-
-        class FileSettings(Settings):
-            model_config = SettingsConfigDict(toml_file=toml_path)
-
-        settings_cls = FileSettings
+    token = _file_values.set(values)
     try:
-        return settings_cls(**overrides)
+        return Settings(**overrides)
     except ValidationError as err:
         raise describe_validation_error(file_label, err) from err
+    finally:
+        _file_values.reset(token)
 
 
 def masked(settings: Settings) -> dict[str, Any]:

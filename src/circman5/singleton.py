@@ -26,12 +26,12 @@ class Singleton:
     #: True where ``__init__`` applies the arguments of a later call (EventManager: configure)
     _reconfigurable: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         cls._instance = None
         cls._init_lock = threading.RLock()
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
         instance = cls._instance
         if instance is None:
             with cls._init_lock:

@@ -21,7 +21,6 @@ singletons.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
@@ -122,9 +121,13 @@ class LCAIntegrationLike(Protocol):
     def generate_lca_report(self, num_results: int = 5) -> Mapping[str, object]: ...
 
 
+class _StatusSnapshot(Protocol):
+    def snapshot(self) -> Mapping[str, object]: ...
+
+
 class _StatusSource(Protocol):
     @property
-    def status(self) -> Any: ...
+    def status(self) -> _StatusSnapshot | Mapping[str, object]: ...
 
 
 def status_provider(connectors: Iterable[_StatusSource]) -> ConnectorStatusProvider:
@@ -135,22 +138,33 @@ def status_provider(connectors: Iterable[_StatusSource]) -> ConnectorStatusProvi
         out: list[dict[str, Any]] = []
         for connector in items:
             status = connector.status
-            snapshot = status.snapshot() if hasattr(status, "snapshot") else dict(status)
+            snapshot = dict(status) if isinstance(status, Mapping) else status.snapshot()
             out.append(dict(snapshot))
         return out
 
     return provide
 
 
-def _integration_factory(module: str, cls: str) -> Callable[[DigitalTwin], Any]:
-    def create(twin: DigitalTwin) -> Any:  # the class found at run time: checked by its use
-        try:
-            found = getattr(importlib.import_module(module), cls)
-        except (ImportError, AttributeError) as err:
-            raise FeatureUnavailable(f"{cls} is not available: {err}") from err
-        return found(twin)
+def _create_ai_integration(twin: DigitalTwin) -> AIIntegrationLike:
+    """The spec's ``AIIntegration`` on ``twin`` (imported here: it loads scikit-learn)."""
+    try:
+        from circman5.manufacturing.digital_twin.integration.ai_integration import (
+            AIIntegration,
+        )
+    except ImportError as err:
+        raise FeatureUnavailable(f"AIIntegration is not available: {err}") from err
+    return AIIntegration(twin)
 
-    return create
+
+def _create_lca_integration(twin: DigitalTwin) -> LCAIntegrationLike:
+    """The spec's ``LCAIntegration`` on ``twin`` (imported here: it loads pandas)."""
+    try:
+        from circman5.manufacturing.digital_twin.integration.lca_integration import (
+            LCAIntegration,
+        )
+    except ImportError as err:
+        raise FeatureUnavailable(f"LCAIntegration is not available: {err}") from err
+    return LCAIntegration(twin)
 
 
 @dataclass
@@ -174,16 +188,8 @@ class ApiContext:
     setpoints: SetpointService | None = None
     connector_status: ConnectorStatusProvider = field(default=lambda: [])
     jwt_secret: str | None = None
-    ai_factory: Callable[[DigitalTwin], AIIntegrationLike] = field(
-        default=_integration_factory(
-            "circman5.manufacturing.digital_twin.integration.ai_integration", "AIIntegration"
-        )
-    )
-    lca_factory: Callable[[DigitalTwin], LCAIntegrationLike] = field(
-        default=_integration_factory(
-            "circman5.manufacturing.digital_twin.integration.lca_integration", "LCAIntegration"
-        )
-    )
+    ai_factory: Callable[[DigitalTwin], AIIntegrationLike] = _create_ai_integration
+    lca_factory: Callable[[DigitalTwin], LCAIntegrationLike] = _create_lca_integration
     login_limiter: LoginRateLimiter = field(default_factory=LoginRateLimiter)
     broadcast_hz: float = 10.0
     max_ws_clients: int = 500
@@ -278,14 +284,3 @@ class ApiContext:
                 if self._lca is None:
                     self._lca = self.lca_factory(self.the_twin)
         return self._lca
-
-
-if TYPE_CHECKING:
-    from circman5.manufacturing.digital_twin.integration.ai_integration import AIIntegration
-    from circman5.manufacturing.digital_twin.integration.lca_integration import LCAIntegration
-
-    def _the_integrations_conform(
-        ai: AIIntegration, lca: LCAIntegration
-    ) -> tuple[AIIntegrationLike, LCAIntegrationLike]:
-        """mypy checks that the protocols above describe the real integrations."""
-        return ai, lca

@@ -9,7 +9,7 @@ import enum
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import orjson
 from fastapi import Depends, HTTPException, Request, status
@@ -20,6 +20,7 @@ from circman5.api.auth import Principal
 from circman5.api.context import ApiContext
 from circman5.api.roles import Role, check_permission
 from circman5.errors import AuthError
+from circman5.json_types import JsonValue
 
 __all__ = [
     "CurrentUser",
@@ -32,6 +33,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -104,7 +106,7 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 
 
 # -- JSON -----------------------------------------------------------------------------------------
-def jsonable(value: Any, depth: int = 0) -> Any:
+def jsonable(value: object, depth: int = 0) -> JsonValue:
     """Plain JSON data from what the integrations return (dataclasses, numpy, pandas, enums,
     paths, objects with ``to_dict``); non-finite floats become None."""
     if depth > 50:
@@ -141,12 +143,12 @@ class FastJSON(Response):
 
     media_type = "application/json"
 
-    def render(self, content: Any) -> bytes:
+    def render(self, content: object) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
 # -- CPU-heavy work -------------------------------------------------------------------------------
-async def run_heavy(request: Request, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def run_heavy(request: Request, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run CPU-heavy ``func`` in a worker thread, at most ``heavy_slots`` at a time, so that
     simulations never starve the event loop or each other."""
     semaphore: asyncio.Semaphore = request.app.state.heavy.semaphore()

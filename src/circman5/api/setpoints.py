@@ -58,12 +58,12 @@ Kind = Literal["float", "int", "bool"]
 class WritableConnector(Protocol):
     """What the service needs of a connector: an async write of a twin path."""
 
-    async def write(self, path: str, value: Any) -> None: ...
+    async def write(self, path: str, value: SetpointValue) -> None: ...
 
 
 @runtime_checkable
 class ReadableConnector(Protocol):
-    async def read(self, path: str) -> Any: ...
+    async def read(self, path: str) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)

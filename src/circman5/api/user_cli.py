@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
 
 from circman5.api.roles import ROLES
 from circman5.api.users import KEEP_SITES, UserStore, check_password
@@ -29,11 +28,11 @@ from circman5.errors import UserFileError, UserStoreError
 __all__ = ["add_user_commands", "run_user_command"]
 
 
-def add_user_commands(subparsers: Any) -> argparse.ArgumentParser:
+def add_user_commands(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Add the ``user`` command (with add/remove/list/passwd) to ``subparsers``."""
-    user: argparse.ArgumentParser = subparsers.add_parser(
-        "user", help="manage the users of the web HMI and API"
-    )
+    user = subparsers.add_parser("user", help="manage the users of the web HMI and API")
     actions = user.add_subparsers(dest="user_command", metavar="ACTION")
     actions.required = True
 

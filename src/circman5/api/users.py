@@ -298,12 +298,13 @@ class UserStore:
         username: str,
         password: str | None = None,
         role: str | None = None,
-        sites: Any = KEEP_SITES,
+        sites: object = KEEP_SITES,
     ) -> User:
         """Change a user's password, role and/or site scope (``sites=None``: every site)."""
         password_hash = self.hasher.hash(check_password(password)) if password is not None else None
         valid_role = check_role(role) if role is not None else None
-        scope = check_sites(sites) if sites is not KEEP_SITES else KEEP_SITES
+        keep_sites = sites is KEEP_SITES
+        scope = None if keep_sites else check_sites(sites)
         with self._lock:
             if self._records is None:
                 self._refresh(force=True)
@@ -316,7 +317,7 @@ class UserStore:
                 password_hash=password_hash or current.password_hash,
                 created_at=current.created_at,
                 updated_at=_now(),
-                sites=current.sites if scope is KEEP_SITES else scope,
+                sites=current.sites if keep_sites else scope,
             )
             if self._records is not None:
                 if self._records.update(self._row(user)) != "ok":

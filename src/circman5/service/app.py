@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circman5.adapters.services.constants_service import ConstantsService
 from circman5.api.setpoints import SetpointLimit, SetpointService
@@ -39,7 +40,6 @@ from circman5.service.health import HealthServer
 from circman5.service.metrics import ServiceMetrics
 from circman5.service.outputs import durable_sample_sink, output_reasons
 from circman5.service.roles import Role, role_parts
-from circman5.service.sparkplug_output import SparkplugOutput
 from circman5.service.supervisor import Supervisor
 from circman5.service.twin_database import api_database_parts, twin_database
 from circman5.service.workers import (
@@ -55,6 +55,10 @@ from circman5.sinks.site_watch import SiteWatcher
 from circman5.sinks.timeseries import SeriesOutput, open_series_output
 from circman5.storage.database import TwinDatabase
 from circman5.twin_update import TwinUpdate
+
+if TYPE_CHECKING:  # imported where configured: protobuf and the edge node; the API
+    from circman5.api.context import HistoryArraysReader
+    from circman5.service.sparkplug_output import SparkplugOutput
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +285,8 @@ class EdgeService:
         running.setpoints = setpoints = self._setpoint_service(running)
         spb = settings.outputs.sparkplug
         if spb is not None and spb.enabled:
+            from circman5.service.sparkplug_output import SparkplugOutput
+
             running.sparkplug = await stack.enter_async_context(
                 SparkplugOutput(
                     spb,
@@ -455,15 +461,15 @@ class EdgeService:
         stack.push_async_callback(watcher.stop)
         return watcher
 
-    def _history_reader(self) -> Any:
+    def _history_reader(self) -> HistoryArraysReader:
         """Recorded history for calibration and model training (``embedded``, ``influxdb``)."""
-        from circman5.service.calibration_runner import Window, read_arrays
+        from circman5.service.calibration_runner import FloatArray, Window, read_arrays
 
         settings = self.settings
 
         def read(
-            source: str, start_s: float | None, end_s: float | None, paths: Any
-        ) -> dict[str, Any]:
+            source: str, start_s: float | None, end_s: float | None, paths: Sequence[str]
+        ) -> dict[str, tuple[FloatArray, FloatArray]]:
             return dict(read_arrays(settings, source, Window(start_s, end_s), data_dir(), paths))
 
         return read

@@ -13,12 +13,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from circman5.errors import InvalidInputError, SinkError, StorageError
 
 
-def add_calibrate_command(commands: Any) -> None:
+def add_calibrate_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "calibrate", help="fit the simulation's process model to the line's recorded history"
     )

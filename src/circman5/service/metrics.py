@@ -8,18 +8,20 @@ and tick durations are recorded as they happen. The registry is the service's ow
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from circman5.connectors.sparkplug.edge_node import EdgeNodeStats
 from circman5.connectors.status import ConnectorStatus
 from circman5.manufacturing.digital_twin.core.synchronization import SyncStats
 from circman5.manufacturing.digital_twin.event_notification.event_types import Event
-from circman5.service.workers.status import WorkerStatus
 from circman5.sinks.outbox import OutboxMetrics
+
+if TYPE_CHECKING:  # the Sparkplug node and the workers are imported only where configured
+    from circman5.connectors.sparkplug.edge_node import EdgeNodeStats
+    from circman5.service.workers.status import WorkerStatus
 
 PREFIX = "circman5"
 

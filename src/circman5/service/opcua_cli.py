@@ -20,14 +20,8 @@ import asyncio
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from circman5.connectors.opcua.certificates import (
-    create_certificate,
-    describe_certificate,
-    fetch_server_certificates,
-    store_certificate,
-)
 from circman5.errors import ConfigError, ConnectorError
 
 if TYPE_CHECKING:
@@ -39,9 +33,11 @@ __all__ = ["add_opcua_commands", "certificate_problems", "run_opcua_command"]
 DEFAULT_APPLICATION_URI = "urn:circman5:edge:client"
 
 
-def add_opcua_commands(subparsers: Any) -> argparse.ArgumentParser:
+def add_opcua_commands(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Add ``opcua`` (create-certificate, trust, test) to ``subparsers``."""
-    opcua: argparse.ArgumentParser = subparsers.add_parser(
+    opcua = subparsers.add_parser(
         "opcua", help="OPC UA security: client certificate, server trust, connection test"
     )
     actions = opcua.add_subparsers(dest="opcua_command", metavar="ACTION")
@@ -184,6 +180,8 @@ def _data_dir(settings: Settings | None) -> Path:
 
 
 def _create(args: argparse.Namespace) -> int:
+    from circman5.connectors.opcua.certificates import create_certificate, describe_certificate
+
     settings = _settings(args)
     connector = _connector(settings, args.connector, required=False)
     uri = args.application_uri or (
@@ -249,6 +247,12 @@ def _host_addresses() -> list[str]:
 
 
 def _trust(args: argparse.Namespace) -> int:
+    from circman5.connectors.opcua.certificates import (
+        describe_certificate,
+        fetch_server_certificates,
+        store_certificate,
+    )
+
     settings = _settings(args)
     connector = _connector(settings, args.connector, required=args.url is None)
     url = args.url or (connector.url if connector else None)

@@ -29,7 +29,7 @@ from typing import Any
 from circman5.errors import ConfigError, InvalidInputError
 from circman5.service.roles import role_parts
 from circman5.settings import Settings
-from circman5.storage.database import open_database
+from circman5.storage.database import TwinDatabase, open_database
 from circman5.storage.jobs import Handler, JobQueue, JobWorker
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def _initial_state(payload: Mapping[str, Any]) -> dict[str, Any] | None:
     return state
 
 
-def job_handlers(database: Any) -> dict[str, Handler]:
+def job_handlers(database: TwinDatabase) -> dict[str, Handler]:
     """The handler of each kind in :data:`JOB_KINDS`, on one twin and the shared database."""
     from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
     from circman5.manufacturing.digital_twin.simulation.scenario_manager import (

@@ -25,12 +25,12 @@ from circman5.manufacturing.digital_twin.event_notification.event_persistence im
     EventPersistence,
 )
 from circman5.manufacturing.digital_twin.simulation.calibration import use_calibration_store
-from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
 from circman5.storage.config import DatabaseSettings
 from circman5.storage.database import TwinDatabase, open_database
 
 if TYPE_CHECKING:
     from circman5.api.users import UserStore
+    from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ def scenario_manager_on(database: TwinDatabase | None, twin: DigitalTwin) -> Sce
     ``twin`` (None: the default SQLite file, made by the adapter on first use)."""
     if database is None:
         return None
+    from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
     from circman5.manufacturing.human_interface.adapters.digital_twin_adapter import (
         digital_twin_adapter,
     )

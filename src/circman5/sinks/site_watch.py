@@ -35,6 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from circman5.json_types import JsonValue
 from circman5.mqtt_link import BrokerLink, LinkSettings, TlsOptions
 from circman5.sinks.site_config import SiteViewSettings
 
@@ -49,13 +50,15 @@ def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat()
 
 
-def value_at(state: Mapping[str, Any], path: str) -> Any:
+def value_at(state: Mapping[str, Any], path: str) -> JsonValue:
+    """The leaf at dotted ``path`` of a decoded JSON state (None when absent or not a leaf)."""
     node: Any = state
     for key in path.split("."):
         if not isinstance(node, Mapping) or key not in node:
             return None
         node = node[key]
-    return None if isinstance(node, Mapping) else node
+    leaf: JsonValue = None if isinstance(node, Mapping) else node
+    return leaf
 
 
 @dataclass

@@ -195,8 +195,9 @@ class JobQueue:
             )
             return cursor.rowcount == 1
 
-    def complete(self, job_id: int, worker: str, result: Any) -> bool:
-        """Record the result; False (nothing written) when the worker lost the job."""
+    def complete(self, job_id: int, worker: str, result: object) -> bool:
+        """Record the result (as JSON; what JSON cannot hold as its ``str``); False (nothing
+        written) when the worker lost the job."""
         with self._db.transaction() as conn:
             cursor = conn.execute(
                 "UPDATE jobs SET status = 'done', result = %s, finished_at = now(), "

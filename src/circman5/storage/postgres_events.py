@@ -91,7 +91,7 @@ _ACKNOWLEDGE = records.for_postgres(records.ACKNOWLEDGE_EVENT)
 _DELETE_BEFORE = records.for_postgres(records.DELETE_EVENTS_BEFORE)
 
 
-def clean_text(value: Any) -> str:
+def clean_text(value: object) -> str:
     """Text PostgreSQL can hold: NUL characters become U+FFFD."""
     text = value if isinstance(value, str) else str(value)
     if "\x00" in text:

@@ -17,6 +17,7 @@ from circman5.adapters.config.adapters import ADAPTERS
 from circman5.adapters.config.digital_twin import DigitalTwinConstants
 from circman5.adapters.config.thresholds import ThresholdRule
 from circman5.errors import ConfigError
+from circman5.json_types import JsonValue
 from circman5.paths import config_dir as configured_dir
 from circman5.singleton import Singleton
 
@@ -79,12 +80,14 @@ class ConstantsService(Singleton):
     def get_digital_twin_config(self) -> dict[str, Any]:
         return self.config_manager.get_config("digital_twin")
 
-    def get_constant(self, adapter: str, key: str) -> Any:
-        """One top-level key of one adapter's configuration (KeyError when unknown)."""
+    def get_constant(self, adapter: str, key: str) -> JsonValue:
+        """One top-level key of one adapter's configuration, as JSON data (KeyError when
+        unknown)."""
         config = self.config_manager.get_config(adapter)
         if key not in config:
             raise KeyError(f"unknown constant '{key}' in '{adapter}'")
-        return config[key]
+        value: JsonValue = config[key]  # the configuration is dumped in JSON mode
+        return value
 
     # -- typed access for the twin core -------------------------------------------------------
     def get_digital_twin_model(self) -> DigitalTwinConstants:

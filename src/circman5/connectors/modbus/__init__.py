@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from circman5.connectors.modbus.client import ModbusConnector
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 __all__ = ["ModbusConnector"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "ModbusConnector":
         from circman5.connectors.modbus.client import ModbusConnector
 

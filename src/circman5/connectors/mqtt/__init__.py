@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from circman5.connectors.mqtt.client import MqttConnector
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 __all__ = ["MqttConnector"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "MqttConnector":
         from circman5.connectors.mqtt.client import MqttConnector
 

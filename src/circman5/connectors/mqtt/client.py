@@ -55,7 +55,7 @@ from circman5.connectors.mqtt.topics import TopicPattern, extract_field
 from circman5.connectors.status import ConnectorStatus
 from circman5.errors import DeviceUnavailable, TagWriteError
 from circman5.errors import MalformedPayload as _Malformed
-from circman5.mqtt_link import BrokerLink, LinkDown, LinkSettings, describe_error, drain_soon
+from circman5.mqtt_link import BrokerLink, LinkSettings, describe_error
 from circman5.reporting import ProblemReporter
 from circman5.retry import ReconnectPolicy, server_absent
 from circman5.samples import Quality, Sample, SampleBatch, SampleValue, make_sample
@@ -226,9 +226,7 @@ class MqttConnector(BrokerSessionConnector):
     protocol = "mqtt"
 
     def __init__(self, settings: MqttConnectorSettings, reporter: ProblemReporter | None = None):
-        super().__init__(
-            settings.name, reporter, max_buffered_samples=settings.max_buffered_samples
-        )
+        super().__init__(settings, reporter)
         self.settings = settings
         self._configure_timestamp_window(
             settings.timestamp_max_age_s, settings.timestamp_max_future_s
@@ -243,12 +241,9 @@ class MqttConnector(BrokerSessionConnector):
         for tag in settings.tags:
             self._by_target.setdefault(tag.path, tag)
             self._by_target.setdefault(tag.address, tag)
-        self._static_paths = [tag.path for tag in settings.tags if "{" not in tag.path]
         self._path_tags: dict[str, MqttTag] = {
             tag.path: tag for tag in settings.tags if "{" not in tag.path
         }
-        self._inbox_limit = settings.max_buffered_samples
-        self._drain_delay_s = settings.drain_delay_ms / 1000.0
         self._closing = False
         self._cache: dict[bytes, _CacheEntry] = {}
         self._wildcard_paths: set[str] = set()
@@ -264,9 +259,6 @@ class MqttConnector(BrokerSessionConnector):
         self._manual_ack = settings.acknowledge == "durable"
         self._acks = InOrderAcks(self._send_ack, self._send_acks)
         self._link = 0
-        self._scheduled = False
-        self._thread_dropped = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._client: paho.Client | None = None
         self.reconnect_policy = ReconnectPolicy(
             settings.reconnect_initial_s, settings.reconnect_max_s, settings.reconnect_absent_s
@@ -324,16 +316,9 @@ class MqttConnector(BrokerSessionConnector):
             ),
         )
 
-    def paths(self) -> list[str]:
-        """The twin paths known before any message (tags without ``{n}`` placeholders)."""
-        return list(self._static_paths)
-
     def stale_after(self, path: str) -> float | None:
         tag = self._path_tags.get(path)
         return stale_timeout(tag) if tag is not None else None
-
-    def _extra_dropped(self) -> int:
-        return self._thread_dropped
 
     @property
     def status(self) -> ConnectorStatus:
@@ -510,23 +495,12 @@ class MqttConnector(BrokerSessionConnector):
             messages = kept
         self._queued += len(messages)
         self._inbox.append((messages, received, self._link))
-        if not self._scheduled:
-            self._scheduled = True
-            loop = self._loop
-            if loop is not None:
-                with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down
-                    loop.call_soon_threadsafe(self._drain_later)
+        self._wake_drain()
 
     # -- on the event loop -------------------------------------------------------------------
-    def _link_down(self, down: LinkDown) -> None:
-        self._connection_changed(False, down.reason)
-
     def _connection_changed(self, connected: bool, error: str | None) -> None:
         if not self._closing:
             self._subscriptions_changed(connected, error)
-
-    def _drain_later(self) -> None:
-        drain_soon(self._loop, self._drain_delay_s, self._drain)
 
     def _drain(self) -> None:
         self._scheduled = False

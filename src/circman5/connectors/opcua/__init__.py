@@ -6,7 +6,7 @@ first use)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from circman5.connectors.opcua.client import OpcUaConnector
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["OpcUaConnector"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "OpcUaConnector":
         from circman5.connectors.opcua.client import OpcUaConnector
 

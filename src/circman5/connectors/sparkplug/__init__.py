@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from circman5.connectors.sparkplug.client import SparkplugConnector
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["SparkplugConnector"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "SparkplugConnector":
         from circman5.connectors.sparkplug.client import SparkplugConnector
 

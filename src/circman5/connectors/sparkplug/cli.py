@@ -10,16 +10,17 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
 from circman5.errors import ConfigError
 
 __all__ = ["add_sparkplug_commands", "run_sparkplug_command"]
 
 
-def add_sparkplug_commands(subparsers: Any) -> argparse.ArgumentParser:
+def add_sparkplug_commands(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     """Add the ``sparkplug`` command (with ``discover``) to ``subparsers``."""
-    sparkplug: argparse.ArgumentParser = subparsers.add_parser(
+    sparkplug = subparsers.add_parser(
         "sparkplug", help="Sparkplug B tools (discover the metrics edge nodes publish)"
     )
     actions = sparkplug.add_subparsers(dest="sparkplug_command", metavar="ACTION")

@@ -55,7 +55,7 @@ from circman5.connectors.sparkplug.config import (
 )
 from circman5.errors import MetricRejected as _Rejected
 from circman5.errors import TagWriteError
-from circman5.mqtt_link import BrokerLink, LinkDown, LinkSettings, Will, drain_soon
+from circman5.mqtt_link import BrokerLink, LinkSettings, Will
 from circman5.reporting import ProblemReporter
 from circman5.samples import Quality, Sample, SampleValue, make_sample
 
@@ -182,9 +182,7 @@ class SparkplugConnector(BrokerSessionConnector):
     def __init__(
         self, settings: SparkplugConnectorSettings, reporter: ProblemReporter | None = None
     ) -> None:
-        super().__init__(
-            settings.name, reporter, max_buffered_samples=settings.max_buffered_samples
-        )
+        super().__init__(settings, reporter)
         self.settings = settings
         self.stats = SparkplugStats()
         self._routes: dict[str, list[_Route]] = {}
@@ -199,7 +197,6 @@ class SparkplugConnector(BrokerSessionConnector):
                     pattern=TopicPattern(address.scope, tag.path),
                 )
             )
-        self._static_paths = [tag.path for tag in settings.tags if "{" not in tag.path]
         self._path_tags: dict[str, SparkplugTag] = {
             tag.path: tag for tag in settings.tags if "{" not in tag.path
         }
@@ -211,11 +208,6 @@ class SparkplugConnector(BrokerSessionConnector):
         self._null_paths: list[str] = []
         self._bindings: dict[str, _Binding] = {}
         self._inbox: deque[tuple[bytes, bytes, float]] = deque()
-        self._inbox_limit = settings.max_buffered_samples
-        self._thread_dropped = 0
-        self._scheduled = False
-        self._drain_delay_s = settings.drain_delay_ms / 1000.0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._client: paho.Client | None = None
         self._broker: BrokerLink | None = None
         self._stop = asyncio.Event()
@@ -223,17 +215,11 @@ class SparkplugConnector(BrokerSessionConnector):
         self._state_timestamp = 0
 
     # -- contract -------------------------------------------------------------------------
-    def paths(self) -> list[str]:
-        return list(self._static_paths)
-
     def stale_after(self, path: str) -> float | None:
         """Sparkplug reports by exception: silence is not staleness, deaths are (``inf``)."""
         tag = self._path_tags.get(path)
         timeout = stale_timeout(tag) if tag is not None else None
         return math.inf if timeout is None else timeout
-
-    def _extra_dropped(self) -> int:
-        return self._thread_dropped
 
     def catalog(self) -> list[MetricInfo]:
         """Every metric seen in a birth certificate since the start, sorted by address."""
@@ -341,26 +327,18 @@ class SparkplugConnector(BrokerSessionConnector):
                 message.timestamp,
             )
         )
-        if not self._scheduled:
-            self._scheduled = True
-            self._to_loop(self._drain_later)
+        self._wake_drain()
 
     def _to_loop(self, callback: Callable[..., None], *args: object) -> None:
         if self._broker is not None:
             self._broker.call(callback, *args)
 
     # -- on the event loop -------------------------------------------------------------------
-    def _link_down(self, down: LinkDown) -> None:
-        self._connection_changed(False, down.reason)
-
     def _connection_changed(self, connected: bool, error: str | None) -> None:
         if not self._closing and self._subscriptions_changed(connected, error):
             # Births may change while we are away: everything is stale until born again.
             for node in self._nodes.values():
                 self._forget_births(node)
-
-    def _drain_later(self) -> None:
-        drain_soon(self._loop, self._drain_delay_s, self._drain)
 
     def _drain(self) -> None:
         self._scheduled = False

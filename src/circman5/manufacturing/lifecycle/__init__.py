@@ -6,7 +6,6 @@ BatchFootprint` turns each finished batch into a footprint KPI and event.
 """
 
 import importlib
-from typing import Any
 
 _EXPORTS = {
     "BatchFootprint": "batch_footprint",
@@ -18,7 +17,7 @@ _EXPORTS = {
 __all__ = ["BatchFootprint", "LCAAnalyzer", "LCAVisualizer", "LifeCycleImpact"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import on first use: the service needs the footprint, not matplotlib or pandas."""
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from circman5.json_types import JsonValue
+
 __all__ = ["FACTOR_NAMES", "get_impact_factor", "get_impact_factors"]
 
 FACTOR_NAMES: tuple[str, ...] = (
@@ -34,15 +36,16 @@ def get_impact_factors() -> dict[str, Any]:
     return ConstantsService().get_impact_factors()
 
 
-def get_impact_factor(name: str) -> Any:
+def get_impact_factor(name: str) -> JsonValue:
     """One top-level entry of the factors (``KeyError`` when unknown)."""
     factors = get_impact_factors()
     if name not in factors:
         raise KeyError(f"unknown impact factor '{name}'")
-    return factors[name]
+    factor: JsonValue = factors[name]  # the constants are dumped in JSON mode
+    return factor
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> JsonValue:
     if name in FACTOR_NAMES:
         return get_impact_factor(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

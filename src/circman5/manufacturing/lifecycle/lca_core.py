@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from circman5 import paths
-from circman5.adapters.config.impact_factors import ImpactFactors
+from circman5.adapters.config.impact_factors import ImpactFactors, LCADefaults
 from circman5.errors import InvalidInputError
 from circman5.files import atomic_write
 
@@ -192,7 +192,7 @@ class LCAAnalyzer:
         self._operational = model.LCA_DEFAULTS.operational_impact_factor
 
     @property
-    def defaults(self) -> Any:
+    def defaults(self) -> LCADefaults:
         """``LCA_DEFAULTS`` (lifetime, transport distance, grid region, ...)."""
         return self.settings.LCA_DEFAULTS
 

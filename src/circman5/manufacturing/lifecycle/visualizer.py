@@ -12,11 +12,14 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circman5 import paths
 from circman5.manufacturing.lifecycle.lca_core import LifeCycleImpact, safe_file_name
 from circman5.manufacturing.optimization.charts import new_figure, save_png
+
+if TYPE_CHECKING:  # matplotlib itself is imported when a chart is drawn
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def _label_bars(axes: Any, bars: Any) -> None:
 class LCAVisualizer:
     """Charts of :class:`LifeCycleImpact` results (kg CO2-eq)."""
 
-    def phase_breakdown_figure(self, impact: LifeCycleImpact, title: str = "") -> Any:
+    def phase_breakdown_figure(self, impact: LifeCycleImpact, title: str = "") -> Figure:
         """Bars per phase, the recycling credit, and the total / net lines."""
         figure = new_figure(8.0, 5.0)
         axes = figure.subplots()
@@ -82,7 +85,7 @@ class LCAVisualizer:
             )
         return figure
 
-    def material_breakdown_figure(self, impact: LifeCycleImpact, title: str = "") -> Any:
+    def material_breakdown_figure(self, impact: LifeCycleImpact, title: str = "") -> Figure:
         """Horizontal stacked bars per material: manufacturing, disposal, recycling credit."""
         figure = new_figure(8.0, 5.0)
         axes = figure.subplots()
@@ -120,7 +123,7 @@ class LCAVisualizer:
 
     def scenario_comparison_figure(
         self, results: Mapping[str, LifeCycleImpact | str], title: str = ""
-    ) -> Any:
+    ) -> Figure:
         """Grouped bars (phases) per scenario with its total; error strings are skipped."""
         figure = new_figure(9.0, 5.0)
         axes = figure.subplots()

@@ -11,14 +11,17 @@ import datetime
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circman5 import paths
+
+if TYPE_CHECKING:  # matplotlib itself is imported when a chart is drawn
+    from matplotlib.figure import Figure
 
 __all__ = ["new_figure", "optimization_history_figure", "plot_optimization_history", "save_png"]
 
 
-def new_figure(width: float = 8.0, height: float = 5.0) -> Any:
+def new_figure(width: float = 8.0, height: float = 5.0) -> Figure:
     """A matplotlib Figure with an Agg canvas attached."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -28,7 +31,7 @@ def new_figure(width: float = 8.0, height: float = 5.0) -> Any:
     return figure
 
 
-def save_png(figure: Any, output_path: str | os.PathLike[str] | None, default_name: str) -> Path:
+def save_png(figure: Figure, output_path: str | os.PathLike[str] | None, default_name: str) -> Path:
     """Write ``figure`` as PNG to ``output_path`` (default ``<data dir>/charts/<name>``)."""
     if output_path is None:
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -40,7 +43,7 @@ def save_png(figure: Any, output_path: str | os.PathLike[str] | None, default_na
     return path
 
 
-def optimization_history_figure(history: Sequence[Mapping[str, Any]]) -> Any:
+def optimization_history_figure(history: Sequence[Mapping[str, Any]]) -> Figure:
     """Objective before/after per optimization run, and simulated gains of applications."""
     figure = new_figure(9.0, 6.0)
     top, bottom = figure.subplots(2, 1)

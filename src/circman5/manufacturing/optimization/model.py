@@ -333,7 +333,7 @@ class ManufacturingModel:
     ) -> dict[str, float]:
         from sklearn.ensemble import GradientBoostingRegressor
         from sklearn.model_selection import KFold, cross_val_predict
-        from sklearn.pipeline import make_pipeline
+        from sklearn.pipeline import Pipeline, make_pipeline
         from sklearn.preprocessing import StandardScaler
 
         config = self.settings.MODEL_CONFIG
@@ -351,7 +351,7 @@ class ManufacturingModel:
         for i, target in enumerate(targets):
             y = frame[target].to_numpy(dtype=np.float64)
 
-            def pipeline() -> Any:
+            def pipeline() -> Pipeline:
                 return make_pipeline(
                     StandardScaler(),
                     GradientBoostingRegressor(

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import fields
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import orjson
 
@@ -85,6 +85,18 @@ class _Worker:
         self.connector = {}
         self.status.alive = self.status.connected = False
         self.status.pid = None
+
+
+class PoolOptions(TypedDict, total=False):
+    """The keyword options of :class:`IngestionWorkerPool` (see its constructor)."""
+
+    tick_s: float
+    log_level: str
+    log_format: str
+    restart_initial_s: float
+    restart_max_s: float
+    stable_after_s: float
+    stop_timeout_s: float
 
 
 class IngestionWorkerPool(BaseConnector):
@@ -332,7 +344,7 @@ def create_service_connectors(
     entries: Sequence[AnyConnectorSettings],
     outputs: OutputSettings,
     reporter: ProblemReporter | None = None,
-    **pool_options: Any,
+    **pool_options: Unpack[PoolOptions],
 ) -> list[BaseConnector]:
     """The service's connectors: a worker pool for ``workers > 1``, the connector otherwise."""
     connectors: list[BaseConnector] = []

@@ -24,7 +24,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 import orjson
 
@@ -242,7 +242,7 @@ def _name_records(suffix: str) -> None:
     """Every log record of this process names the worker (``circman5...client[mes worker 2]``)."""
     make_record = logging.getLogRecordFactory()
 
-    def named(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    def named(*args: object, **kwargs: object) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
         if isinstance(record.name, str):
             record.name += suffix

@@ -17,9 +17,10 @@ from __future__ import annotations
 import datetime
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar, Unpack
 
 from circman5.quantities import decimals_for, format_quantity
 
@@ -27,6 +28,7 @@ __all__ = [
     "ErrorEvent",
     "Event",
     "EventCategory",
+    "EventFields",
     "EventSeverity",
     "ForecastEvent",
     "OptimizationEvent",
@@ -132,7 +134,7 @@ class Event:
     # Registry of specialised event classes by name, for from_dict.
     _registry: ClassVar[dict[str, type[Event]]] = {}
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         Event._registry[cls.__name__] = cls
 
@@ -175,35 +177,52 @@ class Event:
         return event  # type: ignore[return-value]
 
 
+class EventFields(TypedDict, total=False):
+    """The base :class:`Event` fields a specialised event takes as keywords. ``details`` are
+    added to the event's own; ``category`` and ``message`` are the event's own (given ones are
+    ignored)."""
+
+    event_id: str
+    timestamp: str
+    severity: EventSeverity | str
+    source: str
+    details: Mapping[str, Any]
+    acknowledged: bool
+    category: EventCategory | str
+    message: str
+
+
+_OWN_FIELDS = ("severity", "details", "category", "message")
+
+
 def _init_event(
     event: Event,
     category: EventCategory,
     default_severity: EventSeverity,
     message: str,
     details: dict[str, Any],
-    kwargs: dict[str, Any],
+    kwargs: EventFields,
 ) -> None:
     """Shared constructor of the specialised events: ``kwargs`` are the base Event fields."""
-    severity = _severity(kwargs.pop("severity", default_severity))
-    extra = kwargs.pop("details", None)
+    severity = _severity(kwargs.get("severity", default_severity))
+    extra = kwargs.get("details")
     if extra:
         details.update(extra)
-    kwargs.pop("category", None)
-    kwargs.pop("message", None)
+    base: dict[str, Any] = {k: v for k, v in kwargs.items() if k not in _OWN_FIELDS}
     Event.__init__(
         event,
         category=category,
         severity=severity,
         message=message,
         details=details,
-        **kwargs,
+        **base,
     )
 
 
 class SystemStateEvent(Event):
     """Event for system state changes."""
 
-    def __init__(self, previous_state: str, new_state: str, **kwargs: Any) -> None:
+    def __init__(self, previous_state: str, new_state: str, **kwargs: Unpack[EventFields]) -> None:
         _init_event(
             self,
             EventCategory.SYSTEM,
@@ -237,7 +256,7 @@ class ThresholdEvent(Event):
         *,
         unit: str = "",
         decimals: int | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[EventFields],
     ) -> None:
         limit, value = _shown(threshold, actual_value, unit, decimals)
         details: dict[str, Any] = {
@@ -268,7 +287,7 @@ class ThresholdClearedEvent(Event):
         *,
         unit: str = "",
         decimals: int | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[EventFields],
     ) -> None:
         limit, value = _shown(threshold, actual_value, unit, decimals)
         details: dict[str, Any] = {
@@ -312,7 +331,7 @@ class ForecastEvent(Event):
         *,
         seconds_ahead: float | None = None,
         forecaster: str | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[EventFields],
     ) -> None:
         if direction not in self.DIRECTIONS:
             raise ValueError(f"direction must be one of {self.DIRECTIONS}, got {direction!r}")
@@ -351,7 +370,7 @@ class OptimizationEvent(Event):
         optimization_type: str,
         potential_improvement: float,
         recommended_action: str,
-        **kwargs: Any,
+        **kwargs: Unpack[EventFields],
     ) -> None:
         _init_event(
             self,
@@ -376,7 +395,7 @@ class ErrorEvent(Event):
         error_type: str,
         error_message: str,
         stacktrace: str | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[EventFields],
     ) -> None:
         _init_event(
             self,
@@ -392,7 +411,11 @@ class UserActionEvent(Event):
     """Event for user actions."""
 
     def __init__(
-        self, user_id: str, action: str, action_details: dict[str, Any], **kwargs: Any
+        self,
+        user_id: str,
+        action: str,
+        action_details: dict[str, Any],
+        **kwargs: Unpack[EventFields],
     ) -> None:
         _init_event(
             self,

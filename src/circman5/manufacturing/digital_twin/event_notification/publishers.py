@@ -190,10 +190,11 @@ class DigitalTwinPublisher(EventPublisherBase):
         self,
         simulation_id: str,
         parameters: Mapping[str, Any],
-        results: Any,
+        results: object,
         improvement: float = 0.0,
     ) -> Event | None:
-        """Publish a PROCESS event summarising a finished simulation."""
+        """Publish a PROCESS event summarising a finished simulation (``results``, JSON data, goes
+        into the event's details as ``results_summary``)."""
         if not self._enabled("publish_simulation_results"):
             return None
         event = Event(

@@ -257,9 +257,9 @@ class ForecastChecker:
         self._follow_calibration = model_paths is None
         #: samples handed over by :meth:`enqueue` (the twin's update path), learned by the next
         #: check in the forecast thread; bounded, the oldest dropped (counted in ``dropped``)
-        self._pending: deque[tuple[str, float, Any]] = deque(maxlen=PENDING_MAX)
+        self._pending: deque[tuple[str, float, object]] = deque(maxlen=PENDING_MAX)
         self._queued_t: dict[str, float] = {}  # per path: time of the last queued sample
-        self._latest: dict[str, tuple[float, Any]] = {}  # per path: the newest sample handed
+        self._latest: dict[str, tuple[float, object]] = {}  # per path: the newest sample handed
         self._learned_t: dict[str, float] = {}  # per path: the newest sample learned
         self.dropped = 0
         self._next_due = -math.inf
@@ -292,7 +292,7 @@ class ForecastChecker:
                 self.model_paths = paths
 
     # -- learning -------------------------------------------------------------------------------
-    def observe(self, path: str, t: float, value: Any) -> bool:
+    def observe(self, path: str, t: float, value: object) -> bool:
         """Feed one sample of a monitored path (``t`` in seconds) to the statistical forecaster.
 
         Values that are not finite numbers are ignored (False); so are unmonitored paths.
@@ -300,8 +300,9 @@ class ForecastChecker:
         statistical = self.statistical
         return statistical is not None and statistical.observe(path, t, value)
 
-    def enqueue(self, path: str, t: float, value: Any) -> None:
-        """Hand one sample to the forecaster without learning it now (cheap: one append).
+    def enqueue(self, path: str, t: float, value: object) -> None:
+        """Hand one sample to the forecaster without learning it now (cheap: one append);
+        a ``value`` that is not a finite number is ignored when learned.
 
         The twin calls this on its update path; :meth:`check` and :meth:`path_forecasts` learn
         what is pending first, in the forecast thread, so the per-sample cost of the learning

@@ -47,7 +47,7 @@ import contextlib
 import datetime
 import gc
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -198,7 +198,7 @@ class _Coefficients:
             consumption_rates=p.consumption_rates(),
         )
 
-    def varied(self, factors: Any) -> _Coefficients:
+    def varied(self, factors: Iterable[float | FloatArray]) -> _Coefficients:
         """The gains of :data:`GAIN_NAMES` (then the consumption rates) times ``factors``.
 
         ``factors`` is a sequence of floats (one trajectory) or of arrays (an ensemble).
@@ -642,7 +642,7 @@ class PVManufacturingModel:
                 return np.array(ov[path], dtype=np.float64)
             return np.full(n, value, dtype=np.float64)
 
-        def coefficient(value: Any) -> FloatArray:
+        def coefficient(value: float | FloatArray) -> FloatArray:
             return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
 
         has_line = s.line is not None

@@ -32,6 +32,7 @@ from circman5.singleton import Singleton
 
 if TYPE_CHECKING:
     from circman5.adapters.config.thresholds import ThresholdRule
+    from circman5.manufacturing.digital_twin.core.state_manager import StateManager
     from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
     from circman5.manufacturing.digital_twin.simulation.scenario_manager import ScenarioManager
     from circman5.manufacturing.digital_twin.simulation.simulation_engine import (
@@ -137,7 +138,7 @@ class DigitalTwinAdapter(Singleton):
         return twin
 
     @property
-    def state_manager(self) -> Any:
+    def state_manager(self) -> StateManager:
         return self.digital_twin.state_manager
 
     @property

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from circman5.json_types import JsonValue
+
 __all__ = ["VIEWS", "InterfaceState"]
 
 #: The views of the web HMI.
@@ -51,7 +53,7 @@ class InterfaceState:
         with self._lock:
             return dict(self._alert_filters)
 
-    def set_alert_filters(self, **filters: Any) -> None:
+    def set_alert_filters(self, **filters: JsonValue) -> None:
         with self._lock:
             self._alert_filters.update(filters)
 
