@@ -20,7 +20,7 @@ from circman5.errors import StateValidationError
 from circman5.manufacturing.digital_twin.core.packed_history import MIN_PACKED_ENTRIES
 from circman5.manufacturing.digital_twin.event_notification.event_types import now_stamp
 
-__all__ = ["KNOWN_SECTIONS", "copy_tree", "merge_top", "parse_time", "validate_value"]
+__all__ = ["KNOWN_SECTIONS", "copy_tree", "merge_top", "parse_time"]
 
 KNOWN_SECTIONS: frozenset[str] = frozenset({"production_line", "materials", "environment"})
 
@@ -67,7 +67,7 @@ def parse_time(value: object, what: str = "timestamp") -> tuple[str, float]:
     )
 
 
-def validate_value(value: Any, path: str) -> Any:
+def _normalized(value: Any, path: str) -> Any:
     """Validate, normalise and copy any JSON-like value (no field rules)."""
     t = type(value)
     if t is float:
@@ -83,20 +83,20 @@ def validate_value(value: Any, path: str) -> Any:
         for key, item in value.items():
             if type(key) is not str:
                 raise StateValidationError(f"{path}: key {key!r} is not a string")
-            out[key] = validate_value(item, f"{path}.{key}")
+            out[key] = _normalized(item, f"{path}.{key}")
         return out
     if (
         t is list
         or t is tuple
         or (isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray))
     ):
-        return [validate_value(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_normalized(item, f"{path}[{i}]") for i, item in enumerate(value)]
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
-        return validate_value(float(value), path)
+        return _normalized(float(value), path)
     if t.__module__ == "numpy" and hasattr(value, "tolist"):
-        return validate_value(value.tolist(), path)
+        return _normalized(value.tolist(), path)
     raise StateValidationError(f"{path}: unsupported value of type {t.__name__}")
 
 
@@ -128,7 +128,7 @@ def _leaf(value: Any, path: str, rules: int) -> Any:
         if not _isfinite(value):
             raise StateValidationError(f"{path}: number must be finite, got {value!r}")
     elif t not in _PLAIN:
-        value = validate_value(value, path)
+        value = _normalized(value, path)
     if rules and value is not None:
         rule = _rule(path)
         if rule is not None:
@@ -225,10 +225,14 @@ def merge_top(
     return new, epoch
 
 
-def copy_tree(value: Any) -> Any:
-    """Copy a snapshot tree (plain dicts, lists and immutable leaves only)."""
+def copy_tree(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a snapshot that the caller may change (its dicts and lists copied)."""
+    return {k: _copy(v) for k, v in snapshot.items()}
+
+
+def _copy(value: Any) -> Any:
     if type(value) is dict:
-        return {k: copy_tree(v) for k, v in value.items()}
+        return {k: _copy(v) for k, v in value.items()}
     if type(value) is list:
-        return [copy_tree(v) for v in value]
+        return [_copy(v) for v in value]
     return value
