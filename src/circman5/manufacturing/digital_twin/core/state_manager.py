@@ -178,8 +178,9 @@ class StateManager(Singleton):
             self._history: deque[dict[str, Any] | PackedState] = deque(maxlen=history_length)
             self._packed_keys = KeyCache()
             self._epochs: deque[float] = deque(maxlen=history_length)
-            # Number of adjacent history pairs whose epochs decrease: 0 means sorted.
-            self._inversions = 0
+            # False: the history's epochs are known to be sorted (get_state_at_time bisects);
+            # True: a state older than the one before it was pushed since it was last checked.
+            self._maybe_unsorted = False
             self._warned: set[str] = set()
             self._store: StateStore | None = None
             self._constructed = True
@@ -234,8 +235,7 @@ class StateManager(Singleton):
         with self._lock:
             self._history = deque(self._history, maxlen=history_length)
             self._epochs = deque(self._epochs, maxlen=history_length)
-            epochs = list(self._epochs)
-            self._inversions = sum(1 for a, b in itertools.pairwise(epochs) if a > b)
+            self._maybe_unsorted = True
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -246,23 +246,13 @@ class StateManager(Singleton):
         :mod:`packed_history`); otherwise the old state goes to the history as it is.
         """
         old = self._current
-        if old is not None:
-            epochs = self._epochs
-            maxlen = epochs.maxlen
-            if maxlen:
-                old_epoch = self._current_epoch
-                last: float | None = epochs[-1] if epochs else None
-                if len(epochs) == maxlen:
-                    if maxlen > 1 and epochs[0] > epochs[1]:
-                        self._inversions -= 1
-                    if maxlen == 1:
-                        last = None
-                if last is not None and last > old_epoch:
-                    self._inversions += 1
-                self._history.append(
-                    pack(old, snapshot, self._packed_keys) if replaced_big else old
-                )
-                epochs.append(old_epoch)
+        epochs = self._epochs
+        if old is not None and epochs.maxlen:
+            old_epoch = self._current_epoch
+            if epochs and epochs[-1] > old_epoch:
+                self._maybe_unsorted = True
+            self._history.append(pack(old, snapshot, self._packed_keys) if replaced_big else old)
+            epochs.append(old_epoch)
         self._current = snapshot
         self._current_epoch = epoch
 
@@ -347,7 +337,7 @@ class StateManager(Singleton):
             self._history.clear()
             self._packed_keys.clear()
             self._epochs.clear()
-            self._inversions = 0
+            self._maybe_unsorted = False
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -396,7 +386,9 @@ class StateManager(Singleton):
             best: dict[str, Any] | PackedState | None = None
             best_epoch = -math.inf
             epochs = self._epochs
-            if self._inversions == 0:
+            if self._maybe_unsorted:  # checked once until an older state is pushed again
+                self._maybe_unsorted = any(a > b for a, b in itertools.pairwise(epochs))
+            if not self._maybe_unsorted:
                 index = bisect.bisect_right(epochs, when) - 1
                 if index >= 0:
                     best, best_epoch = self._history[index], epochs[index]
