@@ -59,7 +59,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, Unpack
 
-from circman5.manufacturing.digital_twin.event_notification.event_types import now_iso
+from circman5.manufacturing.digital_twin.event_notification.event_types import now_stamp
 from circman5.reporting import LoggingProblemReporter, ProblemReporter
 from circman5.samples import Quality, Sample, acks_of, fire_acks, merge_batches
 from circman5.twin_update import TwinUpdate
@@ -683,11 +683,12 @@ class SynchronizationEngine:
         self, values: dict[str, Any], changes: Mapping[str, str] | None = None
     ) -> TwinUpdate:
         """One update of the twin, stamped now (the time it is applied)."""
+        timestamp, epoch = now_stamp()  # the epoch is exactly what the timestamp reads back as
         return TwinUpdate(
             values,
             dict(changes) if changes else {},
-            timestamp=now_iso(),
-            epoch=time.time(),
+            timestamp=timestamp,
+            epoch=epoch,
             quality_section=self.quality_section,
         )
 
