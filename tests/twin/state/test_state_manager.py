@@ -522,6 +522,22 @@ def test_state_at_time_with_out_of_order_timestamps(manager: StateManager) -> No
     assert n_at(manager, iso(40)) == 30
 
 
+def test_state_at_time_once_an_out_of_order_state_has_left_the_history(
+    manager: StateManager,
+) -> None:
+    fill(manager, [0, 20, 10, 30, 31])  # 20 then 10: out of order
+    assert n_at(manager, iso(15)) == 10  # found by a scan of the whole history
+    assert n_at(manager, iso(25)) == 20
+    fill(manager, list(range(40, 51)))  # the eleven states kept are sorted again
+    assert n_at(manager, iso(45)) == 45
+    assert n_at(manager, iso(35)) is None  # older than every kept state
+    manager.resize_history(3)
+    fill(manager, [58, 55])  # out of order again, in a shorter history
+    assert n_at(manager, iso(57)) == 55
+    assert n_at(manager, iso(52)) == 50
+    assert n_at(manager, iso(59)) == 58
+
+
 def test_state_at_time_after_history_is_cleared(manager: StateManager) -> None:
     fill(manager, [0, 10, 20])
     manager.clear_history()
