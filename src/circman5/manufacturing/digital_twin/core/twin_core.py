@@ -243,7 +243,8 @@ class DigitalTwin(Singleton):
 
         ``external_data`` is the spec's nested dict or the synchronization engine's
         :class:`~circman5.twin_update.TwinUpdate`. Returns False (and publishes an error event)
-        when the data is invalid; the current state is then left untouched.
+        when the data is invalid; the current state is then left untouched. The caller's dict is
+        neither changed nor kept (the state holds copies of what it takes from it).
         """
         if not self._initialized:
             self.logger.warning("Digital twin not initialized")
