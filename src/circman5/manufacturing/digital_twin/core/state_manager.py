@@ -282,7 +282,8 @@ class StateManager(Singleton):
 
         Every leaf the update set goes into ``changed`` (dotted path -> the value as stored,
         without the top-level timestamp). Returns the new snapshot (internal, never mutate) and
-        its epoch; None when the update is invalid (logged as a warning, state untouched).
+        its epoch; None when the update is invalid (logged as a warning, state untouched;
+        ``changed`` may then hold the leaves read before the invalid one: ignore it).
         """
         big_copies: list[int] = []
         lock = self._lock
