@@ -58,19 +58,11 @@ import numpy.typing as npt
 
 from circman5.adapters.config.simulation_parameters import StatisticalForecastConfig
 from circman5.adapters.config.thresholds import ThresholdRule
+from circman5.manufacturing.digital_twin.simulation.normal_cdf import ndtr
 
 __all__ = ["PathForecast", "StatisticalForecast", "StatisticalForecaster"]
 
 FloatArray = npt.NDArray[np.float64]
-
-
-def ndtr(x: FloatArray) -> FloatArray:
-    """The standard normal CDF, element by element (scipy's). scipy is imported at the first
-    forecast, not with the twin: it took a fifth of the edge service's start-up."""
-    from scipy.special import ndtr as normal_cdf
-
-    result: FloatArray = normal_cdf(x)
-    return result
 
 
 #: Two-sided 90% band: mean +- BAND_Z * sd.
@@ -579,9 +571,15 @@ def _point_probabilities(
     results: list[FloatArray] = []
     for limit, sign, extreme in ((high, 1.0, errors.max(axis=3)), (low, -1.0, errors.min(axis=3))):
         limit = np.broadcast_to(limit, mean.shape)
-        bound = ndtr(sign * (mean + extreme[:, rows, nearest] * stretch - limit) / width)
-        point = np.where(full, bound, ndtr(sign * (mean - limit) / sd))
-        s_i, p_i, g_i = np.nonzero(full & (bound > 1e-6))
+        # the bound where the window is full, the normal elsewhere: each only where it is used
+        point = np.empty(mean.shape)
+        point[full] = ndtr(
+            (sign * (mean + extreme[:, rows, nearest] * stretch - limit) / width)[full]
+        )
+        partial = ~full
+        if partial.any():
+            point[partial] = ndtr((sign * (mean - limit) / sd)[partial])
+        s_i, p_i, g_i = np.nonzero(full & (point > 1e-6))
         if s_i.size:
             outcomes = (
                 mean[s_i, p_i, g_i, None]
