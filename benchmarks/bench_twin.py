@@ -171,19 +171,7 @@ def _nested_update_rate() -> float:
     return TICKS / elapsed
 
 
-def _load_forecast_libraries() -> None:
-    """The forecaster loads scipy at its first check, in the forecast thread (lazily: it took a
-    fifth of the service's start-up). That one-time half second of CPU is not the cost of an
-    update: load it before the measured loops, which measure the steady state."""
-    import numpy as np
-
-    from circman5.manufacturing.digital_twin.simulation.statistical_forecast import ndtr
-
-    ndtr(np.zeros(1))
-
-
 def main() -> list[Row]:
-    _load_forecast_libraries()
     with tempfile.TemporaryDirectory() as data:
         os.environ.setdefault("CIRCMAN5_DATA_DIR", data)
         rate, cpu_us = _twin_rate()
