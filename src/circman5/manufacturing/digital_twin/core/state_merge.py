@@ -211,7 +211,12 @@ def merge_top(
             raise StateValidationError(f"state.{key!r}: key is not a string")
         t = type(value)
         if t is dict or (t not in _PLAIN and isinstance(value, Mapping)):
-            if rules and (key in _FIELD_RULES or "." in key) and _rule(key) is not None:
+            if (
+                rules
+                and key not in KNOWN_SECTIONS
+                and (key in _FIELD_RULES or "." in key)
+                and _rule(key) is not None
+            ):
                 raise StateValidationError(f"{key}: must be a single value, got a dictionary")
             old = new.get(key)
             new[key] = _merge(
