@@ -99,3 +99,19 @@ def test_user_commands(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     capsys.readouterr()
     assert main(["user", "list"]) == 0
     assert "erika" not in capsys.readouterr().out
+
+
+def test_the_garbage_collector_is_back_on_after_every_command(tmp_path: Path) -> None:
+    """main() starts with the collector off (start-up speed); no return path leaves it off."""
+    import gc
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[api]\nport = 'not a port'\n")
+    assert gc.isenabled()
+    assert main(["run", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert gc.isenabled()
+    assert main(["check-config", str(bad)]) == 2
+    assert gc.isenabled()
+    with pytest.raises(SystemExit):
+        main(["no-such-command"])
+    assert gc.isenabled()

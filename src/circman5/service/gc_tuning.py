@@ -23,3 +23,4 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, 10, 10)
+    gc.enable()  # ``circman5 run`` starts with the collector off (circman5.cli.main)
