@@ -34,12 +34,6 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "EventManager.setting",
         "return",
     ): "an EVENT_NOTIFICATION value whose type only the key names; configure() does not validate",
-    # to type in their own branches (edited by other engineers while this rule was added):
-    (
-        "manufacturing/digital_twin/core/state_manager.py",
-        "StateManager.validate_state",
-        "state",
-    ): "validates untrusted input: should become object",
 }
 
 

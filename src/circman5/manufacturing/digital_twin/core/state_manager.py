@@ -402,7 +402,7 @@ class StateManager(Singleton):
                 best = current
         return copy_tree(unpack(best)) if best is not None else None
 
-    def validate_state(self, state: Any) -> tuple[bool, str]:
+    def validate_state(self, state: object) -> tuple[bool, str]:
         """Check ``state`` against the configured validation level: ``(ok, reason)``."""
         try:
             merge_top(None, state, self._rules, {}, [])
