@@ -10,8 +10,9 @@ per second, no target. Baseline (same run): the spec's example StateManager (dee
 current state per update, deep merge, validate, deepcopy into the history, deepcopy of the new
 state).
 
-Every figure is the best of ``REPEAT`` runs (the machine is shared with other work). Files go to
-a temporary data directory, removed afterwards.
+Every figure is the best of ``REPEAT`` runs (the machine is shared with other work); the CPU
+rows (the process's CPU time per event, every thread) vary far less between runs than the rates.
+Files go to a temporary data directory, removed afterwards.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks.report import Row
 from tests.fixtures.spec_state import spec_state
@@ -59,10 +60,21 @@ def _best(measure: Callable[[int], float]) -> float:
     return max(measure(run) for run in range(REPEAT))
 
 
+class EventRun(NamedTuple):
+    rate: float  # events/s, wall clock until every event is on disk
+    cpu_us: float  # CPU time of the whole process (every thread) per event, µs
+
+
+def _best_runs(measure: Callable[[int], EventRun]) -> EventRun:
+    """The best wall-clock rate and the least CPU per event of ``REPEAT`` runs."""
+    runs = [measure(run) for run in range(REPEAT)]
+    return EventRun(max(r.rate for r in runs), min(r.cpu_us for r in runs))
+
+
 # -- events ------------------------------------------------------------------------------------
 
 
-def _publish_rate(directory: Path, run: int, max_events: int | None, threads: int = 1) -> float:
+def _publish_rate(directory: Path, run: int, max_events: int | None, threads: int = 1) -> EventRun:
     from circman5.manufacturing.digital_twin.event_notification.event_manager import EventManager
     from circman5.manufacturing.digital_twin.event_notification.event_persistence import (
         EventPersistence,
@@ -102,20 +114,20 @@ def _publish_rate(directory: Path, run: int, max_events: int | None, threads: in
     for worker in workers:
         worker.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for worker in workers:
         worker.join()
     manager.flush()
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     total = per_thread * threads
     expected = total if max_events is None else min(total, max_events)
     assert received[0] == total, received[0]
     assert store.count() == expected and store.written == total, (store.count(), store.written)
     store.close()
-    return total / elapsed
+    return EventRun(total / elapsed, cpu / total * 1e6)
 
 
-def _naive_publish_rate(directory: Path, run: int) -> float:
+def _naive_publish_rate(directory: Path, run: int) -> EventRun:
     """Insert and commit each event as it is published (the straightforward implementation)."""
     from circman5.manufacturing.digital_twin.event_notification.event_types import (
         EventSeverity,
@@ -151,7 +163,7 @@ def _naive_publish_rate(directory: Path, run: int) -> float:
         for handler in handlers:
             handler(event)
 
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for i in range(N_NAIVE_EVENTS):
         publish(
             ThresholdEvent(
@@ -163,10 +175,10 @@ def _naive_publish_rate(directory: Path, run: int) -> float:
                 details={"parameter_path": "production_line.temperature"},
             )
         )
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == N_NAIVE_EVENTS
     conn.close()
-    return N_NAIVE_EVENTS / elapsed
+    return EventRun(N_NAIVE_EVENTS / elapsed, cpu / N_NAIVE_EVENTS * 1e6)
 
 
 # -- state manager -----------------------------------------------------------------------------
@@ -267,10 +279,11 @@ def _naive_update_rate(_run: int) -> float:
 
 def main() -> list[Row]:
     with _data_dir() as directory:
-        naive_events = _best(lambda run: _naive_publish_rate(directory, run))
-        events = _best(lambda run: _publish_rate(directory, run, 1000))
-        events_all_kept = _best(lambda run: _publish_rate(directory, run, None))
-        events_two_threads = _best(lambda run: _publish_rate(directory, run, None, threads=2))
+        naive = _best_runs(lambda run: _naive_publish_rate(directory, run))
+        retained = _best_runs(lambda run: _publish_rate(directory, run, 1000))
+        all_kept = _best_runs(lambda run: _publish_rate(directory, run, None))
+        two_threads = _best_runs(lambda run: _publish_rate(directory, run, None, threads=2))
+    naive_events = naive.rate
     naive_updates = _best(_naive_update_rate)
     updates = _best(_update_rate)
     fast_updates = _best(lambda run: _update_rate(run, fast_path=True))
@@ -278,23 +291,39 @@ def main() -> list[Row]:
     return [
         Row(
             "events create+publish+persist (max_events 1000)",
-            events,
+            retained.rate,
             "events/s",
             TARGET_EVENTS,
             baseline=naive_events,
+            baseline_label=label,
+        ),
+        Row(
+            "  same, CPU time per event (every thread)",
+            retained.cpu_us,
+            "µs",
+            None,
+            baseline=naive.cpu_us,
             baseline_label=label,
         ),
         Row(
             "events create+publish+persist (every event kept)",
-            events_all_kept,
+            all_kept.rate,
             "events/s",
             TARGET_EVENTS,
             baseline=naive_events,
             baseline_label=label,
         ),
         Row(
+            "  same, CPU time per event (every thread)",
+            all_kept.cpu_us,
+            "µs",
+            None,
+            baseline=naive.cpu_us,
+            baseline_label=label,
+        ),
+        Row(
             "  same, 2 publishing threads",
-            events_two_threads,
+            two_threads.rate,
             "events/s",
             None,
             baseline=naive_events,
