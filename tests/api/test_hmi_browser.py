@@ -30,7 +30,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from circman5.api.app import create_app
-from circman5.api.context import ApiContext
+from circman5.api.context import AIIntegrationLike, ApiContext
 from circman5.api.server import ApiServer
 from circman5.api.setpoints import SetpointService
 from circman5.api.users import UserStore
@@ -58,6 +58,8 @@ class Service_:
     twin: DigitalTwin
     users: UserStore
     loop: asyncio.AbstractEventLoop
+    #: cleared, the AI integration (the model's info) waits: the test holds the model back
+    model_gate: threading.Event
 
     def run(self, coro: Any, timeout: float = 30.0) -> Any:
         """Run a coroutine on the service's event loop (from the test thread)."""
@@ -76,6 +78,8 @@ def hmi_service(tmp_path: Path) -> Iterator[Service_]:
     users.add("erika", "engineer-password", "engineer")
     ready: concurrent.futures.Future[Service_] = concurrent.futures.Future()
     stop = threading.Event()
+    model_gate = threading.Event()
+    model_gate.set()
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -92,13 +96,22 @@ def hmi_service(tmp_path: Path) -> Iterator[Service_]:
                 setpoints=setpoints,
                 connector_status=lambda: [stack.connector.status.snapshot()],
             )
+            build_ai = context.ai_factory
+
+            def gated_ai(the_twin: DigitalTwin) -> AIIntegrationLike:
+                model_gate.wait(120)
+                return build_ai(the_twin)
+
+            context.ai_factory = gated_ai
             server = ApiServer(create_app(context), ApiSettings(host="127.0.0.1", port=0))
             async with asyncio.TaskGroup() as tasks:
                 serving = tasks.create_task(server.serve())
                 async with asyncio.timeout(20):
                     await server.wait_started()
                 ready.set_result(
-                    Service_(f"http://127.0.0.1:{server.port}", stack, twin, users, loop)
+                    Service_(
+                        f"http://127.0.0.1:{server.port}", stack, twin, users, loop, model_gate
+                    )
                 )
                 await asyncio.to_thread(stop.wait)
                 server.stop()
@@ -117,6 +130,7 @@ def hmi_service(tmp_path: Path) -> Iterator[Service_]:
     try:
         yield ready.result(timeout=60)
     finally:
+        model_gate.set()  # a test that failed while holding the model back lets it go
         stop.set()
         thread.join(timeout=30)
     assert not thread.is_alive(), "the service did not stop"
@@ -378,6 +392,9 @@ def test_learning_panel_shows_calibration_and_model_provenance(
 
     saved = save_calibration(calibrate(generate_history(segments=4), source="test history"))
     service, driver = hmi_service, browser
+    # the model's info (which may train the model first) is held back: the calibration shows
+    # without waiting for it
+    service.model_gate.clear()
     driver.get(f"{service.url}/hmi/")
     wait(driver, lambda d: d.find_element(By.ID, "login-username").is_displayed())
     driver.find_element(By.ID, "login-username").send_keys("erika")
@@ -389,6 +406,8 @@ def test_learning_panel_shows_calibration_and_model_provenance(
     rows = text(driver, "#calibration-paths")
     assert "accepted" in rows
     assert f"calibration {saved.version} from test history" in text(driver, "#calibration-info")
+    assert text(driver, "#model-source") == ""
+    service.model_gate.set()
     wait(driver, lambda d: text(d, "#model-source") != "", timeout=60)
     assert text(driver, "#model-source") == "synthetic"
     assert "synthetic data" in text(driver, "#model-provenance")

@@ -60,9 +60,13 @@ export function renderProvenance(el, target, info) {
 export async function loadLearning(api, el) {
   const target = document.querySelector("#learning");
   if (!target) return;
-  const [calibration, model] = await Promise.allSettled([api("/api/calibration"), api("/api/model/info")]);
-  if (calibration.status === "fulfilled") renderCalibration(el, target, calibration.value);
-  if (model.status === "fulfilled") renderProvenance(el, target, model.value);
+  // Each part is shown as soon as it arrives: the model's info may first train the model
+  // (seconds), the calibration is a read.
+  const ignore = () => {};
+  await Promise.allSettled([
+    api("/api/calibration").then((data) => renderCalibration(el, target, data), ignore),
+    api("/api/model/info").then((info) => renderProvenance(el, target, info), ignore),
+  ]);
 }
 
 export async function runCalibration(api, el, source) {
