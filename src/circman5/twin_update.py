@@ -8,8 +8,8 @@ the spec's ``DigitalTwin.update(dict)`` documents is built once, on first use, a
 
 A ``TwinUpdate`` is a read-only :class:`~collections.abc.Mapping`: reading it as a mapping reads
 the nested view (``update["production_line"]["temperature"]``), so code written for the nested
-dict keeps working. A plain nested dict handed to ``DigitalTwin.update`` becomes a ``TwinUpdate``
-with :meth:`TwinUpdate.from_nested`.
+dict keeps working. A plain nested dict handed to ``DigitalTwin.update`` is merged as it is
+(the state manager records its leaves by dotted path as it stores them).
 
 Every part of the product may import this module (it imports only the neutral
 :mod:`circman5.state_paths`).
@@ -18,19 +18,15 @@ Every part of the product may import this module (it imports only the neutral
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final
 
-__all__ = ["QUALITY_SECTION", "TwinUpdate", "leaves_of"]
+__all__ = ["QUALITY_SECTION", "TwinUpdate"]
 
 QUALITY_SECTION: Final = "quality"
 """The default top-level section of the state that holds each path's quality."""
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-_LEAF_TYPES: Final = frozenset({float, int, str, bool, type(None)})
 
 
 #: path -> (its section's dotted name, the section's parts, the leaf's name)
@@ -79,37 +75,6 @@ def _nest(values: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def leaves_of(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The flat view of a nested update: every leaf by dotted path, without the top-level
-    ``timestamp`` (the flatten written for the twin's update path: the first level inline, no
-    ABC check on plain values)."""
-    values: dict[str, Any] = {}
-    leaf_types = _LEAF_TYPES
-    for key, value in data.items():
-        t = type(value)
-        if t is dict or (t not in leaf_types and isinstance(value, Mapping)):
-            prefix = key + "."
-            for name, item in value.items():
-                t = type(item)
-                if t is dict or (t not in leaf_types and isinstance(item, Mapping)):
-                    _flatten_into(values, item, f"{prefix}{name}.")
-                else:
-                    values[prefix + name] = item
-        elif key != "timestamp":
-            values[key] = value
-    return values
-
-
-def _flatten_into(out: dict[str, Any], branch: Mapping[str, Any], prefix: str) -> None:
-    """Every leaf of ``branch`` into ``out`` under ``prefix`` + its dotted path."""
-    for key, value in branch.items():
-        t = type(value)
-        if t is dict or (t not in _LEAF_TYPES and isinstance(value, Mapping)):
-            _flatten_into(out, value, f"{prefix}{key}.")
-        else:
-            out[prefix + key] = value
-
-
 class TwinUpdate(Mapping[str, Any]):
     """What one update changes in the twin (immutable).
 
@@ -127,7 +92,6 @@ class TwinUpdate(Mapping[str, Any]):
 
     __slots__ = (
         "_epoch",
-        "_given_stamp",
         "_nested",
         "_qualities",
         "_section",
@@ -148,41 +112,9 @@ class TwinUpdate(Mapping[str, Any]):
         self._values: Mapping[str, Any] = MappingProxyType(values)
         self._qualities: Mapping[str, str] = MappingProxyType(qualities)
         self._timestamp = timestamp
-        #: the caller's timestamp as given (a datetime, or something invalid the state manager
-        #: rejects); None: the twin stamps the update
-        self._given_stamp: object = timestamp
         self._epoch = epoch
         self._section = quality_section
         self._nested = nested
-
-    @classmethod
-    def from_nested(cls, data: Mapping[str, Any], epoch: float | None = None) -> TwinUpdate:
-        """The update a nested dict (the spec's ``DigitalTwin.update(dict)`` argument) describes.
-
-        Every leaf becomes a value under its dotted path; a top-level ``timestamp`` is the
-        update's timestamp (not a value), ``epoch`` the same instant if the caller knows it.
-        ``data`` is kept as the nested view (not copied).
-        """
-        values = leaves_of(data)
-        stamp = data.get("timestamp")
-        # built without __init__: this runs once per DigitalTwin.update(dict)
-        update = object.__new__(cls)
-        update._values = MappingProxyType(values)
-        update._qualities = _EMPTY
-        update._timestamp = (
-            stamp
-            if type(stamp) is str or stamp is None
-            else stamp.isoformat()
-            if isinstance(stamp, datetime)
-            else str.__str__(stamp)
-            if isinstance(stamp, str)
-            else None
-        )
-        update._given_stamp = stamp  # a datetime or an invalid value: the state manager reads it
-        update._epoch = epoch
-        update._section = QUALITY_SECTION
-        update._nested = data
-        return update
 
     # -- the flat view ---------------------------------------------------------------------------
 
@@ -199,11 +131,6 @@ class TwinUpdate(Mapping[str, Any]):
     @property
     def timestamp(self) -> str | None:
         return self._timestamp
-
-    @property
-    def has_timestamp(self) -> bool:
-        """Whether the caller gave a timestamp (else the twin stamps the update)."""
-        return self._given_stamp is not None
 
     @property
     def epoch(self) -> float | None:
@@ -225,20 +152,6 @@ class TwinUpdate(Mapping[str, Any]):
         for path, quality in self._qualities.items():
             out[f"{section}.{path}"] = quality
         return out
-
-    def stamped(self, timestamp: str, epoch: float | None = None) -> TwinUpdate:
-        """This update with ``timestamp`` (and ``epoch``); the values are shared, not copied."""
-        nested = self._nested
-        if nested is not None:
-            nested = {**nested, "timestamp": timestamp}
-        return TwinUpdate(
-            self._values,
-            self._qualities,
-            timestamp=timestamp,
-            epoch=epoch,
-            quality_section=self._section,
-            nested=nested,
-        )
 
     # -- the nested view -------------------------------------------------------------------------
 

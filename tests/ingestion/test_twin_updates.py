@@ -106,22 +106,27 @@ def test_the_spec_nested_dict_still_updates_the_twin(twin: DigitalTwin) -> None:
     assert twin.get_current_state()["production_line"]["temperature"] == 24.0
 
 
-def test_from_nested_reads_the_spec_dict() -> None:
+def test_the_nested_view_is_the_spec_dict() -> None:
     data = {
         "timestamp": "2030-01-02T03:04:05+00:00",
         "production_line": {"temperature": 23.0, "status": "running"},
         "system_status": "running",
     }
-    update = TwinUpdate.from_nested(data)
+    update = TwinUpdate(
+        {
+            "production_line.temperature": 23.0,
+            "production_line.status": "running",
+            "system_status": "running",
+        },
+        timestamp="2030-01-02T03:04:05+00:00",
+    )
     assert dict(update.flat) == {
         "production_line.temperature": 23.0,
         "production_line.status": "running",
         "system_status": "running",
     }
-    assert update.timestamp == "2030-01-02T03:04:05+00:00" and update.has_timestamp
+    assert update.timestamp == "2030-01-02T03:04:05+00:00"
     assert update == data and dict(update) == data
-    stamped = TwinUpdate.from_nested({"system_status": "idle"}).stamped("2030-01-01T00:00:00")
-    assert stamped.nested == {"system_status": "idle", "timestamp": "2030-01-01T00:00:00"}
     assert not TwinUpdate({}) and TwinUpdate({}, {"a.b": "stale"})
 
 
