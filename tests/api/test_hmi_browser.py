@@ -11,11 +11,11 @@ CIRCMAN5_UPDATE_SCREENSHOTS=1.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,9 +29,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from circman5.api.app import create_app
 from circman5.api.context import AIIntegrationLike, ApiContext
-from circman5.api.server import ApiServer
 from circman5.api.setpoints import SetpointService
 from circman5.api.users import UserStore
 from circman5.manufacturing.digital_twin.core.twin_core import DigitalTwin
@@ -41,8 +39,8 @@ from circman5.manufacturing.human_interface.adapters.digital_twin_adapter import
     DigitalTwinAdapter,
 )
 from circman5.manufacturing.human_interface.core.interface_manager import InterfaceManager
-from circman5.settings import ApiSettings
 from tests.api.plant_stack import CONNECTOR, SETPOINT_LIMITS, PlantStack, plant_stack
+from tests.api.served_api import served_api
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -76,13 +74,12 @@ def hmi_service(tmp_path: Path) -> Iterator[Service_]:
     users = UserStore(hasher=PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1))
     users.add("admin", "admin-password", "admin")
     users.add("erika", "engineer-password", "engineer")
-    ready: concurrent.futures.Future[Service_] = concurrent.futures.Future()
-    stop = threading.Event()
     model_gate = threading.Event()
     model_gate.set()
+    started: list[tuple[PlantStack, asyncio.AbstractEventLoop]] = []
 
-    async def serve() -> None:
-        loop = asyncio.get_running_loop()
+    @asynccontextmanager
+    async def open_context() -> AsyncIterator[ApiContext]:
         async with plant_stack(tmp_path / "sim", twin) as stack:
             setpoints = SetpointService(
                 SETPOINT_LIMITS,
@@ -103,37 +100,15 @@ def hmi_service(tmp_path: Path) -> Iterator[Service_]:
                 return build_ai(the_twin)
 
             context.ai_factory = gated_ai
-            server = ApiServer(create_app(context), ApiSettings(host="127.0.0.1", port=0))
-            async with asyncio.TaskGroup() as tasks:
-                serving = tasks.create_task(server.serve())
-                async with asyncio.timeout(20):
-                    await server.wait_started()
-                ready.set_result(
-                    Service_(
-                        f"http://127.0.0.1:{server.port}", stack, twin, users, loop, model_gate
-                    )
-                )
-                await asyncio.to_thread(stop.wait)
-                server.stop()
-                await serving
+            started.append((stack, asyncio.get_running_loop()))
+            yield context
 
-    def main() -> None:
+    with served_api(open_context) as url:
+        stack, loop = started[0]
         try:
-            asyncio.run(serve())
-        except BaseException as err:
-            if not ready.done():
-                ready.set_exception(err)
-            raise
-
-    thread = threading.Thread(target=main, name="hmi-service", daemon=True)
-    thread.start()
-    try:
-        yield ready.result(timeout=60)
-    finally:
-        model_gate.set()  # a test that failed while holding the model back lets it go
-        stop.set()
-        thread.join(timeout=30)
-    assert not thread.is_alive(), "the service did not stop"
+            yield Service_(url, stack, twin, users, loop, model_gate)
+        finally:
+            model_gate.set()  # a test that failed while holding the model back lets it go
     DigitalTwinAdapter._reset_instance()
     InterfaceManager._reset_instance()
 
